@@ -1,0 +1,1 @@
+"""Thin entry points: the FastAPI app, its routes and the command line."""

@@ -1,0 +1,78 @@
+"""Reads a generation request in either call shape the API accepts.
+
+1. A JSON object body with every field.
+2. The original app's shape: scalar fields in the query string, the body a bare JSON list of prompts.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from handlers.errors import BodyTooLarge, MalformedBody
+from handlers.schemas import GenerateRequestBody
+
+
+async def read_generate_request(request: Request) -> GenerateRequestBody:
+    limit: int = request.app.state.settings.max_body_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"request body is larger than the limit of {limit} bytes")
+    raw = await request.body()
+    if len(raw) > limit:
+        raise BodyTooLarge(f"request body is larger than the limit of {limit} bytes")
+    fields = _merge(dict(request.query_params), _parse_json(raw))
+    try:
+        return GenerateRequestBody.model_validate(fields)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from exc
+
+
+def _parse_json(raw: bytes) -> Any:
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MalformedBody(f"request body is not valid JSON: {exc}") from exc
+
+
+def _merge(query: dict[str, str], payload: Any) -> dict[str, Any]:
+    if payload is None:
+        return dict(query)
+    if isinstance(payload, list):
+        if "prompts" in query:
+            raise MalformedBody("prompts given both in the query string and as the body")
+        return {**query, "prompts": payload}
+    if isinstance(payload, dict):
+        both = sorted(set(query) & set(payload))
+        if both:
+            raise MalformedBody(f"fields given both in the query string and the body: {both}")
+        return {**query, **payload}
+    raise MalformedBody("request body must be a JSON object, or a JSON list of prompts")
+
+
+OPENAPI_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "anyOf": [
+                        GenerateRequestBody.model_json_schema(),
+                        {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "The original call shape: the prompts alone, with "
+                            "model_name, task, framework and max_tokens in the query string.",
+                        },
+                    ]
+                }
+            }
+        },
+    }
+}

@@ -1,0 +1,26 @@
+"""What every backend offers the generation service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+FinishReason = Literal["length", "stop"]
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    tokens: int
+    finish_reason: FinishReason
+
+
+class TextGenerator(Protocol):
+    @property
+    def context_length(self) -> int:
+        """Most tokens (prompt plus generated) the model can attend to."""
+        ...
+
+    def generate(self, prompts: list[str], max_new_tokens: int) -> list[Completion]:
+        """Greedy completions of all prompts, computed together as one batch, in prompt order."""
+        ...

@@ -1,0 +1,108 @@
+"""PyTorch backend: a Hugging Face causal LM generating a whole request as one left-padded batch."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+from transformers.utils import logging as hf_logging
+
+from textgen.backends.base import Completion
+from textgen.backends.torch_runtime import configure_threads, select_device, select_dtype
+from textgen.errors import InvalidRequest, ModelLoadFailed
+from textgen.settings import Settings
+
+hf_logging.disable_progress_bar()
+
+
+def load_generator(model_dir: Path, settings: Settings) -> TorchTextGenerator:
+    configure_threads(settings)
+    device = select_device(settings)
+    dtype = select_dtype(settings, device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=dtype, local_files_only=True, trust_remote_code=False
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadFailed(f"model at '{model_dir.name}' could not be loaded: {exc}") from exc
+    model.to(device).eval()
+    return TorchTextGenerator(model, tokenizer, device)
+
+
+class TorchTextGenerator:
+    def __init__(self, model: Any, tokenizer: Any, device: torch.device) -> None:
+        self._model = model
+        self._tokenizer = tokenizer
+        self._device = device
+        # Left padding keeps every prompt's last token at the end of the row, where generation
+        # continues; the attention mask (and position ids derived from it) hide the padding.
+        self._tokenizer.padding_side = "left"
+        if self._tokenizer.pad_token_id is None:
+            self._tokenizer.pad_token = self._tokenizer.eos_token
+        self._eos_ids = _eos_token_ids(model.generation_config, tokenizer)
+        self._generation_config = _greedy_config(model.generation_config, self._tokenizer)
+        # One batch at a time per model: concurrent batches would only fight over the same cores.
+        self._lock = threading.Lock()
+
+    @property
+    def context_length(self) -> int:
+        length = getattr(self._model.config, "max_position_embeddings", None)
+        return int(length) if length else int(self._tokenizer.model_max_length)
+
+    def generate(self, prompts: list[str], max_new_tokens: int) -> list[Completion]:
+        batch = self._tokenizer(prompts, return_tensors="pt", padding=True)
+        self._check_fits(batch["attention_mask"].sum(dim=1).tolist(), max_new_tokens)
+        batch = batch.to(self._device)
+        prompt_width = batch["input_ids"].shape[1]
+        with self._lock, torch.inference_mode():
+            output = self._model.generate(
+                **batch,
+                generation_config=self._generation_config,
+                max_new_tokens=max_new_tokens,
+                min_new_tokens=0,
+            )
+        return [self._completion(row[prompt_width:].tolist()) for row in output.cpu()]
+
+    def _check_fits(self, prompt_lengths: list[int], max_new_tokens: int) -> None:
+        for index, length in enumerate(prompt_lengths):
+            if length == 0:
+                raise InvalidRequest(f"prompts[{index}] encodes to no tokens", field="prompts")
+            if length + max_new_tokens > self.context_length:
+                raise InvalidRequest(
+                    f"prompts[{index}] is {length} tokens; with max_tokens={max_new_tokens} it "
+                    f"exceeds the model's context of {self.context_length} tokens",
+                    field="prompts",
+                )
+
+    def _completion(self, new_ids: list[int]) -> Completion:
+        stop_at = next((i for i, token in enumerate(new_ids) if token in self._eos_ids), None)
+        kept = new_ids if stop_at is None else new_ids[:stop_at]
+        text = self._tokenizer.decode(kept, skip_special_tokens=True)
+        return Completion(
+            text=text, tokens=len(kept), finish_reason="length" if stop_at is None else "stop"
+        )
+
+
+def _eos_token_ids(generation_config: GenerationConfig, tokenizer: Any) -> frozenset[int]:
+    eos = generation_config.eos_token_id
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    if eos is None:
+        return frozenset()
+    return frozenset(eos if isinstance(eos, list) else [eos])
+
+
+def _greedy_config(base: GenerationConfig, tokenizer: Any) -> GenerationConfig:
+    # The model's own generation_config may ask for sampling; this service is greedy by default.
+    config = GenerationConfig.from_dict(base.to_dict())
+    config.do_sample = False
+    config.num_beams = 1
+    config.temperature = None
+    config.top_p = None
+    config.top_k = None
+    config.pad_token_id = tokenizer.pad_token_id
+    return config

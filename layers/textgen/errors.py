@@ -1,0 +1,60 @@
+"""The domain error hierarchy. Each error names its kind; only the HTTP layer maps kinds to status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TextgenError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+    kind = "internal_error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidRequest(TextgenError):
+    """The request is well-formed but asks for something outside the service's limits or abilities."""
+
+    kind = "invalid_request"
+
+
+class InvalidModelName(TextgenError):
+    kind = "invalid_model_name"
+
+
+class ModelNotFound(TextgenError):
+    kind = "model_not_found"
+
+
+class WrongModelFamily(TextgenError):
+    kind = "wrong_model_family"
+
+
+class UnsupportedModel(TextgenError):
+    """The folder exists but holds a model this service cannot serve (unknown architecture, no config)."""
+
+    kind = "unsupported_model"
+
+
+class FrameworkUnavailable(TextgenError):
+    """The model has no export for the requested framework."""
+
+    kind = "framework_unavailable"
+
+
+class BackendNotInstalled(TextgenError):
+    """The model has the export, but this build has no backend for that framework."""
+
+    kind = "backend_not_installed"
+
+
+class ModelLoadFailed(TextgenError):
+    kind = "model_load_failed"
+
+
+class StoreUnavailable(TextgenError):
+    kind = "store_unavailable"

@@ -1,0 +1,45 @@
+"""Model families (architectures) and frameworks, read from a model folder's own files."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+
+from textgen.errors import UnsupportedModel
+
+
+class Family(StrEnum):
+    GPT2 = "gpt2"
+    LLAMA = "llama"
+
+
+class Framework(StrEnum):
+    PYTORCH = "pt"
+    TENSORFLOW = "tf"
+
+
+CONFIG_FILE = "config.json"
+UNKNOWN_FAMILY = "unknown"  # listed, but not servable: its config.json could not be read
+TF_EXPORT_DIR = "tf"
+_PYTORCH_WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+
+
+def read_model_type(config_text: str, model_name: str) -> str:
+    try:
+        config = json.loads(config_text)
+    except json.JSONDecodeError as exc:
+        raise UnsupportedModel(f"model '{model_name}' has an unreadable {CONFIG_FILE}: {exc}") from exc
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if not isinstance(model_type, str) or not model_type:
+        raise UnsupportedModel(f"model '{model_name}' has no model_type in its {CONFIG_FILE}")
+    return model_type
+
+
+def frameworks_in(model_dir: Path) -> tuple[Framework, ...]:
+    found: list[Framework] = []
+    if any(next(model_dir.glob(pattern), None) for pattern in _PYTORCH_WEIGHT_PATTERNS):
+        found.append(Framework.PYTORCH)
+    if (model_dir / TF_EXPORT_DIR / "saved_model.pb").is_file():
+        found.append(Framework.TENSORFLOW)
+    return tuple(found)

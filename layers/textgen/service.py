@@ -1,0 +1,129 @@
+"""The generation service: validates a request, finds (or loads) the model, runs one batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textgen.backends import Completion, TextGenerator, load_generator
+from textgen.errors import FrameworkUnavailable, InvalidRequest, WrongModelFamily
+from textgen.families import Family, Framework
+from textgen.metrics import Stopwatch, Throughput, Timing, throughput
+from textgen.registry import ModelRegistry
+from textgen.settings import Settings
+from textgen.store import ModelDescription, ModelStore
+
+TASKS = ("text-generation",)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    model_name: str
+    prompts: list[str]
+    task: str = "text-generation"
+    framework: str = Framework.PYTORCH
+    max_tokens: int = 200
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    model: ModelDescription
+    framework: Framework
+    completions: list[Completion]
+    throughput: Throughput
+    timing: Timing
+
+
+ModelKey = tuple[str, Framework]
+
+
+class GenerationService:
+    def __init__(self, settings: Settings, store: ModelStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry: ModelRegistry[ModelKey, TextGenerator] = ModelRegistry(
+            self._load, capacity=settings.max_loaded_models
+        )
+
+    def generate(self, request: GenerationRequest, family: Family) -> GenerationResult:
+        total = Stopwatch()
+        framework = self._validate(request)
+        model = self.store.describe(request.model_name)
+        if model.family != family:
+            raise WrongModelFamily(
+                f"model '{model.name}' is a {model.family} model; this endpoint serves {family} "
+                f"models only (use /{model.family}_model)",
+                family=model.family,
+            )
+        if framework not in model.frameworks:
+            raise FrameworkUnavailable(_missing_framework_message(model.name, framework))
+        generator, load_seconds = self.registry.get((model.name, framework))
+        generating = Stopwatch()
+        completions = generator.generate(request.prompts, request.max_tokens)
+        generate_seconds = generating.elapsed()
+        return GenerationResult(
+            model=model,
+            framework=framework,
+            completions=completions,
+            throughput=throughput(
+                len(request.prompts), sum(c.tokens for c in completions), generate_seconds
+            ),
+            timing=Timing(
+                load_seconds=load_seconds or 0.0,
+                generate_seconds=generate_seconds,
+                total_seconds=total.elapsed(),
+                model_loaded=load_seconds is not None,
+            ),
+        )
+
+    def list_models(self) -> list[ModelDescription]:
+        return self.store.list_models()
+
+    def _load(self, key: ModelKey) -> TextGenerator:
+        name, framework = key
+        return load_generator(framework, self.store.local_path(name), self.settings)
+
+    def _validate(self, request: GenerationRequest) -> Framework:
+        limits = self.settings
+        if request.task not in TASKS:
+            raise InvalidRequest(
+                f"unknown task {request.task!r}; this service supports: {', '.join(TASKS)}",
+                field="task",
+            )
+        if request.framework not in tuple(Framework):
+            raise InvalidRequest(
+                f"unknown framework {request.framework!r}; use one of: "
+                + ", ".join(f.value for f in Framework),
+                field="framework",
+            )
+        if not request.prompts:
+            raise InvalidRequest("prompts must hold at least one prompt", field="prompts")
+        if len(request.prompts) > limits.max_prompts:
+            raise InvalidRequest(
+                f"{len(request.prompts)} prompts is more than the limit of {limits.max_prompts}",
+                field="prompts",
+            )
+        for index, prompt in enumerate(request.prompts):
+            if not prompt:
+                raise InvalidRequest(f"prompts[{index}] is empty", field="prompts")
+            if len(prompt) > limits.max_prompt_chars:
+                raise InvalidRequest(
+                    f"prompts[{index}] is {len(prompt)} characters, more than the limit of "
+                    f"{limits.max_prompt_chars}",
+                    field="prompts",
+                )
+        if not 1 <= request.max_tokens <= limits.max_new_tokens_cap:
+            raise InvalidRequest(
+                f"max_tokens must be between 1 and {limits.max_new_tokens_cap}, "
+                f"got {request.max_tokens}",
+                field="max_tokens",
+            )
+        return Framework(request.framework)
+
+
+def _missing_framework_message(name: str, framework: Framework) -> str:
+    if framework is Framework.TENSORFLOW:
+        return (
+            f"model '{name}' has no TensorFlow export; create one with "
+            f"`textgen export-tf <model folder>` and publish it, or use framework 'pt'"
+        )
+    return f"model '{name}' has no PyTorch weights (model.safetensors) in the store"

@@ -1,0 +1,44 @@
+"""Every knob of the service, read once from the environment (or passed explicitly in tests)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_model_store() -> str:
+    """The embedded demo store: a per-user cache folder, so it needs no write access to the repo."""
+    return str(Path.home() / ".cache" / "serverless-textgen" / "demo-store")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    model_store: str = Field(default_factory=default_model_store)
+    max_loaded_models: int = Field(default=2, ge=1)
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_prompts: int = Field(default=32, ge=1)
+    max_prompt_chars: int = Field(default=8000, ge=1)
+    max_new_tokens_cap: int = Field(default=1024, ge=1)
+    default_max_tokens: int = Field(default=200, ge=1)
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    torch_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    torch_threads: int | None = Field(default=None, ge=1)
+
+    @field_validator("model_store")
+    @classmethod
+    def _store_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("MODEL_STORE must name a directory or an s3:// URI")
+        return value.strip()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,46 @@
+"""The one interface every model store satisfies, and the model-name rules they share."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from textgen.errors import InvalidModelName
+from textgen.families import Framework
+
+# Names become path segments (and S3 key segments): a strict alphabet keeps them from escaping.
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def validate_model_name(name: str) -> str:
+    if not _MODEL_NAME.fullmatch(name) or ".." in name:
+        raise InvalidModelName(
+            f"invalid model name {name!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit, without '..' or path separators",
+            model_name=name,
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    name: str
+    family: str
+    frameworks: tuple[Framework, ...]
+
+
+class ModelStore(Protocol):
+    @property
+    def uri(self) -> str: ...
+
+    def list_models(self) -> list[ModelDescription]: ...
+
+    def describe(self, name: str) -> ModelDescription:
+        """Family and frameworks of one model, without loading its weights."""
+        ...
+
+    def local_path(self, name: str) -> Path:
+        """A local folder holding the model's files, ready to load."""
+        ...

@@ -1,0 +1,129 @@
+"""Every bad input gets a clear 4xx JSON error, and the service stays healthy afterwards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+GOOD: dict[str, Any] = {"model_name": "gpt2-test", "prompts": ["Hello"], "max_tokens": 2}
+
+
+def with_(**changes: Any) -> dict[str, Any]:
+    return {**GOOD, **changes}
+
+
+def without(field: str) -> dict[str, Any]:
+    return {k: v for k, v in GOOD.items() if k != field}
+
+
+# (case id, request keyword arguments, status, error type, words the message must hold)
+CASES: list[tuple[str, dict[str, Any], int, str, str]] = [
+    ("empty prompts", {"json": with_(prompts=[])}, 422, "invalid_request", "at least one"),
+    ("empty prompt", {"json": with_(prompts=["ok", ""])}, 422, "invalid_request", "prompts[1]"),
+    ("non-string prompt", {"json": with_(prompts=["ok", 3])}, 422, "validation_error", "prompts.1"),
+    ("prompts not a list", {"json": with_(prompts="Hello")}, 422, "validation_error", "prompts"),
+    ("too many prompts", {"json": with_(prompts=["a"] * 9)}, 422, "invalid_request", "limit of 8"),
+    ("prompt too long", {"json": with_(prompts=["x" * 501])}, 422, "invalid_request", "limit of 500"),
+    (
+        "prompt over the context",
+        {"json": with_(prompts=["word " * 100], max_tokens=60)},
+        422,
+        "invalid_request",
+        "context of 128 tokens",
+    ),
+    ("max_tokens zero", {"json": with_(max_tokens=0)}, 422, "invalid_request", "between 1 and 64"),
+    ("max_tokens over cap", {"json": with_(max_tokens=65)}, 422, "invalid_request", "between 1 and 64"),
+    ("max_tokens not a number", {"json": with_(max_tokens="many")}, 422, "validation_error", "max_tokens"),
+    ("unknown task", {"json": with_(task="summarization")}, 422, "invalid_request", "text-generation"),
+    ("unknown framework", {"json": with_(framework="jax")}, 422, "invalid_request", "pt, tf"),
+    ("missing model_name", {"json": without("model_name")}, 422, "validation_error", "model_name"),
+    ("missing prompts", {"json": without("prompts")}, 422, "validation_error", "prompts"),
+    ("unknown field", {"json": with_(max_token=5)}, 422, "validation_error", "max_token"),
+    ("malformed JSON", {"content": b'{"model_name": "gpt2-test", '}, 400, "malformed_body", "not valid JSON"),
+    ("not UTF-8", {"content": b"\xff\xfe{}"}, 400, "malformed_body", "not valid JSON"),
+    ("body a number", {"json": 42}, 400, "malformed_body", "JSON object"),
+    ("empty body", {"content": b""}, 422, "validation_error", "model_name"),
+    (
+        "field in query and body",
+        {"json": GOOD, "params": {"max_tokens": "3"}},
+        400,
+        "malformed_body",
+        "max_tokens",
+    ),
+    (
+        "original shape, bad max_tokens",
+        {"json": ["Hello"], "params": {"model_name": "gpt2-test", "max_tokens": "-1"}},
+        422,
+        "invalid_request",
+        "max_tokens",
+    ),
+    (
+        "original shape, no model_name",
+        {"json": ["Hello"], "params": {"max_tokens": "2"}},
+        422,
+        "validation_error",
+        "model_name",
+    ),
+    ("unknown model", {"json": with_(model_name="nope")}, 404, "model_not_found", "'nope'"),
+    ("path traversal", {"json": with_(model_name="../gpt2-test")}, 400, "invalid_model_name", "'..'"),
+    ("absolute path", {"json": with_(model_name="/etc")}, 400, "invalid_model_name", "path"),
+    ("nested path", {"json": with_(model_name="a/b")}, 400, "invalid_model_name", "path"),
+    ("dot-dot name", {"json": with_(model_name="x..y")}, 400, "invalid_model_name", "'..'"),
+    ("not a supported family", {"json": with_(model_name="bert-test")}, 422, "wrong_model_family", "bert"),
+    ("unreadable config", {"json": with_(model_name="broken-test")}, 422, "unsupported_model", "config.json"),
+    (
+        "tf without an export",
+        {"json": with_(framework="tf")},
+        422,
+        "framework_unavailable",
+        "textgen export-tf",
+    ),
+    ("body too large", {"json": with_(prompts=["x" * 70_000])}, 413, "body_too_large", "limit"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "status", "kind", "words"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_a_clear_json_error(
+    client: TestClient, kwargs: dict[str, Any], status: int, kind: str, words: str
+) -> None:
+    response = client.post("/gpt2_model", **kwargs)
+
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert error["type"] == kind
+    assert words in error["message"]
+    # The service is still healthy and still generates.
+    assert client.get("/health").json()["status"] == "ok"
+    assert client.post("/gpt2_model", json=GOOD).status_code == 200
+
+
+def test_model_names_never_reach_outside_the_store(client: TestClient, store_dir: Any) -> None:
+    outside = store_dir.parent / "outside-model"
+    outside.mkdir(exist_ok=True)
+    (outside / "config.json").write_text('{"model_type": "gpt2"}')
+    link = store_dir / "escape-link"
+    link.symlink_to(outside)
+    try:
+        response = client.post("/gpt2_model", json=with_(model_name="escape-link"))
+    finally:
+        link.unlink()
+
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "model_not_found"
+
+
+def test_unknown_route_is_json(client: TestClient) -> None:
+    response = client.get("/nope")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "http_error"
+
+
+def test_wrong_method_is_json(client: TestClient) -> None:
+    response = client.get("/gpt2_model")
+
+    assert response.status_code == 405
+    assert response.json()["error"]["type"] == "http_error"

@@ -1,0 +1,40 @@
+"""Tiny models for the tests, built once per session from configs (no model hub)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from textgen.demo import build_gpt2, build_llama
+
+# A larger initializer spread makes greedy choices decisive, so float noise cannot flip a token.
+TINY_GPT2 = {"n_layer": 2, "n_embd": 64, "n_head": 4, "n_positions": 128, "initializer_range": 0.2}
+TINY_LLAMA = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 128,
+    "initializer_range": 0.2,
+}
+
+
+def build_test_store(root: Path) -> Path:
+    build_gpt2(root / "gpt2-test", **TINY_GPT2)
+    build_llama(root / "llama-test", **TINY_LLAMA)
+    build_gpt2(root / "gpt2-other-seed", seed=1, **TINY_GPT2)
+    # A folder that is no model this service serves, and one whose config is unreadable.
+    (root / "bert-test").mkdir()
+    (root / "bert-test" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    (root / "broken-test").mkdir()
+    (root / "broken-test" / "config.json").write_text("{not json")
+    return root
+
+
+def set_eos(model_dir: Path, token_id: int) -> None:
+    """Make `token_id` the model's end-of-sequence token, in its generation config."""
+    path = model_dir / "generation_config.json"
+    config = json.loads(path.read_text())
+    config["eos_token_id"] = token_id
+    path.write_text(json.dumps(config))
