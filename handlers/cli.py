@@ -14,7 +14,7 @@ from textgen.settings import Settings, default_model_store
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from handlers.app import create_app
+    from handlers.factory import create_app
 
     overrides = {"model_store": args.store} if args.store else {}
     settings = Settings(**overrides)

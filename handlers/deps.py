@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from textgen.service import GenerationService
 
 from handlers.request_body import read_generate_request
 from handlers.schemas import GenerateRequestBody
-from textgen.service import GenerationService
 
 
 def _service(request: Request) -> GenerationService:

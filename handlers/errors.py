@@ -10,10 +10,10 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
 from textgen import errors
 
 logger = logging.getLogger(__name__)
+
 
 class MalformedBody(errors.TextgenError):
     """The request body is not JSON, or not JSON of a shape the API accepts."""

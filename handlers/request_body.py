@@ -1,7 +1,8 @@
 """Reads a generation request in either call shape the API accepts.
 
 1. A JSON object body with every field.
-2. The original app's shape: scalar fields in the query string, the body a bare JSON list of prompts.
+2. The original app's shape: scalar fields in the query string, the body a bare JSON list
+   of prompts.
 """
 
 from __future__ import annotations

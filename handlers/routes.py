@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
+from textgen.families import Family
+from textgen.service import GenerationRequest, GenerationService
 
 from handlers.deps import GenerateBodyDep, ServiceDep
 from handlers.request_body import OPENAPI_REQUEST_BODY
@@ -17,12 +21,10 @@ from handlers.schemas import (
     ThroughputOut,
     TimingOut,
 )
-from textgen.families import Family
-from textgen.service import GenerationRequest, GenerationService
 
 router = APIRouter()
 
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 404, 413, 422, 500, 501, 503)
 }
 
@@ -74,7 +76,7 @@ def health(service: ServiceDep) -> HealthResponse:
     return HealthResponse(
         status="ok",
         store=service.store.uri,
-        loaded_models=[f"{name}:{framework}" for name, framework in service.registry.keys()],
+        loaded_models=[f"{name}:{framework}" for name, framework in service.registry.loaded_keys()],
     )
 
 

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-
-from handlers.app import create_app
-from tests.models import build_test_store
 from textgen.settings import Settings
+
+from handlers.factory import create_app
+from tests.models import build_test_store
 
 
 @pytest.fixture(scope="session")

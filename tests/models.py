@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from textgen.demo import build_gpt2, build_llama
 
 # A larger initializer spread makes greedy choices decisive, so float noise cannot flip a token.
-TINY_GPT2 = {"n_layer": 2, "n_embd": 64, "n_head": 4, "n_positions": 128, "initializer_range": 0.2}
-TINY_LLAMA = {
+TINY_GPT2: dict[str, Any] = {
+    "n_layer": 2,
+    "n_embd": 64,
+    "n_head": 4,
+    "n_positions": 128,
+    "initializer_range": 0.2,
+}
+TINY_LLAMA: dict[str, Any] = {
     "hidden_size": 64,
     "intermediate_size": 128,
     "num_hidden_layers": 2,

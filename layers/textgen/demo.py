@@ -56,9 +56,7 @@ def gpt2_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def build_gpt2(
-    target: Path, *, seed: int = 0, **config: Any
-) -> Path:
+def build_gpt2(target: Path, *, seed: int = 0, **config: Any) -> Path:
     """A GPT-2 model with random weights; config defaults are GPT-2 124M's."""
     tokenizer = gpt2_tokenizer()
     model_config = GPT2Config(vocab_size=len(tokenizer), **config)
@@ -104,7 +102,7 @@ def _save(
 
 
 def build_demo_store(root: Path) -> list[Path]:
-    """The embedded default store: one tiny GPT-2 and one tiny LLaMA model; existing ones are kept."""
+    """The embedded default store: a tiny GPT-2 and a tiny LLaMA model; existing ones are kept."""
     builders: dict[str, Callable[[Path], Path]] = {
         "gpt2-tiny": lambda path: build_gpt2(path, n_layer=2, n_embd=128, n_head=4),
         "llama-tiny": lambda path: build_llama(path),

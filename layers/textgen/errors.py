@@ -1,4 +1,4 @@
-"""The domain error hierarchy. Each error names its kind; only the HTTP layer maps kinds to status."""
+"""Domain errors: each names its kind; only the HTTP layer maps a kind to a status code."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class TextgenError(Exception):
 
 
 class InvalidRequest(TextgenError):
-    """The request is well-formed but asks for something outside the service's limits or abilities."""
+    """A well-formed request asking for something outside the service's limits or abilities."""
 
     kind = "invalid_request"
 
@@ -35,7 +35,7 @@ class WrongModelFamily(TextgenError):
 
 
 class UnsupportedModel(TextgenError):
-    """The folder exists but holds a model this service cannot serve (unknown architecture, no config)."""
+    """The folder exists but holds no model this service can serve (e.g. an unreadable config)."""
 
     kind = "unsupported_model"
 

@@ -29,7 +29,9 @@ def read_model_type(config_text: str, model_name: str) -> str:
     try:
         config = json.loads(config_text)
     except json.JSONDecodeError as exc:
-        raise UnsupportedModel(f"model '{model_name}' has an unreadable {CONFIG_FILE}: {exc}") from exc
+        raise UnsupportedModel(
+            f"model '{model_name}' has an unreadable {CONFIG_FILE}: {exc}"
+        ) from exc
     model_type = config.get("model_type") if isinstance(config, dict) else None
     if not isinstance(model_type, str) or not model_type:
         raise UnsupportedModel(f"model '{model_name}' has no model_type in its {CONFIG_FILE}")

@@ -55,7 +55,7 @@ class ModelRegistry(Generic[Key, Value]):
                     self._entries.popitem(last=False)
             return value, seconds
 
-    def keys(self) -> list[Key]:
+    def loaded_keys(self) -> list[Key]:
         with self._lock:
             return list(self._entries)
 

@@ -16,7 +16,9 @@ def default_model_store() -> str:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="", case_sensitive=False, extra="ignore", env_ignore_empty=True
+    )
 
     model_store: str = Field(default_factory=default_model_store)
     max_loaded_models: int = Field(default=2, ge=1)

@@ -25,7 +25,13 @@ CASES: list[tuple[str, dict[str, Any], int, str, str]] = [
     ("non-string prompt", {"json": with_(prompts=["ok", 3])}, 422, "validation_error", "prompts.1"),
     ("prompts not a list", {"json": with_(prompts="Hello")}, 422, "validation_error", "prompts"),
     ("too many prompts", {"json": with_(prompts=["a"] * 9)}, 422, "invalid_request", "limit of 8"),
-    ("prompt too long", {"json": with_(prompts=["x" * 501])}, 422, "invalid_request", "limit of 500"),
+    (
+        "prompt too long",
+        {"json": with_(prompts=["x" * 501])},
+        422,
+        "invalid_request",
+        "limit of 500",
+    ),
     (
         "prompt over the context",
         {"json": with_(prompts=["word " * 100], max_tokens=60)},
@@ -34,14 +40,38 @@ CASES: list[tuple[str, dict[str, Any], int, str, str]] = [
         "context of 128 tokens",
     ),
     ("max_tokens zero", {"json": with_(max_tokens=0)}, 422, "invalid_request", "between 1 and 64"),
-    ("max_tokens over cap", {"json": with_(max_tokens=65)}, 422, "invalid_request", "between 1 and 64"),
-    ("max_tokens not a number", {"json": with_(max_tokens="many")}, 422, "validation_error", "max_tokens"),
-    ("unknown task", {"json": with_(task="summarization")}, 422, "invalid_request", "text-generation"),
+    (
+        "max_tokens over cap",
+        {"json": with_(max_tokens=65)},
+        422,
+        "invalid_request",
+        "between 1 and 64",
+    ),
+    (
+        "max_tokens not a number",
+        {"json": with_(max_tokens="many")},
+        422,
+        "validation_error",
+        "max_tokens",
+    ),
+    (
+        "unknown task",
+        {"json": with_(task="summarization")},
+        422,
+        "invalid_request",
+        "text-generation",
+    ),
     ("unknown framework", {"json": with_(framework="jax")}, 422, "invalid_request", "pt, tf"),
     ("missing model_name", {"json": without("model_name")}, 422, "validation_error", "model_name"),
     ("missing prompts", {"json": without("prompts")}, 422, "validation_error", "prompts"),
     ("unknown field", {"json": with_(max_token=5)}, 422, "validation_error", "max_token"),
-    ("malformed JSON", {"content": b'{"model_name": "gpt2-test", '}, 400, "malformed_body", "not valid JSON"),
+    (
+        "malformed JSON",
+        {"content": b'{"model_name": "gpt2-test", '},
+        400,
+        "malformed_body",
+        "not valid JSON",
+    ),
     ("not UTF-8", {"content": b"\xff\xfe{}"}, 400, "malformed_body", "not valid JSON"),
     ("body a number", {"json": 42}, 400, "malformed_body", "JSON object"),
     ("empty body", {"content": b""}, 422, "validation_error", "model_name"),
@@ -67,12 +97,30 @@ CASES: list[tuple[str, dict[str, Any], int, str, str]] = [
         "model_name",
     ),
     ("unknown model", {"json": with_(model_name="nope")}, 404, "model_not_found", "'nope'"),
-    ("path traversal", {"json": with_(model_name="../gpt2-test")}, 400, "invalid_model_name", "'..'"),
+    (
+        "path traversal",
+        {"json": with_(model_name="../gpt2-test")},
+        400,
+        "invalid_model_name",
+        "'..'",
+    ),
     ("absolute path", {"json": with_(model_name="/etc")}, 400, "invalid_model_name", "path"),
     ("nested path", {"json": with_(model_name="a/b")}, 400, "invalid_model_name", "path"),
     ("dot-dot name", {"json": with_(model_name="x..y")}, 400, "invalid_model_name", "'..'"),
-    ("not a supported family", {"json": with_(model_name="bert-test")}, 422, "wrong_model_family", "bert"),
-    ("unreadable config", {"json": with_(model_name="broken-test")}, 422, "unsupported_model", "config.json"),
+    (
+        "not a supported family",
+        {"json": with_(model_name="bert-test")},
+        422,
+        "wrong_model_family",
+        "bert",
+    ),
+    (
+        "unreadable config",
+        {"json": with_(model_name="broken-test")},
+        422,
+        "unsupported_model",
+        "config.json",
+    ),
     (
         "tf without an export",
         {"json": with_(framework="tf")},
@@ -84,7 +132,9 @@ CASES: list[tuple[str, dict[str, Any], int, str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("kwargs", "status", "kind", "words"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("kwargs", "status", "kind", "words"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_bad_input_is_a_clear_json_error(
     client: TestClient, kwargs: dict[str, Any], status: int, kind: str, words: str
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from pathlib import Path
 from typing import Any
@@ -58,13 +59,10 @@ class TorchTextGenerator:
         self._check_fits(batch["attention_mask"].sum(dim=1).tolist(), max_new_tokens)
         batch = batch.to(self._device)
         prompt_width = batch["input_ids"].shape[1]
+        config = copy.deepcopy(self._generation_config)
+        config.max_new_tokens = max_new_tokens
         with self._lock, torch.inference_mode():
-            output = self._model.generate(
-                **batch,
-                generation_config=self._generation_config,
-                max_new_tokens=max_new_tokens,
-                min_new_tokens=0,
-            )
+            output = self._model.generate(**batch, generation_config=config)
         return [self._completion(row[prompt_width:].tolist()) for row in output.cpu()]
 
     def _check_fits(self, prompt_lengths: list[int], max_new_tokens: int) -> None:

@@ -1,0 +1,148 @@
+"""Tokens/s of the service's batched generation against the original design's approach.
+
+The original app called `transformers.pipeline("text-generation")` once per prompt. This script
+times that and the service's GenerationService on the same model (GPT-2 124M architecture, random
+weights, real vocabulary), the same 8 prompts and 64 new tokens each, in one run, and prints the
+ratio. Reproduce with:
+
+    python bench/generation_throughput.py                   # float32 and bfloat16 on the CPU
+    python bench/generation_throughput.py --device cuda     # on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from textgen.demo import build_gpt2
+from textgen.families import Family
+from textgen.service import GenerationRequest, GenerationService
+from textgen.settings import Settings
+from textgen.store import LocalModelStore
+from transformers import pipeline
+
+PROMPTS = [
+    "The weather today is",
+    "In a shocking finding, scientists discovered a herd of unicorns living in a remote valley",
+    "def fibonacci(n):",
+    "Once upon a time",
+    "The best way to learn a new language is to practise every day and",
+    "Breaking news:",
+    "She opened the door and saw",
+    "Serverless functions start cold, so the first request of a new instance has to",
+]
+NEW_TOKENS = 64
+MODEL = "gpt2-124m"
+
+
+def timed(run: Callable[[], list[str]], repeats: int) -> tuple[float, list[str]]:
+    run()  # warm-up: first-call allocations and kernel selection
+    seconds = []
+    texts: list[str] = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        texts = run()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds), texts
+
+
+def pipeline_per_prompt(
+    model_dir: Path, dtype: torch.dtype, device: str
+) -> Callable[[], list[str]]:
+    generator = pipeline(
+        "text-generation",
+        model=str(model_dir),
+        tokenizer=str(model_dir),
+        dtype=dtype,
+        device=device,
+    )
+
+    def run() -> list[str]:
+        texts = []
+        for prompt in PROMPTS:
+            output = generator(
+                prompt,
+                max_new_tokens=NEW_TOKENS,
+                min_new_tokens=NEW_TOKENS,
+                do_sample=False,
+                return_full_text=False,
+            )
+            texts.append(output[0]["generated_text"])
+        return texts
+
+    return run
+
+
+def service_batch(store: Path, dtype: str, device: str) -> Callable[[], list[str]]:
+    settings = Settings(model_store=str(store), torch_dtype=dtype, device=device)  # type: ignore[arg-type]
+    service = GenerationService(settings, LocalModelStore(store))
+    request = GenerationRequest(model_name=MODEL, prompts=PROMPTS, max_tokens=NEW_TOKENS)
+
+    def run() -> list[str]:
+        result = service.generate(request, Family.GPT2)
+        tokens = [c.tokens for c in result.completions]
+        if tokens != [NEW_TOKENS] * len(PROMPTS):
+            raise RuntimeError(f"expected {NEW_TOKENS} tokens per prompt, got {tokens}")
+        return [c.text for c in result.completions]
+
+    return run
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--output", type=Path, help="also write the figures as JSON here")
+    args = parser.parse_args()
+
+    tokens = NEW_TOKENS * len(PROMPTS)
+    figures: dict[str, Any] = {
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "prompts": len(PROMPTS),
+        "new_tokens": NEW_TOKENS,
+        "results": {},
+    }
+    with tempfile.TemporaryDirectory() as store:
+        build_gpt2(Path(store) / MODEL)  # GPT2Config() defaults: the 124M architecture
+        for dtype in args.dtypes.split(","):
+            base_s, base_texts = timed(
+                pipeline_per_prompt(Path(store) / MODEL, getattr(torch, dtype), args.device),
+                args.repeats,
+            )
+            ours_s, our_texts = timed(service_batch(Path(store), dtype, args.device), args.repeats)
+            same = sum(a == b for a, b in zip(base_texts, our_texts, strict=True))
+            row = {
+                "pipeline_per_prompt_tokens_per_s": tokens / base_s,
+                "service_batch_tokens_per_s": tokens / ours_s,
+                "ratio": base_s / ours_s,
+                "identical_texts": f"{same}/{len(PROMPTS)}",
+            }
+            figures["results"][dtype] = row
+            print(
+                f"{dtype:>9}: pipeline per prompt "
+                f"{row['pipeline_per_prompt_tokens_per_s']:8.1f} tok/s"
+                f" | service batch {row['service_batch_tokens_per_s']:8.1f} tok/s"
+                f" | ratio {row['ratio']:.2f}x | identical texts {row['identical_texts']}",
+                flush=True,
+            )
+    if args.output:
+        args.output.write_text(json.dumps(figures, indent=2) + "\n")
+    json.dump(figures, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

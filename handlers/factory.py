@@ -1,0 +1,25 @@
+"""The FastAPI app factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from textgen.service import GenerationService
+from textgen.settings import Settings, get_settings
+from textgen.store import open_store
+
+from handlers.errors import install_error_handlers
+from handlers.routes import router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="serverless-textgen",
+        summary="Text generation with GPT-2 and LLaMA models.",
+        version="0.1.0",
+    )
+    app.state.settings = settings
+    app.state.service = GenerationService(settings, open_store(settings.model_store))
+    install_error_handlers(app)
+    app.include_router(router)
+    return app

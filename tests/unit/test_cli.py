@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from handlers.cli import main
+from tests.servers import console_script
+
+
+@pytest.mark.parametrize("args", [[], ["serve"], ["demo-store"], ["models"]])
+def test_help_for_every_command(args: list[str]) -> None:
+    result = subprocess.run(
+        [console_script("textgen"), *args, "--help"], capture_output=True, text=True, check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: textgen")
+
+
+def test_models_lists_a_store(store_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", str(store_dir)]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert "gpt2-test\tgpt2\tpt" in lines
+    assert "llama-test\tllama\tpt" in lines
+
+
+def test_models_on_a_missing_store_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["models", str(tmp_path / "nowhere")]) == 1
+
+    assert "does not exist" in capsys.readouterr().err
