@@ -42,9 +42,35 @@ def _demo_store(args: argparse.Namespace) -> int:
 def _models(args: argparse.Namespace) -> int:
     from textgen.store import open_store
 
-    store = open_store(args.store or Settings().model_store)
+    settings = Settings()
+    store = open_store(args.store or settings.model_store, settings)
     for model in store.list_models():
         print(f"{model.name}\t{model.family}\t{','.join(model.frameworks)}")
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from textgen.store.manifest import build_manifest
+    from textgen.store.publish import publish
+    from textgen.store.s3 import s3_client_for, transfer_config_for
+    from tqdm import tqdm
+
+    settings = Settings()
+    model_dir = Path(args.model_dir)
+    total = build_manifest(model_dir).total_bytes if model_dir.is_dir() else 0
+    with tqdm(total=total, unit="B", unit_scale=True, desc="uploading", disable=args.quiet) as bar:
+        manifest = publish(
+            model_dir,
+            args.destination,
+            client=s3_client_for(settings),
+            transfer=transfer_config_for(settings),
+            parallel_files=settings.s3_parallel_files,
+            on_bytes=bar.update,
+        )
+    print(
+        f"published {len(manifest.files)} files ({manifest.total_bytes} bytes) to "
+        f"{args.destination.rstrip('/')}/"
+    )
     return 0
 
 
@@ -82,6 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     models.add_argument("store", nargs="?", help="model store (default: $MODEL_STORE)")
     models.set_defaults(run=_models)
+
+    publish = commands.add_parser(
+        "publish",
+        help="upload a model folder to S3 with its manifest",
+        description="Upload MODEL_DIR (a Hugging Face-format folder) to s3://bucket/prefix/NAME/ "
+        "with a manifest.json of every file's size and sha256, written last. Uses the standard "
+        "AWS configuration (credentials, region, AWS_ENDPOINT_URL_S3).",
+    )
+    publish.add_argument("model_dir", metavar="MODEL_DIR", help="local model folder")
+    publish.add_argument("destination", metavar="S3_URI", help="s3://bucket/prefix/NAME")
+    publish.add_argument("--quiet", action="store_true", help="no progress bar")
+    publish.set_defaults(run=_publish)
     return parser
 
 
@@ -92,6 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TextgenError as exc:
         print(f"textgen: error: {exc.message}", file=sys.stderr)
         return 1
+    except ValueError as exc:  # e.g. a malformed s3:// URI
+        print(f"textgen: error: {exc}", file=sys.stderr)
+        return 2
     return code
 
 

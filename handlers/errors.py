@@ -35,6 +35,8 @@ STATUS_BY_ERROR: dict[type[errors.TextgenError], int] = {
     errors.BackendNotInstalled: 501,
     errors.ModelLoadFailed: 500,
     errors.StoreUnavailable: 503,
+    errors.ArtifactCorrupt: 502,
+    errors.CacheBudgetExceeded: 507,
     MalformedBody: 400,
     BodyTooLarge: 413,
 }

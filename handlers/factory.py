@@ -19,7 +19,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
     )
     app.state.settings = settings
-    app.state.service = GenerationService(settings, open_store(settings.model_store))
+    service = GenerationService(settings, open_store(settings.model_store, settings))
+    service.preload(settings.preload_models)
+    app.state.service = service
     install_error_handlers(app)
     app.include_router(router)
     return app

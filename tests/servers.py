@@ -25,9 +25,13 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(
-    command: Sequence[str], port: int, env: Mapping[str, str], timeout: float = 120
+    command: Sequence[str],
+    port: int,
+    env: Mapping[str, str],
+    timeout: float = 120,
+    health_path: str = "/health",
 ) -> Iterator[str]:
-    """Run `command` (which must listen on 127.0.0.1:port) until /health answers; yield its URL."""
+    """Run `command` (which must listen on 127.0.0.1:port) until it answers; yield its URL."""
     process = subprocess.Popen(
         list(command),
         cwd=REPO_ROOT,
@@ -43,7 +47,7 @@ def running_server(
                 output = process.stdout.read().decode() if process.stdout else ""
                 raise RuntimeError(f"server exited with {process.returncode}:\n{output}")
             try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                if httpx.get(f"{url}{health_path}", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass

@@ -58,3 +58,13 @@ class ModelLoadFailed(TextgenError):
 
 class StoreUnavailable(TextgenError):
     kind = "store_unavailable"
+
+
+class ArtifactCorrupt(TextgenError):
+    """A file from the store does not match its manifest (size, sha256), or the manifest is bad."""
+
+    kind = "artifact_corrupt"
+
+
+class CacheBudgetExceeded(TextgenError):
+    kind = "cache_budget_exceeded"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from textgen.errors import UnsupportedModel
 
@@ -22,7 +23,7 @@ class Framework(StrEnum):
 CONFIG_FILE = "config.json"
 UNKNOWN_FAMILY = "unknown"  # listed, but not servable: its config.json could not be read
 TF_EXPORT_DIR = "tf"
-_PYTORCH_WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+_PYTORCH_WEIGHTS = ("*.safetensors", "pytorch_model*.bin")
 
 
 def read_model_type(config_text: str, model_name: str) -> str:
@@ -39,9 +40,15 @@ def read_model_type(config_text: str, model_name: str) -> str:
 
 
 def frameworks_in(model_dir: Path) -> tuple[Framework, ...]:
+    return frameworks_of(p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*"))
+
+
+def frameworks_of(relative_paths: Iterable[str]) -> tuple[Framework, ...]:
+    """Frameworks a model can be served with, judged from the paths of its files."""
+    paths = [PurePosixPath(p) for p in relative_paths]
     found: list[Framework] = []
-    if any(next(model_dir.glob(pattern), None) for pattern in _PYTORCH_WEIGHT_PATTERNS):
+    if any(len(p.parts) == 1 and p.match(pattern) for p in paths for pattern in _PYTORCH_WEIGHTS):
         found.append(Framework.PYTORCH)
-    if (model_dir / TF_EXPORT_DIR / "saved_model.pb").is_file():
+    if PurePosixPath(TF_EXPORT_DIR, "saved_model.pb") in paths:
         found.append(Framework.TENSORFLOW)
     return tuple(found)

@@ -54,9 +54,7 @@ class GenerationService:
                 f"models only (use /{model.family}_model)",
                 family=model.family,
             )
-        if framework not in model.frameworks:
-            raise FrameworkUnavailable(_missing_framework_message(model.name, framework))
-        generator, load_seconds = self.registry.get((model.name, framework))
+        generator, load_seconds = self._generator(model, framework)
         generating = Stopwatch()
         completions = generator.generate(request.prompts, request.max_tokens)
         generate_seconds = generating.elapsed()
@@ -75,8 +73,20 @@ class GenerationService:
             ),
         )
 
+    def preload(self, names: list[str]) -> None:
+        """Load models before the first request (provisioned concurrency, GPU containers)."""
+        for name in names:
+            self._generator(self.store.describe(name), Framework.PYTORCH)
+
     def list_models(self) -> list[ModelDescription]:
         return self.store.list_models()
+
+    def _generator(
+        self, model: ModelDescription, framework: Framework
+    ) -> tuple[TextGenerator, float | None]:
+        if framework not in model.frameworks:
+            raise FrameworkUnavailable(_missing_framework_message(model.name, framework))
+        return self.registry.get((model.name, framework))
 
     def _load(self, key: ModelKey) -> TextGenerator:
         name, framework = key

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def default_model_store() -> str:
@@ -29,9 +30,27 @@ class Settings(BaseSettings):
     max_new_tokens_cap: int = Field(default=1024, ge=1)
     default_max_tokens: int = Field(default=200, ge=1)
 
+    # Remote stores (S3): the verified disk cache and the transfer manager.
+    model_cache_dir: Path = Field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "textgen-models"
+    )
+    model_cache_max_bytes: int = Field(default=8 * 1024**3, ge=1)
+    s3_max_concurrency: int = Field(default=16, ge=1)
+    s3_part_size_mb: int = Field(default=16, ge=5)
+    s3_parallel_files: int = Field(default=4, ge=1)
+    s3_max_attempts: int = Field(default=6, ge=1)
+    preload_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     device: Literal["auto", "cpu", "cuda"] = "auto"
     torch_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     torch_threads: int | None = Field(default=None, ge=1)
+
+    @field_validator("preload_models", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
 
     @field_validator("model_store")
     @classmethod

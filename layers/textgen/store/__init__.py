@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from textgen.settings import Settings
 from textgen.store.base import ModelDescription, ModelStore, validate_model_name
 from textgen.store.local import LocalModelStore
 
 
-def open_store(uri: str) -> ModelStore:
-    """Pick the store implementation from the URI's scheme."""
-    if uri.startswith("s3://"):
-        from textgen.errors import StoreUnavailable
+def open_store(uri: str, settings: Settings, s3_client: Any = None) -> ModelStore:
+    """Pick the store implementation from the URI's scheme; an S3 client may be injected."""
+    if not uri.startswith("s3://"):
+        return LocalModelStore(uri)
+    from textgen.cache import ModelCache
+    from textgen.store.s3 import S3ModelStore, s3_client_for, transfer_config_for
 
-        raise StoreUnavailable("S3 model stores are not available in this build yet")
-    return LocalModelStore(uri)
+    return S3ModelStore(
+        uri,
+        client=s3_client or s3_client_for(settings),
+        cache=ModelCache(
+            settings.model_cache_dir,
+            max_bytes=settings.model_cache_max_bytes,
+            parallel_files=settings.s3_parallel_files,
+        ),
+        transfer=transfer_config_for(settings),
+    )
 
 
 __all__ = ["LocalModelStore", "ModelDescription", "ModelStore", "open_store", "validate_model_name"]
