@@ -8,20 +8,58 @@ next fill. One file lock per model serialises fills across threads and worker pr
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from filelock import FileLock, Timeout
 
 from textgen.errors import ArtifactCorrupt, CacheBudgetExceeded
-from textgen.store.manifest import Manifest, sha256_of
+from textgen.store.manifest import Manifest
 
 COMPLETE_MARKER = ".complete"
-FetchFile = Callable[[str, Path], None]  # (relative path in the model, local destination)
+
+
+@dataclass
+class FillStats:
+    """What one download of a model cost."""
+
+    bytes: int = 0
+    seconds: float = 0.0
+
+
+class HashingWriter:
+    """Writes through to a file while computing its sha256, so no second read is needed.
+
+    It says it is not seekable: boto3's transfer manager then still fetches ranges concurrently
+    but hands them over in order (retried ranges included), which is what a running hash needs.
+    """
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self._digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._digest.update(data)
+        self.size += len(data)
+        return self._handle.write(data)
+
+    def seekable(self) -> bool:
+        return False
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+FetchFile = Callable[[str, HashingWriter], None]  # (path in the model, where to write it)
 
 
 class ModelCache:
@@ -29,6 +67,7 @@ class ModelCache:
         self.root = Path(root)
         self.max_bytes = max_bytes
         self.parallel_files = parallel_files
+        self.last_fill: FillStats | None = None
 
     def version_dir(self, name: str, manifest: Manifest) -> Path:
         return self.root / name / manifest.digest[:32]
@@ -63,6 +102,7 @@ class ModelCache:
         target = self.version_dir(name, manifest)
         staging = target.parent / f".staging-{uuid.uuid4().hex}"
         staging.mkdir(parents=True)
+        started = time.perf_counter()
         try:
             with ThreadPoolExecutor(max_workers=self.parallel_files) as pool:
                 jobs = [
@@ -76,6 +116,7 @@ class ModelCache:
             os.replace(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        self.last_fill = FillStats(manifest.total_bytes, time.perf_counter() - started)
         self._remove_other_versions(name, keep=target)
         return target
 
@@ -85,15 +126,17 @@ class ModelCache:
     ) -> None:
         destination = staging / path
         destination.parent.mkdir(parents=True, exist_ok=True)
-        fetch(path, destination)
+        with destination.open("wb") as handle:
+            writer = HashingWriter(handle)
+            fetch(path, writer)
         expected = manifest.files[path]
-        size = destination.stat().st_size
-        if size != expected.size:
+        if writer.size != expected.size:
             raise ArtifactCorrupt(
-                f"model '{name}': file '{path}' is {size} bytes, the manifest says {expected.size}",
+                f"model '{name}': file '{path}' is {writer.size} bytes, the manifest says "
+                f"{expected.size}",
                 file=path,
             )
-        if sha256_of(destination) != expected.sha256:
+        if writer.hexdigest() != expected.sha256:
             raise ArtifactCorrupt(
                 f"model '{name}': file '{path}' does not match its sha256 in the manifest",
                 file=path,

@@ -19,7 +19,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-from textgen.cache import ModelCache
+from textgen.cache import HashingWriter, ModelCache
 from textgen.errors import ModelNotFound, StoreUnavailable, TextgenError
 from textgen.families import CONFIG_FILE, UNKNOWN_FAMILY, frameworks_of, read_model_type
 from textgen.settings import Settings
@@ -103,10 +103,10 @@ class S3ModelStore:
     def local_path(self, name: str) -> Path:
         manifest = self._manifest(name)
 
-        def fetch(path: str, destination: Path) -> None:
+        def fetch(path: str, writer: HashingWriter) -> None:
             with translate_s3_errors(self._bucket, self._key(name, path), name):
-                self._client.download_file(
-                    self._bucket, self._key(name, path), str(destination), Config=self._transfer
+                self._client.download_fileobj(
+                    self._bucket, self._key(name, path), writer, Config=self._transfer
                 )
 
         return self._cache.fill(name, manifest, fetch)
