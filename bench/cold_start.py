@@ -56,7 +56,7 @@ settings = Settings(model_store=uri, model_cache_dir=cache_dir)
 cache = ModelCache(settings.model_cache_dir, settings.model_cache_max_bytes)
 store = S3ModelStore(uri, s3_client_for(settings), cache, transfer_config_for(settings))
 service = GenerationService(settings, store)
-store.local_path(model)
+fetched_model = store.fetch(model)
 fetched = time.perf_counter()
 service.registry.get((model, "pt"))
 loaded = time.perf_counter()
@@ -67,7 +67,7 @@ print(json.dumps({
     "fetch_wall": fetched - imported,
     "load": loaded - fetched,
     "first_generation": generated - loaded,
-    "bytes": cache.last_fill.bytes,
+    "bytes": fetched_model.downloaded_bytes,
 }))
 """
 

@@ -26,7 +26,9 @@ async def read_generate_request(request: Request) -> GenerateRequestBody:
     raw = await request.body()
     if len(raw) > limit:
         raise BodyTooLarge(f"request body is larger than the limit of {limit} bytes")
-    fields = _merge(dict(request.query_params), _parse_json(raw))
+    # Only the API's own fields are read from the query string: gateways and clients add others.
+    query = {k: v for k, v in request.query_params.items() if k in GenerateRequestBody.model_fields}
+    fields = _merge(query, _parse_json(raw))
     try:
         return GenerateRequestBody.model_validate(fields)
     except ValidationError as exc:

@@ -8,7 +8,8 @@ from fastapi import APIRouter
 from textgen.families import Family
 from textgen.service import GenerationRequest, GenerationService
 
-from handlers.deps import GenerateBodyDep, ServiceDep
+from handlers.deps import DeadlineDep, GenerateBodyDep, OnLambdaDep, ServiceDep
+from handlers.observability import record_generation
 from handlers.request_body import OPENAPI_REQUEST_BODY
 from handlers.schemas import (
     CompletionOut,
@@ -30,7 +31,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _generate(
-    service: GenerationService, body: GenerateRequestBody, family: Family
+    service: GenerationService,
+    body: GenerateRequestBody,
+    family: Family,
+    deadline: float | None,
+    on_lambda: bool,
 ) -> GenerateResponse:
     request = GenerationRequest(
         model_name=body.model_name,
@@ -40,8 +45,10 @@ def _generate(
         max_tokens=(
             service.settings.default_max_tokens if body.max_tokens is None else body.max_tokens
         ),
+        deadline=deadline,
     )
     result = service.generate(request, family)
+    record_generation(result, flush=not on_lambda)
     return GenerateResponse(
         model_name=result.model.name,
         family=result.model.family,
@@ -59,15 +66,19 @@ def _generate(
 
 
 @router.post("/gpt2_model", responses=_ERRORS, openapi_extra=OPENAPI_REQUEST_BODY)
-def gpt2_model(body: GenerateBodyDep, service: ServiceDep) -> GenerateResponse:
+def gpt2_model(
+    body: GenerateBodyDep, service: ServiceDep, deadline: DeadlineDep, on_lambda: OnLambdaDep
+) -> GenerateResponse:
     """Generate text with a GPT-2-architecture model, all prompts in one batch."""
-    return _generate(service, body, Family.GPT2)
+    return _generate(service, body, Family.GPT2, deadline, on_lambda)
 
 
 @router.post("/llama_model", responses=_ERRORS, openapi_extra=OPENAPI_REQUEST_BODY)
-def llama_model(body: GenerateBodyDep, service: ServiceDep) -> GenerateResponse:
+def llama_model(
+    body: GenerateBodyDep, service: ServiceDep, deadline: DeadlineDep, on_lambda: OnLambdaDep
+) -> GenerateResponse:
     """Generate text with a LLaMA-architecture model, all prompts in one batch."""
-    return _generate(service, body, Family.LLAMA)
+    return _generate(service, body, Family.LLAMA, deadline, on_lambda)
 
 
 @router.get("/health")

@@ -42,6 +42,8 @@ class ThroughputOut(BaseModel):
 
 class TimingOut(BaseModel):
     load_seconds: float
+    fetch_seconds: float
+    download_bytes: int
     generate_seconds: float
     total_seconds: float
     model_loaded: bool

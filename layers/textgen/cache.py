@@ -15,24 +15,16 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from filelock import FileLock, Timeout
 
 from textgen.errors import ArtifactCorrupt, CacheBudgetExceeded
+from textgen.store.base import FetchedModel
 from textgen.store.manifest import Manifest
 
 COMPLETE_MARKER = ".complete"
-
-
-@dataclass
-class FillStats:
-    """What one download of a model cost."""
-
-    bytes: int = 0
-    seconds: float = 0.0
 
 
 class HashingWriter:
@@ -67,20 +59,19 @@ class ModelCache:
         self.root = Path(root)
         self.max_bytes = max_bytes
         self.parallel_files = parallel_files
-        self.last_fill: FillStats | None = None
 
     def version_dir(self, name: str, manifest: Manifest) -> Path:
         return self.root / name / manifest.digest[:32]
 
-    def lookup(self, name: str, manifest: Manifest) -> Path | None:
+    def lookup(self, name: str, manifest: Manifest) -> FetchedModel | None:
         target = self.version_dir(name, manifest)
         marker = target / COMPLETE_MARKER
         if not marker.is_file():
             return None
         marker.touch()  # last use, for eviction order
-        return target
+        return FetchedModel(target)
 
-    def fill(self, name: str, manifest: Manifest, fetch: FetchFile) -> Path:
+    def fill(self, name: str, manifest: Manifest, fetch: FetchFile) -> FetchedModel:
         """The verified local copy of this model version, downloading it if no process has yet."""
         if cached := self.lookup(name, manifest):
             return cached
@@ -98,7 +89,7 @@ class ModelCache:
             self._make_room(manifest.total_bytes, keep=name)
             return self._download(name, manifest, fetch)
 
-    def _download(self, name: str, manifest: Manifest, fetch: FetchFile) -> Path:
+    def _download(self, name: str, manifest: Manifest, fetch: FetchFile) -> FetchedModel:
         target = self.version_dir(name, manifest)
         staging = target.parent / f".staging-{uuid.uuid4().hex}"
         staging.mkdir(parents=True)
@@ -116,9 +107,8 @@ class ModelCache:
             os.replace(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        self.last_fill = FillStats(manifest.total_bytes, time.perf_counter() - started)
         self._remove_other_versions(name, keep=target)
-        return target
+        return FetchedModel(target, manifest.total_bytes, time.perf_counter() - started)
 
     @staticmethod
     def _fetch_verified(

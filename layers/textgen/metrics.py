@@ -14,7 +14,9 @@ class Throughput:
 
 @dataclass(frozen=True)
 class Timing:
-    load_seconds: float
+    load_seconds: float  # fetching and loading the model, when this request did
+    fetch_seconds: float  # of which getting its files from the store
+    download_bytes: int  # bytes this request downloaded from the store
     generate_seconds: float
     total_seconds: float
     model_loaded: bool  # whether this request paid for loading the model

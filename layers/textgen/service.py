@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from textgen.backends import Completion, TextGenerator, load_generator
@@ -10,7 +11,7 @@ from textgen.families import Family, Framework
 from textgen.metrics import Stopwatch, Throughput, Timing, throughput
 from textgen.registry import ModelRegistry
 from textgen.settings import Settings
-from textgen.store import ModelDescription, ModelStore
+from textgen.store import FetchedModel, ModelDescription, ModelStore
 
 TASKS = ("text-generation",)
 
@@ -22,6 +23,14 @@ class GenerationRequest:
     task: str = "text-generation"
     framework: str = Framework.PYTORCH
     max_tokens: int = 200
+    # time.monotonic() by which generation must stop, so the answer beats the caller's timeout.
+    deadline: float | None = None
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    generator: TextGenerator
+    fetched: FetchedModel
 
 
 @dataclass(frozen=True)
@@ -40,7 +49,7 @@ class GenerationService:
     def __init__(self, settings: Settings, store: ModelStore) -> None:
         self.settings = settings
         self.store = store
-        self.registry: ModelRegistry[ModelKey, TextGenerator] = ModelRegistry(
+        self.registry: ModelRegistry[ModelKey, LoadedModel] = ModelRegistry(
             self._load, capacity=settings.max_loaded_models
         )
 
@@ -54,10 +63,13 @@ class GenerationService:
                 f"models only (use /{model.family}_model)",
                 family=model.family,
             )
-        generator, load_seconds = self._generator(model, framework)
+        loaded, load_seconds = self._loaded(model, framework)
         generating = Stopwatch()
-        completions = generator.generate(request.prompts, request.max_tokens)
+        completions = loaded.generator.generate(
+            request.prompts, request.max_tokens, _seconds_until(request.deadline)
+        )
         generate_seconds = generating.elapsed()
+        fetched = loaded.fetched if load_seconds is not None else FetchedModel(loaded.fetched.path)
         return GenerationResult(
             model=model,
             framework=framework,
@@ -67,6 +79,8 @@ class GenerationService:
             ),
             timing=Timing(
                 load_seconds=load_seconds or 0.0,
+                fetch_seconds=fetched.fetch_seconds,
+                download_bytes=fetched.downloaded_bytes,
                 generate_seconds=generate_seconds,
                 total_seconds=total.elapsed(),
                 model_loaded=load_seconds is not None,
@@ -76,21 +90,22 @@ class GenerationService:
     def preload(self, names: list[str]) -> None:
         """Load models before the first request (provisioned concurrency, GPU containers)."""
         for name in names:
-            self._generator(self.store.describe(name), Framework.PYTORCH)
+            self._loaded(self.store.describe(name), Framework.PYTORCH)
 
     def list_models(self) -> list[ModelDescription]:
         return self.store.list_models()
 
-    def _generator(
+    def _loaded(
         self, model: ModelDescription, framework: Framework
-    ) -> tuple[TextGenerator, float | None]:
+    ) -> tuple[LoadedModel, float | None]:
         if framework not in model.frameworks:
             raise FrameworkUnavailable(_missing_framework_message(model.name, framework))
         return self.registry.get((model.name, framework))
 
-    def _load(self, key: ModelKey) -> TextGenerator:
+    def _load(self, key: ModelKey) -> LoadedModel:
         name, framework = key
-        return load_generator(framework, self.store.local_path(name), self.settings)
+        fetched = self.store.fetch(name)
+        return LoadedModel(load_generator(framework, fetched.path, self.settings), fetched)
 
     def _validate(self, request: GenerationRequest) -> Framework:
         limits = self.settings
@@ -128,6 +143,13 @@ class GenerationService:
                 field="max_tokens",
             )
         return Framework(request.framework)
+
+
+def _seconds_until(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    # Past the deadline already (a slow cold start): still answer with a first token.
+    return max(deadline - time.monotonic(), 0.001)
 
 
 def _missing_framework_message(name: str, framework: Framework) -> str:

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     s3_max_attempts: int = Field(default=6, ge=1)
     preload_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # Answer before the caller gives up: API Gateway cuts a request at 29 s. 0 means no budget.
+    generation_time_budget_s: float = Field(default=24.0, ge=0)
+    lambda_deadline_margin_s: float = Field(default=1.0, ge=0)
+
     device: Literal["auto", "cpu", "cuda"] = "auto"
     torch_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     torch_threads: int | None = Field(default=None, ge=1)

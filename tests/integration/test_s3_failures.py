@@ -110,7 +110,7 @@ def test_a_process_killed_mid_download_leaves_nothing_trusted(
     assert cached_versions(tmp_path, "gpt2-test") == []
     proxy.faults.clear()
     store_settings = s3_settings(settings, bucket, tmp_path)
-    path = open_store(store_settings.model_store, store_settings).local_path("gpt2-test")
+    path = open_store(store_settings.model_store, store_settings).fetch("gpt2-test").path
     assert (path / WEIGHTS).read_bytes() == (store_dir / "gpt2-test" / WEIGHTS).read_bytes()
     assert [p.name for p in (tmp_path / "gpt2-test").iterdir()] == [path.name]
 

@@ -270,13 +270,13 @@ def test_least_recently_used_models_are_evicted_from_disk(
     )
     store = open_store(budget.model_store, budget)
 
-    store.local_path("gpt2-test")
+    store.fetch("gpt2-test")
     time.sleep(0.05)
-    store.local_path("gpt2-other-seed")
+    store.fetch("gpt2-other-seed")
     time.sleep(0.05)
-    store.local_path("gpt2-test")  # now the most recently used
+    store.fetch("gpt2-test")  # now the most recently used
     time.sleep(0.05)
-    store.local_path("gpt2-third")  # makes room by evicting gpt2-other-seed
+    store.fetch("gpt2-third")  # makes room by evicting gpt2-other-seed
 
     cache = tmp_path / "cache"
     assert cached_versions(cache, "gpt2-test")
@@ -362,5 +362,5 @@ from textgen.settings import Settings
 from textgen.store import open_store
 uri, cache, name = sys.argv[1:]
 settings = Settings(model_store=uri, model_cache_dir=cache, s3_part_size_mb=5)
-print(open_store(uri, settings).local_path(name))
+print(open_store(uri, settings).fetch(name).path)
 """

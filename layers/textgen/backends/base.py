@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-FinishReason = Literal["length", "stop"]
+FinishReason = Literal["length", "stop", "time_limit"]
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,12 @@ class TextGenerator(Protocol):
         """Most tokens (prompt plus generated) the model can attend to."""
         ...
 
-    def generate(self, prompts: list[str], max_new_tokens: int) -> list[Completion]:
-        """Greedy completions of all prompts, computed together as one batch, in prompt order."""
+    def generate(
+        self, prompts: list[str], max_new_tokens: int, time_budget: float | None = None
+    ) -> list[Completion]:
+        """Greedy completions of all prompts, computed together as one batch, in prompt order.
+
+        With a time budget (seconds), generation stops when it runs out; prompts not finished by
+        then end with finish_reason "time_limit".
+        """
         ...

@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 from transformers.utils import logging as hf_logging
 
-from textgen.backends.base import Completion
+from textgen.backends.base import Completion, FinishReason
 from textgen.backends.torch_runtime import configure_threads, select_device, select_dtype
 from textgen.errors import InvalidRequest, ModelLoadFailed
 from textgen.settings import Settings
@@ -54,16 +54,21 @@ class TorchTextGenerator:
         length = getattr(self._model.config, "max_position_embeddings", None)
         return int(length) if length else int(self._tokenizer.model_max_length)
 
-    def generate(self, prompts: list[str], max_new_tokens: int) -> list[Completion]:
+    def generate(
+        self, prompts: list[str], max_new_tokens: int, time_budget: float | None = None
+    ) -> list[Completion]:
         batch = self._tokenizer(prompts, return_tensors="pt", padding=True)
         self._check_fits(batch["attention_mask"].sum(dim=1).tolist(), max_new_tokens)
         batch = batch.to(self._device)
         prompt_width = batch["input_ids"].shape[1]
         config = copy.deepcopy(self._generation_config)
         config.max_new_tokens = max_new_tokens
+        config.max_time = time_budget
         with self._lock, torch.inference_mode():
             output = self._model.generate(**batch, generation_config=config)
-        return [self._completion(row[prompt_width:].tolist()) for row in output.cpu()]
+        return [
+            self._completion(row[prompt_width:].tolist(), max_new_tokens) for row in output.cpu()
+        ]
 
     def _check_fits(self, prompt_lengths: list[int], max_new_tokens: int) -> None:
         for index, length in enumerate(prompt_lengths):
@@ -76,13 +81,15 @@ class TorchTextGenerator:
                     field="prompts",
                 )
 
-    def _completion(self, new_ids: list[int]) -> Completion:
+    def _completion(self, new_ids: list[int], max_new_tokens: int) -> Completion:
         stop_at = next((i for i, token in enumerate(new_ids) if token in self._eos_ids), None)
         kept = new_ids if stop_at is None else new_ids[:stop_at]
+        reason: FinishReason = "stop"
+        if stop_at is None:
+            # Neither its end token nor max_tokens: the time budget ended the batch.
+            reason = "length" if len(new_ids) >= max_new_tokens else "time_limit"
         text = self._tokenizer.decode(kept, skip_special_tokens=True)
-        return Completion(
-            text=text, tokens=len(kept), finish_reason="length" if stop_at is None else "stop"
-        )
+        return Completion(text=text, tokens=len(kept), finish_reason=reason)
 
 
 def _eos_token_ids(generation_config: GenerationConfig, tokenizer: Any) -> frozenset[int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from textgen.settings import Settings
-from textgen.store.base import ModelDescription, ModelStore, validate_model_name
+from textgen.store.base import FetchedModel, ModelDescription, ModelStore, validate_model_name
 from textgen.store.local import LocalModelStore
 
 
@@ -28,4 +28,11 @@ def open_store(uri: str, settings: Settings, s3_client: Any = None) -> ModelStor
     )
 
 
-__all__ = ["LocalModelStore", "ModelDescription", "ModelStore", "open_store", "validate_model_name"]
+__all__ = [
+    "FetchedModel",
+    "LocalModelStore",
+    "ModelDescription",
+    "ModelStore",
+    "open_store",
+    "validate_model_name",
+]

@@ -31,6 +31,15 @@ class ModelDescription:
     frameworks: tuple[Framework, ...]
 
 
+@dataclass(frozen=True)
+class FetchedModel:
+    """A model's files in a local folder, and what getting them there cost this call."""
+
+    path: Path
+    downloaded_bytes: int = 0
+    fetch_seconds: float = 0.0
+
+
 class ModelStore(Protocol):
     @property
     def uri(self) -> str: ...
@@ -41,6 +50,6 @@ class ModelStore(Protocol):
         """Family and frameworks of one model, without loading its weights."""
         ...
 
-    def local_path(self, name: str) -> Path:
+    def fetch(self, name: str) -> FetchedModel:
         """A local folder holding the model's files, ready to load."""
         ...

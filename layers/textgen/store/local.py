@@ -6,7 +6,7 @@ from pathlib import Path
 
 from textgen.errors import ModelNotFound, StoreUnavailable, TextgenError
 from textgen.families import CONFIG_FILE, UNKNOWN_FAMILY, frameworks_in, read_model_type
-from textgen.store.base import ModelDescription, validate_model_name
+from textgen.store.base import FetchedModel, ModelDescription, validate_model_name
 
 
 class LocalModelStore:
@@ -34,14 +34,14 @@ class LocalModelStore:
             return ModelDescription(name=name, family=UNKNOWN_FAMILY, frameworks=())
 
     def describe(self, name: str) -> ModelDescription:
-        model_dir = self.local_path(name)
+        model_dir = self.fetch(name).path
         model_type = read_model_type((model_dir / CONFIG_FILE).read_text(encoding="utf-8"), name)
         return ModelDescription(name=name, family=model_type, frameworks=frameworks_in(model_dir))
 
-    def local_path(self, name: str) -> Path:
+    def fetch(self, name: str) -> FetchedModel:
         validate_model_name(name)
         model_dir = (self._root / name).resolve()
         # Belt and braces: a symlink inside the store must not lead outside it either.
         if not model_dir.is_relative_to(self._root) or not (model_dir / CONFIG_FILE).is_file():
             raise ModelNotFound(f"model '{name}' is not in the store", model_name=name)
-        return model_dir
+        return FetchedModel(model_dir)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -23,7 +22,7 @@ from textgen.cache import HashingWriter, ModelCache
 from textgen.errors import ModelNotFound, StoreUnavailable, TextgenError
 from textgen.families import CONFIG_FILE, UNKNOWN_FAMILY, frameworks_of, read_model_type
 from textgen.settings import Settings
-from textgen.store.base import ModelDescription, validate_model_name
+from textgen.store.base import FetchedModel, ModelDescription, validate_model_name
 from textgen.store.manifest import MANIFEST_FILE, Manifest, parse_manifest
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
@@ -100,7 +99,7 @@ class S3ModelStore:
             self._descriptions[name] = description
         return description
 
-    def local_path(self, name: str) -> Path:
+    def fetch(self, name: str) -> FetchedModel:
         manifest = self._manifest(name)
 
         def fetch(path: str, writer: HashingWriter) -> None:

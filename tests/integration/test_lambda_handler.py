@@ -1,0 +1,106 @@
+"""The Lambda handler, driven with events made by the SAM CLI (tests/events/generate.sh)."""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from textgen.settings import get_settings
+
+from tests.lambda_support import FakeLambdaContext, load_event
+
+
+@pytest.fixture(scope="module")
+def lambda_module(store_dir: Path) -> Iterator[ModuleType]:
+    """handlers.lambda_function imported as Lambda imports it: configured by the environment."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MODEL_STORE", str(store_dir))
+        env.setenv("MAX_NEW_TOKENS_CAP", "64")
+        env.setenv("POWERTOOLS_METRICS_NAMESPACE", "ServerlessTextgenTests")
+        get_settings.cache_clear()
+        import handlers.app
+        import handlers.lambda_function
+
+        importlib.reload(handlers.app)
+        yield importlib.reload(handlers.lambda_function)
+    get_settings.cache_clear()
+
+
+def invoke(module: ModuleType, event_name: str, **context: Any) -> tuple[int, Any]:
+    response = module.handler(load_event(event_name), FakeLambdaContext(**context))
+    body = response["body"]
+    if response.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode()
+    content_type = {k.lower(): v for k, v in response["headers"].items()}.get("content-type", "")
+    return response["statusCode"], json.loads(body) if "json" in content_type else body
+
+
+@pytest.mark.parametrize(
+    ("event", "prompts"),
+    [("rest-gpt2-model", 2), ("http-gpt2-model", 1), ("function-url-gpt2-model", 1)],
+)
+def test_gpt2_model_through_every_event_source(
+    lambda_module: ModuleType, event: str, prompts: int
+) -> None:
+    status, body = invoke(lambda_module, event)
+
+    assert status == 200, body
+    assert body["family"] == "gpt2"
+    assert len(body["results"]) == prompts
+    assert all(
+        r["generated_tokens"] == 5 for r in body["results"] if r["finish_reason"] == "length"
+    )
+
+
+def test_llama_model_with_the_original_call_shape(lambda_module: ModuleType) -> None:
+    status, body = invoke(lambda_module, "rest-llama-model-original-shape")
+
+    assert status == 200, body
+    assert body["model_name"] == "llama-test"
+    assert len(body["results"]) == 1
+
+
+@pytest.mark.parametrize("event", ["rest-health", "http-health"])
+def test_health(lambda_module: ModuleType, event: str) -> None:
+    status, body = invoke(lambda_module, event)
+
+    assert status == 200
+    assert body["status"] == "ok"
+
+
+def test_bad_request_is_a_4xx_json_error(lambda_module: ModuleType) -> None:
+    status, body = invoke(lambda_module, "rest-bad-request")
+
+    assert status == 422
+    assert body["error"]["type"] == "invalid_request"
+
+
+def test_docs_work_behind_the_stage_prefix(lambda_module: ModuleType) -> None:
+    status, page = invoke(lambda_module, "rest-docs")
+
+    assert status == 200
+    assert "'/Prod/openapi.json'" in page or '"/Prod/openapi.json"' in page
+
+
+def test_warm_invocations_reuse_the_loaded_model(lambda_module: ModuleType) -> None:
+    invoke(lambda_module, "rest-gpt2-model")
+    _, warm = invoke(lambda_module, "rest-gpt2-model")
+
+    assert warm["timing"]["model_loaded"] is False
+
+
+def test_generation_stops_in_time_to_answer(lambda_module: ModuleType) -> None:
+    # Less time left than the safety margin: the answer comes back at once with what exists.
+    status, body = invoke(lambda_module, "rest-deadline", remaining_ms=500)
+
+    assert status == 200, body
+    (result,) = body["results"]
+    assert result["finish_reason"] == "time_limit"
+    assert 1 <= result["generated_tokens"] < 64
+    assert result["generated_text"]
