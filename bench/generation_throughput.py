@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import pipeline
+
 from textgen.demo import build_gpt2
 from textgen.families import Family
 from textgen.service import GenerationRequest, GenerationService
 from textgen.settings import Settings
 from textgen.store import LocalModelStore
-from transformers import pipeline
 
 PROMPTS = [
     "The weather today is",

@@ -50,10 +50,11 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from textgen.store.manifest import build_manifest
     from textgen.store.publish import publish
     from textgen.store.s3 import s3_client_for, transfer_config_for
-    from tqdm import tqdm
 
     settings = Settings()
     model_dir = Path(args.model_dir)

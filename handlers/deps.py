@@ -6,11 +6,11 @@ import time
 from typing import Annotated
 
 from fastapi import Depends, Request
-from textgen.service import GenerationService
-from textgen.settings import Settings
 
 from handlers.request_body import read_generate_request
 from handlers.schemas import GenerateRequestBody
+from textgen.service import GenerationService
+from textgen.settings import Settings
 
 
 def _service(request: Request) -> GenerationService:

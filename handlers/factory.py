@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from textgen.service import GenerationService
-from textgen.settings import Settings, get_settings
-from textgen.store import open_store
 
 from handlers.errors import install_error_handlers
 from handlers.routes import router
+from textgen.service import GenerationService
+from textgen.settings import Settings, get_settings
+from textgen.store import open_store
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

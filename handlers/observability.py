@@ -11,6 +11,7 @@ import warnings
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+
 from textgen.service import GenerationResult
 
 SERVICE = "serverless-textgen"

@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from textgen.families import Family
-from textgen.service import GenerationRequest, GenerationService
 
 from handlers.deps import DeadlineDep, GenerateBodyDep, OnLambdaDep, ServiceDep
 from handlers.observability import record_generation
@@ -22,6 +20,8 @@ from handlers.schemas import (
     ThroughputOut,
     TimingOut,
 )
+from textgen.families import Family
+from textgen.service import GenerationRequest, GenerationService
 
 router = APIRouter()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
 from textgen.metrics import Throughput, Timing
 
 

@@ -8,11 +8,11 @@ from typing import Any
 import boto3
 import pytest
 from fastapi.testclient import TestClient
-from textgen.settings import Settings
 
 from handlers.factory import create_app
 from tests.models import build_test_store
 from tests.s3_server import FaultProxy, moto_server
+from textgen.settings import Settings
 
 
 @pytest.fixture(scope="session")

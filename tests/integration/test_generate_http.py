@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from textgen.settings import Settings
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from handlers.factory import create_app
 from tests.models import set_eos
+from textgen.settings import Settings
 
 ENDPOINTS = [("/gpt2_model", "gpt2-test", "gpt2"), ("/llama_model", "llama-test", "llama")]
 PROMPTS = ["Hello, my name is", "The capital of France is a city where people"]

@@ -11,9 +11,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from textgen.settings import get_settings
 
 from tests.lambda_support import FakeLambdaContext, load_event
+from textgen.settings import get_settings
 
 
 @pytest.fixture(scope="module")

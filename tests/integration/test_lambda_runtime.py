@@ -12,13 +12,15 @@ from typing import Any
 
 import pytest
 
+from tests.dockerfile import parse
 from tests.lambda_runtime import Outcome, RuntimeApiEmulator
 from tests.lambda_support import load_event
 from tests.servers import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
-HANDLER = "handlers.lambda_function.handler"
+# What the Lambda base image runs: `python -m awslambdaric <CMD>`, with the Dockerfile's CMD.
+(HANDLER,) = parse(REPO_ROOT / "Dockerfile").stages["lambda"].last("CMD").exec_form() or []
 
 
 @pytest.fixture(scope="module")

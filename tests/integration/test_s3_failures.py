@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from textgen.settings import Settings
-from textgen.store import open_store
 
 from handlers.factory import create_app
 from tests.integration.test_s3_store import (
@@ -26,6 +24,8 @@ from tests.integration.test_s3_store import (
 )
 from tests.s3_server import Fault, FaultProxy
 from tests.servers import REPO_ROOT, console_script, free_port
+from textgen.settings import Settings
+from textgen.store import open_store
 
 
 def post_and_check_health(

@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 from boto3.s3.transfer import TransferConfig
 from fastapi.testclient import TestClient
+
+from handlers.factory import create_app
+from tests.s3_server import Fault, FaultProxy
+from tests.servers import REPO_ROOT
 from textgen.families import Family
 from textgen.service import GenerationRequest, GenerationService
 from textgen.settings import Settings
 from textgen.store import open_store
 from textgen.store.publish import publish
-
-from handlers.factory import create_app
-from tests.s3_server import Fault, FaultProxy
-from tests.servers import REPO_ROOT
 
 WEIGHTS = "model.safetensors"
 REQUEST = {"model_name": "gpt2-test", "prompts": ["Hello from S3"], "max_tokens": 4}

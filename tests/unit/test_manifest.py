@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from textgen.errors import ArtifactCorrupt
 from textgen.store.manifest import build_manifest, parse_manifest
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from textgen.errors import InvalidModelName
 from textgen.store import validate_model_name
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from textgen.backends.torch_runtime import available_cpus, select_device, select_dtype
 from textgen.settings import Settings
 

@@ -1,0 +1,75 @@
+# syntax=docker/dockerfile:1
+# One file, two images:
+#   docker build --target lambda -t serverless-textgen:lambda .   AWS Lambda container image (CPU)
+#   docker build --target gpu    -t serverless-textgen:gpu .      GPU container, uvicorn on $PORT
+# No model weights are baked in unless --build-arg BAKE_DEMO_MODELS=true (then MODEL_STORE=/opt/models).
+# Base images are pinned to their Python 3.12 / CUDA 12.8.1 lines; pass a digest with
+# --build-arg LAMBDA_BASE=...@sha256:... (or CUDA_BASE) for byte-for-byte reproducible builds.
+
+ARG LAMBDA_BASE=public.ecr.aws/lambda/python:3.12
+ARG CUDA_BASE=nvidia/cuda:12.8.1-runtime-ubuntu24.04
+ARG TORCH_VERSION=2.13.0
+
+# ---------------------------------------------------------------- lambda
+FROM ${LAMBDA_BASE} AS lambda
+ARG TORCH_VERSION
+ARG BAKE_DEMO_MODELS=false
+# Every library cache points under /tmp: the rest of Lambda's file system is read-only.
+ENV HF_HOME=/tmp/huggingface \
+    TORCHINDUCTOR_CACHE_DIR=/tmp/torchinductor \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    KERAS_HOME=/tmp/keras \
+    XDG_CACHE_HOME=/tmp/cache \
+    MODEL_CACHE_DIR=/tmp/textgen-models \
+    HF_HUB_OFFLINE=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1
+# Layers from least to most often changed: torch, the other dependencies, then the code.
+RUN pip install "torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cpu
+COPY pyproject.toml /src/pyproject.toml
+COPY container/requirements.py /src/container/requirements.py
+RUN python /src/container/requirements.py /src/pyproject.toml > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+COPY README.md /src/README.md
+COPY handlers /src/handlers
+COPY layers /src/layers
+RUN pip install --no-deps /src && rm -rf /src
+RUN if [ "$BAKE_DEMO_MODELS" = "true" ]; then textgen demo-store /opt/models; fi
+CMD ["handlers.lambda_function.handler"]
+
+# ---------------------------------------------------------------- gpu
+FROM ${CUDA_BASE} AS gpu
+ARG TORCH_VERSION
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cu128
+ARG BAKE_DEMO_MODELS=false
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /opt/venv \
+    && useradd --create-home --uid 10001 textgen
+ENV PATH=/opt/venv/bin:$PATH \
+    PORT=8080 \
+    HF_HOME=/tmp/huggingface \
+    TORCHINDUCTOR_CACHE_DIR=/tmp/torchinductor \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    KERAS_HOME=/tmp/keras \
+    XDG_CACHE_HOME=/tmp/cache \
+    MODEL_CACHE_DIR=/tmp/textgen-models \
+    HF_HUB_OFFLINE=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1
+RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
+COPY pyproject.toml /src/pyproject.toml
+COPY container/requirements.py /src/container/requirements.py
+RUN python /src/container/requirements.py /src/pyproject.toml > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+COPY README.md /src/README.md
+COPY handlers /src/handlers
+COPY layers /src/layers
+RUN pip install --no-deps /src && rm -rf /src
+RUN if [ "$BAKE_DEMO_MODELS" = "true" ]; then textgen demo-store /opt/models; fi
+USER textgen
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 \
+    CMD ["python", "-m", "handlers.healthcheck"]
+CMD ["sh", "-c", "exec uvicorn handlers.app:app --host 0.0.0.0 --port \"${PORT}\""]

@@ -1,0 +1,92 @@
+"""A small Dockerfile reader for the static tests: stages, their instructions, ARG defaults."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Instruction:
+    keyword: str
+    arguments: str
+
+    def exec_form(self) -> list[str] | None:
+        """The JSON-array form of CMD/ENTRYPOINT/HEALTHCHECK CMD, if written so."""
+        text = self.arguments
+        if self.keyword == "HEALTHCHECK":
+            text = text[text.index("CMD") + 3 :].strip()
+        if text.startswith("["):
+            parsed: list[str] = json.loads(text)
+            return parsed
+        return None
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str
+    instructions: list[Instruction] = field(default_factory=list)
+
+    def all(self, keyword: str) -> list[Instruction]:
+        return [i for i in self.instructions if i.keyword == keyword]
+
+    def last(self, keyword: str) -> Instruction:
+        return self.all(keyword)[-1]
+
+    def env(self) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for instruction in self.all("ENV"):
+            for pair in shlex.split(instruction.arguments):
+                key, _, value = pair.partition("=")
+                values[key] = value
+        return values
+
+
+@dataclass
+class Dockerfile:
+    global_args: dict[str, str]
+    stages: dict[str, Stage]
+
+    def resolve(self, text: str) -> str:
+        return re.sub(r"\$\{(\w+)\}", lambda m: self.global_args.get(m.group(1), m.group(0)), text)
+
+
+def _logical_lines(text: str) -> list[str]:
+    lines, current = [], ""
+    for raw in text.splitlines():
+        stripped = raw.strip()
+        if not current and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            current += stripped[:-1] + " "
+            continue
+        lines.append(current + stripped)
+        current = ""
+    return lines
+
+
+def parse(path: Path) -> Dockerfile:
+    global_args: dict[str, str] = {}
+    stages: dict[str, Stage] = {}
+    stage: Stage | None = None
+    for line in _logical_lines(path.read_text()):
+        keyword, _, arguments = line.partition(" ")
+        keyword = keyword.upper()
+        if keyword == "FROM":
+            match = re.fullmatch(r"(\S+)\s+AS\s+(\S+)", arguments.strip(), re.IGNORECASE)
+            assert match, f"every stage is named: {line}"
+            stage = Stage(base=match.group(1), name=match.group(2))
+            stages[stage.name] = stage
+        elif stage is None:
+            assert keyword == "ARG", f"only ARG may precede the first FROM: {line}"
+            name, _, default = arguments.partition("=")
+            global_args[name.strip()] = default.strip()
+        else:
+            stage.instructions.append(Instruction(keyword, arguments.strip()))
+    return Dockerfile(global_args, stages)
