@@ -104,3 +104,14 @@ def test_generation_stops_in_time_to_answer(lambda_module: ModuleType) -> None:
     assert result["finish_reason"] == "time_limit"
     assert 1 <= result["generated_tokens"] < 64
     assert result["generated_text"]
+
+
+def test_http_api_named_stage_in_the_path(lambda_module: ModuleType) -> None:
+    # An HTTP API's named stage appears in rawPath and http.path (the SAM event uses $default-like
+    # paths); the prefix is stripped for routing and kept as the root path.
+    event = load_event("http-gpt2-model")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/Prod/gpt2_model"
+
+    response = lambda_module.handler(event, FakeLambdaContext())
+
+    assert response["statusCode"] == 200, response["body"]
