@@ -26,7 +26,7 @@ from textgen.service import GenerationRequest, GenerationService
 router = APIRouter()
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 404, 413, 422, 500, 501, 503)
+    code: {"model": ErrorResponse} for code in (400, 404, 413, 422, 500, 501, 502, 503, 507)
 }
 
 
