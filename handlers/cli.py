@@ -75,6 +75,14 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_tf(args: argparse.Namespace) -> int:
+    from textgen.tf_export import export_tf
+
+    target = export_tf(Path(args.model_dir))
+    print(f"wrote the TensorFlow export to {target}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="textgen", description="serverless-textgen: text generation with GPT-2 and LLaMA."
@@ -121,6 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("destination", metavar="S3_URI", help="s3://bucket/prefix/NAME")
     publish.add_argument("--quiet", action="store_true", help="no progress bar")
     publish.set_defaults(run=_publish)
+
+    export = commands.add_parser(
+        "export-tf",
+        help="write a TensorFlow SavedModel of a model folder",
+        description="Write MODEL_DIR/tf/: a TensorFlow SavedModel whose serving signature runs "
+        "greedy generation (XLA-compiled) on token ids and a padding mask, with the tokenizer. "
+        "Needs the 'export' extra (keras-hub); serving it needs only tensorflow.",
+    )
+    export.add_argument("model_dir", metavar="MODEL_DIR", help="Hugging Face-format model folder")
+    export.set_defaults(run=_export_tf)
     return parser
 
 

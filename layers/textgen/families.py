@@ -23,6 +23,11 @@ class Framework(StrEnum):
 CONFIG_FILE = "config.json"
 UNKNOWN_FAMILY = "unknown"  # listed, but not servable: its config.json could not be read
 TF_EXPORT_DIR = "tf"
+# Inside TF_EXPORT_DIR, beside the SavedModel: what serving needs besides tensorflow.
+TF_METADATA_FILE = "textgen.json"
+TF_TOKENIZER_FILE = "tokenizer.json"
+TF_PICKLED_TOKENIZER_FILE = "tokenizer.pkl"  # the original app's joblib pickle; opt-in only
+TF_SIGNATURE = "serving_default"
 _PYTORCH_WEIGHTS = ("*.safetensors", "pytorch_model*.bin")
 
 

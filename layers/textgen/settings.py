@@ -45,6 +45,15 @@ class Settings(BaseSettings):
     generation_time_budget_s: float = Field(default=24.0, ge=0)
     lambda_deadline_margin_s: float = Field(default=1.0, ge=0)
 
+    # TensorFlow: "BATCHxLENGTH" shapes compiled when a model loads, e.g. "1x64,8x128".
+    tf_warmup_shapes: Annotated[list[tuple[int, int]], NoDecode] = Field(
+        default_factory=lambda: [(1, 64)]
+    )
+
+    # Unpickling a file from a bucket can run arbitrary code: the original app's joblib-pickled
+    # tokenizers load only when this is on (and, where a manifest lists them, match its sha256).
+    allow_pickle_tokenizers: bool = False
+
     device: Literal["auto", "cpu", "cuda"] = "auto"
     torch_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     torch_threads: int | None = Field(default=None, ge=1)
@@ -54,6 +63,14 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("tf_warmup_shapes", mode="before")
+    @classmethod
+    def _shapes(cls, value: object) -> object:
+        if isinstance(value, str):
+            shapes = [s.strip().lower().split("x") for s in value.split(",") if s.strip()]
+            return [(int(batch), int(length)) for batch, length in shapes]
         return value
 
     @field_validator("model_store")

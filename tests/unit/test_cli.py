@@ -9,7 +9,9 @@ from handlers.cli import main
 from tests.servers import console_script
 
 
-@pytest.mark.parametrize("args", [[], ["serve"], ["demo-store"], ["models"]])
+@pytest.mark.parametrize(
+    "args", [[], ["serve"], ["demo-store"], ["models"], ["publish"], ["export-tf"]]
+)
 def test_help_for_every_command(args: list[str]) -> None:
     result = subprocess.run(
         [console_script("textgen"), *args, "--help"], capture_output=True, text=True, check=False

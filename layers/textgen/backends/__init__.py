@@ -13,6 +13,7 @@ from textgen.settings import Settings
 # framework -> "module:function" building a TextGenerator from a local model folder.
 _LOADERS: dict[Framework, str] = {
     Framework.PYTORCH: "textgen.backends.torch_backend:load_generator",
+    Framework.TENSORFLOW: "textgen.backends.tf_backend:load_generator",
 }
 
 
@@ -25,7 +26,14 @@ def load_generator(framework: Framework, model_dir: Path, settings: Settings) ->
             framework=str(framework),
         )
     module_name, function_name = target.split(":")
-    loader = getattr(importlib.import_module(module_name), function_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BackendNotInstalled(
+            f"framework '{framework}' needs a package this installation lacks: {exc}",
+            framework=str(framework),
+        ) from exc
+    loader = getattr(module, function_name)
     generator: TextGenerator = loader(model_dir, settings)
     return generator
 

@@ -11,9 +11,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 from transformers.utils import logging as hf_logging
 
-from textgen.backends.base import Completion, FinishReason
+from textgen.backends.base import Completion, check_prompts_fit, completion_from_ids
 from textgen.backends.torch_runtime import configure_threads, select_device, select_dtype
-from textgen.errors import InvalidRequest, ModelLoadFailed
+from textgen.errors import ModelLoadFailed
 from textgen.settings import Settings
 
 hf_logging.disable_progress_bar()
@@ -58,7 +58,9 @@ class TorchTextGenerator:
         self, prompts: list[str], max_new_tokens: int, time_budget: float | None = None
     ) -> list[Completion]:
         batch = self._tokenizer(prompts, return_tensors="pt", padding=True)
-        self._check_fits(batch["attention_mask"].sum(dim=1).tolist(), max_new_tokens)
+        check_prompts_fit(
+            batch["attention_mask"].sum(dim=1).tolist(), max_new_tokens, self.context_length
+        )
         batch = batch.to(self._device)
         prompt_width = batch["input_ids"].shape[1]
         config = copy.deepcopy(self._generation_config)
@@ -67,29 +69,15 @@ class TorchTextGenerator:
         with self._lock, torch.inference_mode():
             output = self._model.generate(**batch, generation_config=config)
         return [
-            self._completion(row[prompt_width:].tolist(), max_new_tokens) for row in output.cpu()
+            completion_from_ids(
+                row[prompt_width:].tolist(), max_new_tokens, self._eos_ids, self._decode
+            )
+            for row in output.cpu()
         ]
 
-    def _check_fits(self, prompt_lengths: list[int], max_new_tokens: int) -> None:
-        for index, length in enumerate(prompt_lengths):
-            if length == 0:
-                raise InvalidRequest(f"prompts[{index}] encodes to no tokens", field="prompts")
-            if length + max_new_tokens > self.context_length:
-                raise InvalidRequest(
-                    f"prompts[{index}] is {length} tokens; with max_tokens={max_new_tokens} it "
-                    f"exceeds the model's context of {self.context_length} tokens",
-                    field="prompts",
-                )
-
-    def _completion(self, new_ids: list[int], max_new_tokens: int) -> Completion:
-        stop_at = next((i for i, token in enumerate(new_ids) if token in self._eos_ids), None)
-        kept = new_ids if stop_at is None else new_ids[:stop_at]
-        reason: FinishReason = "stop"
-        if stop_at is None:
-            # Neither its end token nor max_tokens: the time budget ended the batch.
-            reason = "length" if len(new_ids) >= max_new_tokens else "time_limit"
-        text = self._tokenizer.decode(kept, skip_special_tokens=True)
-        return Completion(text=text, tokens=len(kept), finish_reason=reason)
+    def _decode(self, ids: list[int]) -> str:
+        text: str = self._tokenizer.decode(ids, skip_special_tokens=True)
+        return text
 
 
 def _eos_token_ids(generation_config: GenerationConfig, tokenizer: Any) -> frozenset[int]:

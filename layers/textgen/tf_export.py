@@ -1,0 +1,167 @@
+"""`textgen export-tf`: a TensorFlow SavedModel of a Hugging Face-format GPT-2 or LLaMA folder.
+
+KerasHub (Keras 3 on TensorFlow) builds the model from the folder; the SavedModel's serving
+signature runs KerasHub's whole greedy generation loop, XLA-compiled, on token ids and a padding
+mask. Serving needs only tensorflow and the `tokenizers` library (textgen.backends.tf_backend).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from textgen.errors import UnsupportedModel
+from textgen.families import (
+    CONFIG_FILE,
+    TF_EXPORT_DIR,
+    TF_METADATA_FILE,
+    TF_SIGNATURE,
+    TF_TOKENIZER_FILE,
+    Family,
+)
+
+
+def convertible_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The backbone settings to force, after refusing configs KerasHub's converters get wrong."""
+    family = config.get("model_type")
+    problems: list[str] = []
+
+    def expect(field: str, allowed: tuple[Any, ...]) -> None:
+        if config.get(field) not in allowed:
+            problems.append(f"{field}={config.get(field)!r} (supported: {allowed})")
+
+    if family == Family.GPT2:
+        # The GPT-2 converter assumes an MLP of 4 x n_embd and GPT-2's fixed layer-norm epsilon.
+        expect("n_inner", (None, 4 * int(config.get("n_embd", 0))))
+        expect("activation_function", ("gelu_new",))
+        expect("layer_norm_epsilon", (1e-5,))
+        expect("scale_attn_by_inverse_layer_idx", (None, False))
+        expect("reorder_and_upcast_attn", (None, False))
+        expect("add_cross_attention", (None, False))
+        overrides: dict[str, Any] = {}
+    elif family == Family.LLAMA:
+        rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+        if rope.get("rope_type", "default") != "default":
+            problems.append(f"rope type {rope.get('rope_type')!r} (supported: 'default')")
+        expect("hidden_act", ("silu",))
+        expect("attention_bias", (None, False))
+        expect("mlp_bias", (None, False))
+        expect("tie_word_embeddings", (None, False))
+        head_dim = config.get("head_dim")
+        if head_dim and head_dim * config.get("num_attention_heads", 0) != config.get(
+            "hidden_size"
+        ):
+            problems.append(f"head_dim={head_dim} is not hidden_size / num_attention_heads")
+        # The converter ignores these two: pass them to the backbone explicitly.
+        overrides = {
+            "layer_norm_epsilon": float(config.get("rms_norm_eps", 1e-6)),
+            "rope_max_wavelength": float(rope.get("rope_theta", config.get("rope_theta", 10000.0))),
+        }
+    else:
+        raise UnsupportedModel(
+            f"cannot export a {family!r} model to TensorFlow: gpt2 or llama only"
+        )
+    if problems:
+        raise UnsupportedModel(
+            "KerasHub's converter would build this model wrongly, so it is not exported: "
+            + "; ".join(problems)
+        )
+    return overrides
+
+
+def export_tf(model_dir: Path) -> Path:
+    """Write MODEL_DIR/tf/ (SavedModel, tokenizer, metadata) through a staging folder."""
+    model_dir = Path(model_dir)
+    config = json.loads((model_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    overrides = convertible_config(config)
+    if not (model_dir / TF_TOKENIZER_FILE).is_file():
+        raise UnsupportedModel(f"{model_dir} has no {TF_TOKENIZER_FILE}, which serving needs")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import tensorflow as tf
+
+    causal_lm = _build_causal_lm(model_dir, overrides)
+    module = _GenerateModule(causal_lm, tf)
+    staging = Path(tempfile.mkdtemp(prefix=".tf-export-", dir=model_dir))
+    try:
+        tf.saved_model.save(module, str(staging), signatures={TF_SIGNATURE: module.generate})
+        shutil.copy2(model_dir / TF_TOKENIZER_FILE, staging / TF_TOKENIZER_FILE)
+        metadata = {
+            "family": config["model_type"],
+            "context_length": _context_length(config),
+            "eos_token_ids": sorted(_eos_ids(model_dir, config)),
+        }
+        (staging / TF_METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        target = model_dir / TF_EXPORT_DIR
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _build_causal_lm(model_dir: Path, overrides: dict[str, Any]) -> Any:
+    import keras_hub
+
+    backbone = keras_hub.models.Backbone.from_preset(str(model_dir), **overrides)
+    task_classes = [
+        cls
+        for cls in _subclasses(keras_hub.models.CausalLM)
+        if getattr(cls, "backbone_cls", None) is type(backbone)
+    ]
+    if not task_classes:
+        raise UnsupportedModel(f"KerasHub has no causal LM for {type(backbone).__name__}")
+    causal_lm = task_classes[0](backbone=backbone, preprocessor=None)
+    causal_lm.compile(sampler="greedy")  # the default sampler draws at random
+    return causal_lm
+
+
+def _subclasses(cls: type) -> list[type]:
+    found: list[type] = []
+    direct: list[type] = cls.__subclasses__()
+    for sub in direct:
+        found.append(sub)
+        found.extend(_subclasses(sub))
+    return found
+
+
+class _GenerateModule:
+    """Wraps the causal LM in a tf.Module whose one signature is the generation loop."""
+
+    def __new__(cls, causal_lm: Any, tf: Any) -> Any:
+        class GenerateModule(tf.Module):  # type: ignore[misc]
+            def __init__(self) -> None:
+                super().__init__()
+                self.causal_lm = causal_lm
+
+            @tf.function(  # type: ignore[untyped-decorator]
+                input_signature=[
+                    tf.TensorSpec([None, None], tf.int32, name="token_ids"),
+                    tf.TensorSpec([None, None], tf.bool, name="padding_mask"),
+                ],
+                jit_compile=True,
+            )
+            def generate(self, token_ids: Any, padding_mask: Any) -> dict[str, Any]:
+                # Rows are right-padded; each row's positions where the mask is False get filled.
+                inputs = {"token_ids": token_ids, "padding_mask": padding_mask}
+                output = self.causal_lm.generate_step(inputs, stop_token_ids=None)
+                return {"token_ids": output["token_ids"], "padding_mask": output["padding_mask"]}
+
+        return GenerateModule()
+
+
+def _context_length(config: dict[str, Any]) -> int:
+    return int(config.get("max_position_embeddings") or config.get("n_positions") or 1024)
+
+
+def _eos_ids(model_dir: Path, config: dict[str, Any]) -> set[int]:
+    generation = model_dir / "generation_config.json"
+    eos = json.loads(generation.read_text()).get("eos_token_id") if generation.is_file() else None
+    if eos is None:
+        eos = config.get("eos_token_id")
+    if eos is None:
+        return set()
+    return set(eos) if isinstance(eos, list) else {int(eos)}

@@ -1,0 +1,210 @@
+"""framework "tf": SavedModels exported with `textgen export-tf`, served without keras-hub."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from handlers.factory import create_app
+from tests.models import TINY_LLAMA
+from tests.servers import REPO_ROOT, console_script
+from textgen.demo import build_llama
+from textgen.settings import Settings
+from textgen.store.manifest import build_manifest
+
+pytestmark = pytest.mark.slow
+
+MIXED = ["Hi", "The quick brown fox jumps over the lazy dog and then", "Numbers: 1, 2, 3"]
+FAMILIES = [
+    ("/gpt2_model", "gpt2-test"),
+    ("/llama_model", "llama-test"),
+    ("/llama_model", "llama-eps"),
+]
+
+
+@pytest.fixture(scope="module")
+def tf_store(store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tf-store")
+    for name in ("gpt2-test", "llama-test"):
+        shutil.copytree(store_dir / name, root / name)
+    # The settings KerasHub's LLaMA converter ignores: an epsilon and rope base of its own.
+    build_llama(root / "llama-eps", **{**TINY_LLAMA, "rms_norm_eps": 1e-3, "rope_theta": 500.0})
+    for name in ("gpt2-test", "llama-test", "llama-eps"):
+        result = subprocess.run(
+            [console_script("textgen"), "export-tf", str(root / name)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    return root
+
+
+@pytest.fixture(scope="module")
+def tf_client(tf_store: Path, settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings.model_copy(update={"model_store": str(tf_store)}))) as c:
+        yield c
+
+
+@pytest.mark.parametrize(("path", "model"), FAMILIES)
+def test_tensorflow_gives_pytorchs_greedy_tokens(
+    tf_client: TestClient, path: str, model: str
+) -> None:
+    request = {"model_name": model, "prompts": MIXED, "max_tokens": 12}
+    pt = tf_client.post(path, json=request)
+    tf = tf_client.post(path, json={**request, "framework": "tf"})
+
+    assert tf.status_code == 200, tf.text
+    assert tf.json()["framework"] == "tf"
+    assert tf.json()["results"] == pt.json()["results"]
+    assert len({r["generated_text"] for r in tf.json()["results"]}) == len(MIXED)
+
+
+def test_models_show_the_tensorflow_exports(tf_client: TestClient) -> None:
+    models = {m["name"]: m["frameworks"] for m in tf_client.get("/models").json()["models"]}
+
+    assert models == {
+        "gpt2-test": ["pt", "tf"],
+        "llama-test": ["pt", "tf"],
+        "llama-eps": ["pt", "tf"],
+    }
+
+
+def test_the_export_is_part_of_what_publish_uploads(tf_store: Path) -> None:
+    manifest = build_manifest(tf_store / "gpt2-test")
+
+    assert {"tf/saved_model.pb", "tf/tokenizer.json", "tf/textgen.json"} <= set(manifest.files)
+    assert manifest.extra["frameworks"] == ["pt", "tf"]
+
+
+def test_serving_imports_neither_keras_hub_nor_transformers(tf_store: Path) -> None:
+    script = """
+import json, sys
+from pathlib import Path
+from textgen.backends import load_generator
+from textgen.families import Framework
+from textgen.settings import Settings
+generator = load_generator(Framework.TENSORFLOW, Path(sys.argv[1]), Settings())
+completion = generator.generate(["Hello there"], 4)[0]
+heavy = ("keras_hub", "transformers", "torch")
+print(json.dumps({"tokens": completion.tokens, "loaded": [m for m in heavy if m in sys.modules]}))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tf_store / "gpt2-test")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"tokens": 4, "loaded": []}
+
+
+def test_a_savedmodel_with_the_wrong_signature_is_a_clear_error(
+    tf_store: Path, store_dir: Path, settings: Settings, tmp_path: Path
+) -> None:
+    import tensorflow as tf
+
+    model = tmp_path / "store" / "gpt2-wrong"
+    shutil.copytree(store_dir / "gpt2-test", model)
+
+    class Doubler(tf.Module):  # type: ignore[misc]
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])  # type: ignore[untyped-decorator]
+        def double(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"y": x * 2}
+
+    doubler = Doubler()
+    tf.saved_model.save(doubler, str(model / "tf"), signatures={"serving_default": doubler.double})
+    for name in ("textgen.json", "tokenizer.json"):
+        shutil.copy2(tf_store / "gpt2-test" / "tf" / name, model / "tf" / name)
+
+    with TestClient(
+        create_app(settings.model_copy(update={"model_store": str(model.parent)}))
+    ) as c:
+        response = c.post(
+            "/gpt2_model", json={"model_name": "gpt2-wrong", "prompts": ["Hi"], "framework": "tf"}
+        )
+        healthy = c.post("/gpt2_model", json={"model_name": "gpt2-wrong", "prompts": ["Hi"]})
+
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert error["type"] == "model_load_failed"
+    assert "wrong serving signature" in error["message"]
+    assert "textgen export-tf" in error["message"]
+    assert healthy.status_code == 200
+
+
+class _Tripwire:
+    """Unpickling this writes a file: proof that a pickle was (or was not) loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (Path.write_text, (str(self.marker), "unpickled"))
+
+
+@pytest.fixture
+def pickled_store(tf_store: Path, store_dir: Path, tmp_path: Path) -> Path:
+    """gpt2-test with its TensorFlow export's tokenizer as the original app kept it: a pickle."""
+    import joblib
+    from transformers import AutoTokenizer
+
+    model = tmp_path / "store" / "gpt2-pickled"
+    shutil.copytree(tf_store / "gpt2-test", model)
+    (model / "tf" / "tokenizer.json").unlink()
+    joblib.dump(
+        AutoTokenizer.from_pretrained(store_dir / "gpt2-test"), model / "tf" / "tokenizer.pkl"
+    )
+    return model.parent
+
+
+def _post(settings: Settings, store: Path, **changes: object) -> dict[str, object]:
+    app = create_app(settings.model_copy(update={"model_store": str(store), **changes}))
+    with TestClient(app) as c:
+        request = {"model_name": "gpt2-pickled", "prompts": MIXED, "max_tokens": 6}
+        tf = c.post("/gpt2_model", json={**request, "framework": "tf"})
+        pt = c.post("/gpt2_model", json=request)
+    return {"status": tf.status_code, "body": tf.json(), "pt": pt.json()}
+
+
+def test_a_pickled_tokenizer_is_refused_by_default(pickled_store: Path, settings: Settings) -> None:
+    answer = _post(settings, pickled_store)
+
+    assert answer["status"] == 422
+    message = answer["body"]["error"]["message"]  # type: ignore[index]
+    assert "ALLOW_PICKLE_TOKENIZERS" in message
+
+
+def test_a_pickled_tokenizer_loads_when_allowed(pickled_store: Path, settings: Settings) -> None:
+    answer = _post(settings, pickled_store, allow_pickle_tokenizers=True)
+
+    assert answer["status"] == 200, answer["body"]
+    assert answer["body"]["results"] == answer["pt"]["results"]  # type: ignore[index]
+
+
+def test_a_pickle_that_does_not_match_the_manifest_is_never_unpickled(
+    pickled_store: Path, settings: Settings, tmp_path: Path
+) -> None:
+    model = pickled_store / "gpt2-pickled"
+    manifest = build_manifest(model)
+    (model / "manifest.json").write_text(manifest.to_json())
+    marker = tmp_path / "unpickled.txt"
+    import joblib
+
+    joblib.dump(_Tripwire(marker), model / "tf" / "tokenizer.pkl")  # swapped after publishing
+
+    answer = _post(settings, pickled_store, allow_pickle_tokenizers=True)
+
+    assert answer["status"] == 502
+    assert answer["body"]["error"]["type"] == "artifact_corrupt"  # type: ignore[index]
+    assert not marker.exists()

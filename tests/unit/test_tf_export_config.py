@@ -1,0 +1,53 @@
+"""The configs KerasHub's converters would get wrong are refused before any export."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from textgen.errors import UnsupportedModel
+from textgen.tf_export import convertible_config
+
+GPT2 = {
+    "model_type": "gpt2",
+    "n_embd": 64,
+    "n_inner": None,
+    "activation_function": "gelu_new",
+    "layer_norm_epsilon": 1e-5,
+}
+LLAMA = {
+    "model_type": "llama",
+    "hidden_size": 64,
+    "num_attention_heads": 4,
+    "head_dim": 16,
+    "hidden_act": "silu",
+    "rms_norm_eps": 1e-5,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 500000.0},
+}
+
+
+def test_supported_configs_and_the_settings_passed_explicitly() -> None:
+    assert convertible_config(GPT2) == {}
+    assert convertible_config(LLAMA) == {
+        "layer_norm_epsilon": 1e-5,
+        "rope_max_wavelength": 500000.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("config", "words"),
+    [
+        ({**GPT2, "n_inner": 100}, "n_inner"),
+        ({**GPT2, "activation_function": "relu"}, "activation_function"),
+        ({**GPT2, "layer_norm_epsilon": 1e-6}, "layer_norm_epsilon"),
+        ({**LLAMA, "rope_parameters": {"rope_type": "llama3", "rope_theta": 1.0}}, "rope type"),
+        ({**LLAMA, "tie_word_embeddings": True}, "tie_word_embeddings"),
+        ({**LLAMA, "attention_bias": True}, "attention_bias"),
+        ({**LLAMA, "head_dim": 32}, "head_dim"),
+        ({"model_type": "bert"}, "gpt2 or llama only"),
+    ],
+)
+def test_unsupported_configs_are_refused(config: dict[str, Any], words: str) -> None:
+    with pytest.raises(UnsupportedModel, match=words):
+        convertible_config(config)
