@@ -84,6 +84,7 @@ def export_tf(model_dir: Path) -> Path:
     import tensorflow as tf
 
     causal_lm = _build_causal_lm(model_dir, overrides)
+    check_backbone(causal_lm.backbone.get_config(), config)
     module = _GenerateModule(causal_lm, tf)
     staging = Path(tempfile.mkdtemp(prefix=".tf-export-", dir=model_dir))
     try:
@@ -117,6 +118,42 @@ def _build_causal_lm(model_dir: Path, overrides: dict[str, Any]) -> Any:
     causal_lm = task_classes[0](backbone=backbone, preprocessor=None)
     causal_lm.compile(sampler="greedy")  # the default sampler draws at random
     return causal_lm
+
+
+# KerasHub backbone setting -> the Hugging Face config fields it must equal, per family.
+_SAME_AS: dict[Family, dict[str, tuple[str, ...]]] = {
+    Family.GPT2: {
+        "vocabulary_size": ("vocab_size",),
+        "num_layers": ("n_layer",),
+        "num_heads": ("n_head",),
+        "hidden_dim": ("n_embd",),
+        "max_sequence_length": ("n_positions",),
+    },
+    Family.LLAMA: {
+        "vocabulary_size": ("vocab_size",),
+        "num_layers": ("num_hidden_layers",),
+        "num_query_heads": ("num_attention_heads",),
+        "num_key_value_heads": ("num_key_value_heads", "num_attention_heads"),
+        "hidden_dim": ("hidden_size",),
+        "intermediate_dim": ("intermediate_size",),
+    },
+}
+
+
+def check_backbone(built: dict[str, Any], config: dict[str, Any]) -> None:
+    """Compare the model KerasHub built with the PyTorch model's config, field by field."""
+    wrong = []
+    for setting, fields in _SAME_AS[Family(config["model_type"])].items():
+        expected = next((config[f] for f in fields if config.get(f) is not None), None)
+        if expected is not None and built.get(setting) != expected:
+            wrong.append(f"{setting}={built.get(setting)!r} where {fields[0]}={expected!r}")
+    if (
+        config["model_type"] == Family.GPT2
+        and built.get("intermediate_dim") != 4 * config["n_embd"]
+    ):
+        wrong.append(f"intermediate_dim={built.get('intermediate_dim')!r}, not 4 x n_embd")
+    if wrong:
+        raise UnsupportedModel("KerasHub built a model unlike the PyTorch one: " + "; ".join(wrong))
 
 
 def _subclasses(cls: type) -> list[type]:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from textgen.errors import UnsupportedModel
-from textgen.tf_export import convertible_config
+from textgen.tf_export import check_backbone, convertible_config
 
 GPT2 = {
     "model_type": "gpt2",
@@ -51,3 +51,21 @@ def test_supported_configs_and_the_settings_passed_explicitly() -> None:
 def test_unsupported_configs_are_refused(config: dict[str, Any], words: str) -> None:
     with pytest.raises(UnsupportedModel, match=words):
         convertible_config(config)
+
+
+def test_a_built_model_unlike_the_pytorch_one_is_refused() -> None:
+    config = {**GPT2, "vocab_size": 100, "n_layer": 2, "n_head": 4, "n_positions": 128}
+    built = {
+        "vocabulary_size": 100,
+        "num_layers": 2,
+        "num_heads": 4,
+        "hidden_dim": 64,
+        "intermediate_dim": 256,
+        "max_sequence_length": 128,
+    }
+
+    check_backbone(built, config)  # the same model: accepted
+    with pytest.raises(UnsupportedModel, match="num_layers=3 where n_layer=2"):
+        check_backbone({**built, "num_layers": 3}, config)
+    with pytest.raises(UnsupportedModel, match="not 4 x n_embd"):
+        check_backbone({**built, "intermediate_dim": 128}, config)
