@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from handlers.factory import create_app
 from tests.models import build_test_store
+from tests.s3_models import publish_models, s3_settings
 from tests.s3_server import FaultProxy, moto_server
 from textgen.settings import Settings
 
@@ -74,3 +75,18 @@ def bucket(direct_s3: Any) -> str:
     name = f"models-{uuid.uuid4().hex[:12]}"
     direct_s3.create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture
+def gpt2_in_s3(
+    proxy: FaultProxy,
+    direct_s3: Any,
+    bucket: str,
+    store_dir: Path,
+    settings: Settings,
+    tmp_path: Path,
+) -> Settings:
+    """gpt2-test published to a fresh bucket; settings that serve it through the proxy, with the
+    cache in tmp_path."""
+    publish_models(direct_s3, store_dir, bucket, "gpt2-test")
+    return s3_settings(settings, bucket, tmp_path)

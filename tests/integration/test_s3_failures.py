@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,14 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from handlers.factory import create_app
-from tests.integration.test_s3_store import (
-    _FILL_SCRIPT,
-    REQUEST,
-    WEIGHTS,
-    cached_versions,
-    publish_models,
-    s3_settings,
-)
+from tests.s3_models import REQUEST, WEIGHTS, cached_versions, fill_command, s3_settings
 from tests.s3_server import Fault, FaultProxy
 from tests.servers import REPO_ROOT, console_script, free_port
 from textgen.settings import Settings
@@ -60,16 +52,11 @@ def test_a_missing_bucket_is_a_5xx_that_says_so(
 
 def test_denied_access_is_a_5xx_that_says_so(
     proxy: FaultProxy,
-    direct_s3: Any,
-    bucket: str,
-    store_dir: Path,
-    settings: Settings,
-    tmp_path: Path,
+    gpt2_in_s3: Settings,
 ) -> None:
-    publish_models(direct_s3, store_dir, bucket, "gpt2-test")
     proxy.add_fault(Fault(count=100, status=403, error_code="AccessDenied"))
 
-    status, error = post_and_check_health(s3_settings(settings, bucket, tmp_path), REQUEST)
+    status, error = post_and_check_health(gpt2_in_s3, REQUEST)
 
     assert status == 503
     assert "access denied" in error["message"]
@@ -89,15 +76,13 @@ def test_an_unreachable_endpoint_is_a_5xx_that_says_so(
 
 def test_a_process_killed_mid_download_leaves_nothing_trusted(
     proxy: FaultProxy,
-    direct_s3: Any,
     bucket: str,
     store_dir: Path,
-    settings: Settings,
     tmp_path: Path,
+    gpt2_in_s3: Settings,
 ) -> None:
-    publish_models(direct_s3, store_dir, bucket, "gpt2-test")
     proxy.add_fault(Fault(count=100, path_contains=WEIGHTS, stall_seconds=30))
-    fill = [sys.executable, "-c", _FILL_SCRIPT, f"s3://{bucket}/models", str(tmp_path), "gpt2-test"]
+    fill = fill_command(bucket, tmp_path)
     worker = subprocess.Popen(fill, cwd=REPO_ROOT, start_new_session=True)
     deadline = time.monotonic() + 60
     while not proxy.log.gets(WEIGHTS) and time.monotonic() < deadline:
@@ -109,8 +94,7 @@ def test_a_process_killed_mid_download_leaves_nothing_trusted(
     assert proxy.log.gets(WEIGHTS), "the download never started"
     assert cached_versions(tmp_path, "gpt2-test") == []
     proxy.faults.clear()
-    store_settings = s3_settings(settings, bucket, tmp_path)
-    path = open_store(store_settings.model_store, store_settings).fetch("gpt2-test").path
+    path = open_store(gpt2_in_s3.model_store, gpt2_in_s3).fetch("gpt2-test").path
     assert (path / WEIGHTS).read_bytes() == (store_dir / "gpt2-test" / WEIGHTS).read_bytes()
     assert [p.name for p in (tmp_path / "gpt2-test").iterdir()] == [path.name]
 

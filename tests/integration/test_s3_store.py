@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,6 +15,14 @@ from boto3.s3.transfer import TransferConfig
 from fastapi.testclient import TestClient
 
 from handlers.factory import create_app
+from tests.s3_models import (
+    REQUEST,
+    WEIGHTS,
+    cached_versions,
+    fill_command,
+    publish_models,
+    s3_settings,
+)
 from tests.s3_server import Fault, FaultProxy
 from tests.servers import REPO_ROOT
 from textgen.families import Family
@@ -23,29 +30,6 @@ from textgen.service import GenerationRequest, GenerationService
 from textgen.settings import Settings
 from textgen.store import open_store
 from textgen.store.publish import publish
-
-WEIGHTS = "model.safetensors"
-REQUEST = {"model_name": "gpt2-test", "prompts": ["Hello from S3"], "max_tokens": 4}
-
-
-def publish_models(client: Any, store_dir: Path, bucket: str, *names: str) -> None:
-    for name in names or ("gpt2-test", "llama-test"):
-        publish(store_dir / name, f"s3://{bucket}/models/{name}", client, TransferConfig())
-
-
-def s3_settings(settings: Settings, bucket: str, cache: Path, **changes: Any) -> Settings:
-    return settings.model_copy(
-        update={
-            "model_store": f"s3://{bucket}/models",
-            "model_cache_dir": cache,
-            "s3_part_size_mb": 5,
-            **changes,
-        }
-    )
-
-
-def cached_versions(cache: Path, name: str) -> list[Path]:
-    return sorted(p.parent for p in (cache / name).glob("*/.complete"))
 
 
 def test_publish_then_serve_gives_what_the_local_store_gives(
@@ -81,14 +65,9 @@ def test_publish_then_serve_gives_what_the_local_store_gives(
 
 def test_warm_requests_do_not_touch_s3(
     proxy: FaultProxy,
-    direct_s3: Any,
-    bucket: str,
-    store_dir: Path,
-    settings: Settings,
-    tmp_path: Path,
+    gpt2_in_s3: Settings,
 ) -> None:
-    publish_models(direct_s3, store_dir, bucket, "gpt2-test")
-    with TestClient(create_app(s3_settings(settings, bucket, tmp_path))) as from_s3:
+    with TestClient(create_app(gpt2_in_s3)) as from_s3:
         cold = from_s3.post("/gpt2_model", json=REQUEST).json()
         cold_requests = list(proxy.log.requests)
         proxy.reset_log()
@@ -101,10 +80,12 @@ def test_warm_requests_do_not_touch_s3(
 
 
 def test_a_new_process_with_a_warm_disk_cache_downloads_nothing(
-    proxy: FaultProxy, direct_s3: Any, bucket: str, store_dir: Path, tmp_path: Path
+    proxy: FaultProxy,
+    bucket: str,
+    tmp_path: Path,
+    gpt2_in_s3: Settings,
 ) -> None:
-    publish_models(direct_s3, store_dir, bucket, "gpt2-test")
-    fill = [sys.executable, "-c", _FILL_SCRIPT, f"s3://{bucket}/models", str(tmp_path), "gpt2-test"]
+    fill = fill_command(bucket, tmp_path)
     first = subprocess.run(fill, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     assert first.returncode == 0, first.stderr
     proxy.reset_log()
@@ -120,17 +101,11 @@ def test_a_new_process_with_a_warm_disk_cache_downloads_nothing(
 
 def test_eight_concurrent_cold_requests_download_each_object_once(
     proxy: FaultProxy,
-    direct_s3: Any,
     bucket: str,
     store_dir: Path,
-    settings: Settings,
-    tmp_path: Path,
+    gpt2_in_s3: Settings,
 ) -> None:
-    publish_models(direct_s3, store_dir, bucket, "gpt2-test")
-    store_settings = s3_settings(settings, bucket, tmp_path)
-    service = GenerationService(
-        store_settings, open_store(store_settings.model_store, store_settings)
-    )
+    service = GenerationService(gpt2_in_s3, open_store(gpt2_in_s3.model_store, gpt2_in_s3))
     request = GenerationRequest(model_name="gpt2-test", prompts=["Hi"], max_tokens=2)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -143,10 +118,13 @@ def test_eight_concurrent_cold_requests_download_each_object_once(
 
 
 def test_worker_processes_sharing_a_cache_download_once(
-    proxy: FaultProxy, direct_s3: Any, bucket: str, store_dir: Path, tmp_path: Path
+    proxy: FaultProxy,
+    bucket: str,
+    store_dir: Path,
+    tmp_path: Path,
+    gpt2_in_s3: Settings,
 ) -> None:
-    publish_models(direct_s3, store_dir, bucket, "gpt2-test")
-    fill = [sys.executable, "-c", _FILL_SCRIPT, f"s3://{bucket}/models", str(tmp_path), "gpt2-test"]
+    fill = fill_command(bucket, tmp_path)
     workers = [subprocess.Popen(fill, cwd=REPO_ROOT, stdout=subprocess.PIPE) for _ in range(3)]
     outputs = [worker.communicate(timeout=120)[0] for worker in workers]
 
@@ -156,20 +134,18 @@ def test_worker_processes_sharing_a_cache_download_once(
 
 
 def test_a_corrupt_object_is_refused_not_cached_then_served_once_fixed(
-    proxy: FaultProxy,
     direct_s3: Any,
     bucket: str,
     store_dir: Path,
-    settings: Settings,
     tmp_path: Path,
+    gpt2_in_s3: Settings,
 ) -> None:
-    publish_models(direct_s3, store_dir, bucket, "gpt2-test")
     good = (store_dir / "gpt2-test" / WEIGHTS).read_bytes()
     corrupt = good[:-16] + bytes(16)  # same size, different bytes
     key = f"models/gpt2-test/{WEIGHTS}"
     direct_s3.put_object(Bucket=bucket, Key=key, Body=corrupt)
 
-    with TestClient(create_app(s3_settings(settings, bucket, tmp_path))) as from_s3:
+    with TestClient(create_app(gpt2_in_s3)) as from_s3:
         refused = from_s3.post("/gpt2_model", json=REQUEST)
         nothing_cached = cached_versions(tmp_path, "gpt2-test")
         leftovers = list((tmp_path / "gpt2-test").glob("*"))
@@ -189,19 +165,14 @@ def test_a_corrupt_object_is_refused_not_cached_then_served_once_fixed(
 @pytest.mark.parametrize(("status", "code"), [(503, "SlowDown"), (500, "InternalError")])
 def test_throttling_and_server_errors_are_retried(
     proxy: FaultProxy,
-    direct_s3: Any,
-    bucket: str,
-    store_dir: Path,
-    settings: Settings,
-    tmp_path: Path,
     status: int,
     code: str,
+    gpt2_in_s3: Settings,
 ) -> None:
-    publish_models(direct_s3, store_dir, bucket, "gpt2-test")
     proxy.add_fault(Fault(count=2, path_contains="manifest.json", status=status, error_code=code))
     proxy.add_fault(Fault(count=3, path_contains=WEIGHTS, status=status, error_code=code))
 
-    with TestClient(create_app(s3_settings(settings, bucket, tmp_path))) as from_s3:
+    with TestClient(create_app(gpt2_in_s3)) as from_s3:
         response = from_s3.post("/gpt2_model", json=REQUEST)
 
     assert response.status_code == 200, response.text
@@ -211,16 +182,13 @@ def test_throttling_and_server_errors_are_retried(
 
 def test_a_connection_dropped_mid_object_is_resumed_and_verified(
     proxy: FaultProxy,
-    direct_s3: Any,
-    bucket: str,
     store_dir: Path,
-    settings: Settings,
     tmp_path: Path,
+    gpt2_in_s3: Settings,
 ) -> None:
-    publish_models(direct_s3, store_dir, bucket, "gpt2-test")
     proxy.add_fault(Fault(count=2, path_contains=WEIGHTS, drop_after=100_000))
 
-    with TestClient(create_app(s3_settings(settings, bucket, tmp_path))) as from_s3:
+    with TestClient(create_app(gpt2_in_s3)) as from_s3:
         response = from_s3.post("/gpt2_model", json=REQUEST)
 
     assert response.status_code == 200, response.text
@@ -231,14 +199,9 @@ def test_a_connection_dropped_mid_object_is_resumed_and_verified(
 
 def test_a_model_over_the_disk_budget_fails_before_any_download(
     proxy: FaultProxy,
-    direct_s3: Any,
-    bucket: str,
-    store_dir: Path,
-    settings: Settings,
-    tmp_path: Path,
+    gpt2_in_s3: Settings,
 ) -> None:
-    publish_models(direct_s3, store_dir, bucket, "gpt2-test")
-    tight = s3_settings(settings, bucket, tmp_path, model_cache_max_bytes=1_000_000)
+    tight = gpt2_in_s3.model_copy(update={"model_cache_max_bytes": 1_000_000})
 
     with TestClient(create_app(tight)) as from_s3:
         response = from_s3.post("/gpt2_model", json=REQUEST)
@@ -285,16 +248,13 @@ def test_least_recently_used_models_are_evicted_from_disk(
 
 
 def test_a_republished_model_is_picked_up_by_the_next_process(
-    proxy: FaultProxy,
     direct_s3: Any,
     bucket: str,
     store_dir: Path,
-    settings: Settings,
     tmp_path: Path,
+    gpt2_in_s3: Settings,
 ) -> None:
-    publish_models(direct_s3, store_dir, bucket, "gpt2-test")
-    store_settings = s3_settings(settings, bucket, tmp_path)
-    with TestClient(create_app(store_settings)) as first_instance:
+    with TestClient(create_app(gpt2_in_s3)) as first_instance:
         before = first_instance.post("/gpt2_model", json=REQUEST).json()["results"]
     publish(
         store_dir / "gpt2-other-seed",
@@ -303,7 +263,7 @@ def test_a_republished_model_is_picked_up_by_the_next_process(
         TransferConfig(),
     )
 
-    with TestClient(create_app(store_settings)) as next_instance:
+    with TestClient(create_app(gpt2_in_s3)) as next_instance:
         after = next_instance.post("/gpt2_model", json=REQUEST).json()["results"]
 
     assert after != before
@@ -311,19 +271,15 @@ def test_a_republished_model_is_picked_up_by_the_next_process(
 
 
 def test_a_manifest_with_only_files_is_enough(
-    proxy: FaultProxy,
     direct_s3: Any,
     bucket: str,
-    store_dir: Path,
-    settings: Settings,
-    tmp_path: Path,
+    gpt2_in_s3: Settings,
 ) -> None:
-    publish_models(direct_s3, store_dir, bucket, "gpt2-test")
     key = "models/gpt2-test/manifest.json"
     manifest = json.loads(direct_s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     direct_s3.put_object(Bucket=bucket, Key=key, Body=json.dumps({"files": manifest["files"]}))
 
-    with TestClient(create_app(s3_settings(settings, bucket, tmp_path))) as from_s3:
+    with TestClient(create_app(gpt2_in_s3)) as from_s3:
         models = from_s3.get("/models").json()["models"]
         response = from_s3.post("/gpt2_model", json=REQUEST)
 
@@ -333,14 +289,10 @@ def test_a_manifest_with_only_files_is_enough(
 
 def test_preloaded_models_are_ready_before_the_first_request(
     proxy: FaultProxy,
-    direct_s3: Any,
     bucket: str,
-    store_dir: Path,
-    settings: Settings,
-    tmp_path: Path,
+    gpt2_in_s3: Settings,
 ) -> None:
-    publish_models(direct_s3, store_dir, bucket, "gpt2-test")
-    preload = s3_settings(settings, bucket, tmp_path, preload_models=["gpt2-test"])
+    preload = gpt2_in_s3.model_copy(update={"preload_models": ["gpt2-test"]})
 
     with TestClient(create_app(preload)) as from_s3:
         loaded = from_s3.get("/health").json()["loaded_models"]
@@ -354,13 +306,3 @@ def assert_each_object_downloaded_once(proxy: FaultProxy, model_dir: Path, bucke
     for file in model_dir.iterdir():
         key = f"/{bucket}/models/{model_dir.name}/{file.name}"
         assert proxy.log.body_bytes[key] == file.stat().st_size, key
-
-
-_FILL_SCRIPT = """
-import sys
-from textgen.settings import Settings
-from textgen.store import open_store
-uri, cache, name = sys.argv[1:]
-settings = Settings(model_store=uri, model_cache_dir=cache, s3_part_size_mb=5)
-print(open_store(uri, settings).fetch(name).path)
-"""
