@@ -3,12 +3,14 @@
 #   docker build --target lambda -t serverless-textgen:lambda .   AWS Lambda container image (CPU)
 #   docker build --target gpu    -t serverless-textgen:gpu .      GPU container, uvicorn on $PORT
 # No model weights are baked in unless --build-arg BAKE_DEMO_MODELS=true (then MODEL_STORE=/opt/models).
+# TensorFlow (framework "tf") is not installed unless --build-arg EXTRAS=tf.
 # Base images are pinned to their Python 3.12 / CUDA 12.8.1 lines; pass a digest with
 # --build-arg LAMBDA_BASE=...@sha256:... (or CUDA_BASE) for byte-for-byte reproducible builds.
 
 ARG LAMBDA_BASE=public.ecr.aws/lambda/python:3.12
 ARG CUDA_BASE=nvidia/cuda:12.8.1-runtime-ubuntu24.04
 ARG TORCH_VERSION=2.13.0
+ARG EXTRAS=""
 
 # ---------------------------------------------------------------- lambda
 FROM ${LAMBDA_BASE} AS lambda
@@ -24,16 +26,17 @@ ENV HF_HOME=/tmp/huggingface \
     HF_HUB_OFFLINE=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1
-# Layers from least to most often changed: torch, the other dependencies, then the code.
-RUN pip install "torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cpu
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ARG EXTRAS
+# container/install.sh: the one way both images install, in layers from least to most often changed.
 COPY pyproject.toml /src/pyproject.toml
-COPY container/requirements.py /src/container/requirements.py
-RUN python /src/container/requirements.py /src/pyproject.toml > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
+COPY container /src/container
+RUN /src/container/install.sh torch
+RUN /src/container/install.sh deps
 COPY README.md /src/README.md
 COPY handlers /src/handlers
 COPY layers /src/layers
-RUN pip install --no-deps /src && rm -rf /src
+RUN /src/container/install.sh app && rm -rf /src
 RUN if [ "$BAKE_DEMO_MODELS" = "true" ]; then textgen demo-store /opt/models; fi
 CMD ["handlers.lambda_function.handler"]
 
@@ -58,18 +61,19 @@ ENV PATH=/opt/venv/bin:$PATH \
     HF_HUB_OFFLINE=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1
-RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
+ARG EXTRAS
 COPY pyproject.toml /src/pyproject.toml
-COPY container/requirements.py /src/container/requirements.py
-RUN python /src/container/requirements.py /src/pyproject.toml > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
+COPY container /src/container
+RUN /src/container/install.sh torch
+RUN /src/container/install.sh deps
 COPY README.md /src/README.md
 COPY handlers /src/handlers
 COPY layers /src/layers
-RUN pip install --no-deps /src && rm -rf /src
+RUN /src/container/install.sh app && rm -rf /src
 RUN if [ "$BAKE_DEMO_MODELS" = "true" ]; then textgen demo-store /opt/models; fi
 USER textgen
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 \
     CMD ["python", "-m", "handlers.healthcheck"]
-CMD ["sh", "-c", "exec uvicorn handlers.app:app --host 0.0.0.0 --port \"${PORT}\""]
+# `textgen serve`: uvicorn, with SHUTDOWN_GRACE_S for running requests on SIGTERM and exit 0.
+CMD ["sh", "-c", "exec textgen serve --host 0.0.0.0 --port \"${PORT}\""]

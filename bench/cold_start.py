@@ -45,23 +45,23 @@ REPO = Path(__file__).resolve().parents[1]
 _SERVICE = """
 import json, sys, time
 started = time.perf_counter()
-from textgen.cache import ModelCache
-from textgen.families import Family
+from textgen.families import Family, Framework
 from textgen.service import GenerationRequest, GenerationService
 from textgen.settings import Settings
+from textgen.store.disk_cache import DiskModelCache
 from textgen.store.s3 import S3ModelStore, s3_client_for, transfer_config_for
 import torch, transformers  # what loading needs, timed as import like the baseline's
 imported = time.perf_counter()
 uri, cache_dir, model = sys.argv[1:]
 settings = Settings(model_store=uri, model_cache_dir=cache_dir)
-cache = ModelCache(settings.model_cache_dir, settings.model_cache_max_bytes)
+cache = DiskModelCache(settings.model_cache_dir, settings.model_cache_max_bytes)
 store = S3ModelStore(uri, s3_client_for(settings), cache, transfer_config_for(settings))
 service = GenerationService(settings, store)
 fetched_model = store.fetch(model)
 fetched = time.perf_counter()
-service.registry.get((model, "pt"))
+service.load(model, Framework.PYTORCH)
 loaded = time.perf_counter()
-service.generate(GenerationRequest(model, ["Hello"], max_tokens=8), Family.GPT2)
+service.generate(GenerationRequest(model, ["Hello"], Family.GPT2, max_tokens=8))
 generated = time.perf_counter()
 print(json.dumps({
     "import": imported - started,

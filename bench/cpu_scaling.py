@@ -41,15 +41,15 @@ def main() -> int:
         build_gpt2(Path(store) / "gpt2-124m")
         settings = Settings(model_store=store, device="cpu", torch_dtype="float32")
         service = GenerationService(settings, LocalModelStore(store))
-        request = GenerationRequest("gpt2-124m", PROMPTS, max_tokens=NEW_TOKENS)
-        service.generate(request, Family.GPT2)  # load and warm up
+        request = GenerationRequest("gpt2-124m", PROMPTS, Family.GPT2, max_tokens=NEW_TOKENS)
+        service.generate(request)  # load and warm up
         for threads in [int(t) for t in args.threads.split(",")]:
             torch.set_num_threads(threads)
-            service.generate(request, Family.GPT2)
+            service.generate(request)
             seconds = []
             for _ in range(args.repeats):
                 start = time.perf_counter()
-                result = service.generate(request, Family.GPT2)
+                result = service.generate(request)
                 seconds.append(time.perf_counter() - start)
             tokens = sum(c.tokens for c in result.completions)
             figures[str(threads)] = tokens / statistics.median(seconds)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from textgen.demo import build_gpt2
-from textgen.families import Family
+from textgen.families import Family, Framework
 from textgen.service import GenerationRequest, GenerationService
 from textgen.settings import Settings
 from textgen.store import LocalModelStore
@@ -41,14 +41,14 @@ def main() -> int:
         export_seconds = time.perf_counter() - started
         settings = Settings(model_store=store, device="cpu", torch_dtype="float32")
         service = GenerationService(settings, LocalModelStore(store))
-        for framework in ("pt", "tf"):
+        for framework in Framework:
             request = GenerationRequest(
-                "gpt2-124m", PROMPTS, framework=framework, max_tokens=NEW_TOKENS
+                "gpt2-124m", PROMPTS, Family.GPT2, framework=framework, max_tokens=NEW_TOKENS
             )
-            first = service.generate(request, Family.GPT2)
+            first = service.generate(request)
             seconds = []
             for _ in range(args.repeats):
-                result = service.generate(request, Family.GPT2)
+                result = service.generate(request)
                 seconds.append(result.timing.generate_seconds)
             texts[framework] = [c.text for c in result.completions]
             tokens = sum(c.tokens for c in result.completions)
@@ -58,9 +58,9 @@ def main() -> int:
                 "tokens_per_second": tokens / statistics.median(seconds),
             }
     same = sum(a == b for a, b in zip(texts["pt"], texts["tf"], strict=True))
-    for framework, row in figures.items():
+    for name, row in figures.items():
         print(
-            f"{framework}: load {row['load_seconds']:.1f}s, first call "
+            f"{name}: load {row['load_seconds']:.1f}s, first call "
             f"{row['first_call_seconds']:.1f}s, then {row['tokens_per_second']:.1f} tok/s"
         )
     ratio = figures["tf"]["tokens_per_second"] / figures["pt"]["tokens_per_second"]

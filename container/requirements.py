@@ -1,21 +1,58 @@
-"""Prints the project's runtime dependencies from pyproject.toml, one per line, torch excepted.
+"""Prints what the images install from pyproject.toml, one requirement per line, torch excepted.
 
-The images install torch first from the PyTorch index of their target (CPU or CUDA), in a layer
-of its own, then these; so a code change rebuilds neither.
+The runtime dependencies, plus those of the extras named with --extras (comma-separated; an extra
+that names the project's own other extras brings theirs). The images install torch first, from
+the PyTorch index of their target (CPU or CUDA), in a layer of its own; then these.
 """
 
 from __future__ import annotations
 
+import argparse
 import re
-import sys
 import tomllib
 
+# Name and extras of a requirement; a regular expression, because the images' build Python has
+# no `packaging` to import before anything is installed.
+_NAME_AND_EXTRAS = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?")
 
-def requirements(pyproject_path: str) -> list[str]:
+
+def _name_and_extras(requirement: str) -> tuple[str, set[str]]:
+    match = _NAME_AND_EXTRAS.match(requirement)
+    if not match:
+        raise SystemExit(f"cannot read the requirement {requirement!r}")
+    extras = {e.strip() for e in (match.group(2) or "").split(",") if e.strip()}
+    return match.group(1).lower().replace("_", "-"), extras
+
+
+def requirements(pyproject_path: str, extras: tuple[str, ...] = ()) -> list[str]:
     with open(pyproject_path, "rb") as handle:
-        dependencies: list[str] = tomllib.load(handle)["project"]["dependencies"]
-    return [d for d in dependencies if re.split(r"[\s<>=!~\[;]", d, maxsplit=1)[0] != "torch"]
+        project = tomllib.load(handle)["project"]
+    optional: dict[str, list[str]] = project.get("optional-dependencies", {})
+    found: list[str] = []
+    pending = [*project["dependencies"], *(f"{project['name']}[{extra}]" for extra in extras)]
+    seen_extras: set[str] = set()
+    while pending:
+        requirement = pending.pop(0)
+        name, requirement_extras = _name_and_extras(requirement)
+        if name == project["name"]:  # the project's own extras
+            for extra in sorted(requirement_extras - seen_extras):
+                if extra not in optional:
+                    raise SystemExit(f"pyproject.toml has no extra {extra!r}")
+                seen_extras.add(extra)
+                pending.extend(optional[extra])
+        elif name != "torch" and requirement not in found:
+            found.append(requirement)
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("pyproject")
+    parser.add_argument("--extras", default="", help="comma-separated extras, e.g. tf")
+    args = parser.parse_args()
+    extras = tuple(e.strip() for e in args.extras.split(",") if e.strip())
+    print("\n".join(requirements(args.pyproject, extras)))
 
 
 if __name__ == "__main__":
-    print("\n".join(requirements(sys.argv[1])))
+    main()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +22,18 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings(**overrides)
     if settings.model_store == default_model_store():
         _ensure_demo_store(Path(settings.model_store))
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    app = create_app(settings)  # preloads PRELOAD_MODELS: a stop signal now simply ends it
+    # Once it has shut down, uvicorn raises the stop signal again for the handler that was there
+    # before it started: a no-op here, so a stop we drained for ends with exit status 0.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: None)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=max(math.ceil(settings.shutdown_grace_s), 1),
+    )
     return 0
 
 
@@ -52,7 +65,7 @@ def _models(args: argparse.Namespace) -> int:
 def _publish(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from textgen.store.manifest import build_manifest
+    from textgen.manifest import build_manifest
     from textgen.store.publish import publish
     from textgen.store.s3 import s3_client_for, transfer_config_for
 
@@ -78,8 +91,9 @@ def _publish(args: argparse.Namespace) -> int:
 def _export_tf(args: argparse.Namespace) -> int:
     from textgen.tf_export import export_tf
 
-    target = export_tf(Path(args.model_dir))
-    print(f"wrote the TensorFlow export to {target}")
+    for model_dir in args.model_dirs:  # one process for all: TensorFlow starts once
+        target = export_tf(Path(model_dir))
+        print(f"wrote the TensorFlow export to {target}")
     return 0
 
 
@@ -133,11 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser(
         "export-tf",
         help="write a TensorFlow SavedModel of a model folder",
-        description="Write MODEL_DIR/tf/: a TensorFlow SavedModel whose serving signature runs "
-        "greedy generation (XLA-compiled) on token ids and a padding mask, with the tokenizer. "
-        "Needs the 'export' extra (keras-hub); serving it needs only tensorflow.",
+        description="Write MODEL_DIR/tf/ for each MODEL_DIR: a TensorFlow SavedModel whose serving "
+        "signature runs greedy generation (XLA-compiled) on token ids and a padding mask, with "
+        "the tokenizer. Needs the 'export' extra (keras-hub); serving it needs the 'tf' extra.",
     )
-    export.add_argument("model_dir", metavar="MODEL_DIR", help="Hugging Face-format model folder")
+    export.add_argument(
+        "model_dirs", metavar="MODEL_DIR", nargs="+", help="Hugging Face-format model folder"
+    )
     export.set_defaults(run=_export_tf)
     return parser
 

@@ -18,10 +18,6 @@ def _service(request: Request) -> GenerationService:
     return service
 
 
-def _on_lambda(request: Request) -> bool:
-    return "aws.context" in request.scope  # Mangum puts the invocation's context there
-
-
 def _deadline(request: Request) -> float | None:
     """When generation must stop: the time budget, or the Lambda invocation's end if sooner."""
     settings: Settings = request.app.state.settings
@@ -36,4 +32,3 @@ def _deadline(request: Request) -> float | None:
 ServiceDep = Annotated[GenerationService, Depends(_service)]
 GenerateBodyDep = Annotated[GenerateRequestBody, Depends(read_generate_request)]
 DeadlineDep = Annotated[float | None, Depends(_deadline)]
-OnLambdaDep = Annotated[bool, Depends(_on_lambda)]

@@ -11,7 +11,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from handlers.schemas import ErrorResponse
+from handlers.waiting import ClientDisconnected
 from textgen import errors
+from textgen.engine import GenerationFailed
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +41,29 @@ STATUS_BY_ERROR: dict[type[errors.TextgenError], int] = {
     errors.StoreUnavailable: 503,
     errors.ArtifactCorrupt: 502,
     errors.CacheBudgetExceeded: 507,
+    errors.Overloaded: 429,
+    errors.ShuttingDown: 503,
+    GenerationFailed: 500,
     MalformedBody: 400,
     BodyTooLarge: 413,
+    ClientDisconnected: 499,  # nobody reads it: the connection is gone
+}
+
+
+# What every route may answer besides its success, for the OpenAPI documents: derived from the
+# table above (plus request validation and unexpected failures), so the two cannot drift apart.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse}
+    for status in sorted({*STATUS_BY_ERROR.values(), 422, 500} - {499})
 }
 
 
 def error_response(status: int, kind: str, message: str, details: Any = None) -> JSONResponse:
     body = {"error": {"type": kind, "message": message, "details": jsonable_encoder(details)}}
-    return JSONResponse(status_code=status, content=body)
+    headers = {}
+    if isinstance(details, dict) and "retry_after" in details:  # 429 and 503: when to retry
+        headers["Retry-After"] = str(details["retry_after"])
+    return JSONResponse(status_code=status, content=body, headers=headers)
 
 
 def _status_of(error: errors.TextgenError) -> int:

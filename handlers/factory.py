@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 from fastapi import FastAPI
 
 from handlers.errors import install_error_handlers
 from handlers.routes import router
+from handlers.shutdown import graceful_lifespan
 from textgen.service import GenerationService
 from textgen.settings import Settings, get_settings
 from textgen.store import open_store
@@ -16,7 +19,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="serverless-textgen",
         summary="Text generation with GPT-2 and LLaMA models.",
-        version="0.1.0",
+        version=version("serverless-textgen"),
+        lifespan=graceful_lifespan,
     )
     app.state.settings = settings
     service = GenerationService(settings, open_store(settings.model_store, settings))

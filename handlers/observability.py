@@ -7,17 +7,20 @@ read as plain JSON anywhere else. Tracing (X-Ray) is on when POWERTOOLS_TRACE_DI
 
 from __future__ import annotations
 
+import os
 import warnings
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from textgen.service import GenerationResult
 
 SERVICE = "serverless-textgen"
-NAMESPACE = "ServerlessTextgen"
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "ServerlessTextgen"
 
 logger = Logger(service=SERVICE)
+# Only the Lambda handler's cold-start metric goes through this one: Metrics keeps its state at
+# class level, shared by every instance and thread (see record_generation).
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 tracer = Tracer(service=SERVICE)
 
@@ -26,23 +29,29 @@ tracer = Tracer(service=SERVICE)
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 
-def record_generation(result: GenerationResult, *, flush: bool) -> None:
-    """Log the generation and add its metrics; `flush` writes them now (off Lambda)."""
+def record_generation(result: GenerationResult) -> None:
+    """Log the generation and write its metrics as one record of its own, at once.
+
+    uvicorn runs requests in a thread pool: a per-request EphemeralMetrics keeps each record's
+    dimension with its own figures, where the shared Metrics state would mix concurrent requests.
+    """
     timing = result.timing
-    metrics.add_dimension(name="model", value=result.model.name)
-    metrics.add_metric(name="Prompts", unit=MetricUnit.Count, value=len(result.completions))
-    metrics.add_metric(
+    request_metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
+    request_metrics.add_dimension(name="model", value=result.model.name)
+    request_metrics.add_metric(name="Prompts", unit=MetricUnit.Count, value=len(result.completions))
+    request_metrics.add_metric(
         name="TokensPerSecond",
         unit=MetricUnit.CountPerSecond,
         value=result.throughput.tokens_per_second,
     )
     if timing.model_loaded:
-        metrics.add_metric(
+        request_metrics.add_metric(
             name="ModelLoadSeconds", unit=MetricUnit.Seconds, value=timing.load_seconds
         )
-        metrics.add_metric(name="DownloadBytes", unit=MetricUnit.Bytes, value=timing.download_bytes)
-    if flush:
-        metrics.flush_metrics()
+        request_metrics.add_metric(
+            name="DownloadBytes", unit=MetricUnit.Bytes, value=timing.download_bytes
+        )
+    request_metrics.flush_metrics()
     logger.info(
         "generated",
         extra={

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
-from fastapi import APIRouter
-
-from handlers.deps import DeadlineDep, GenerateBodyDep, OnLambdaDep, ServiceDep
+from handlers.deps import DeadlineDep, GenerateBodyDep, ServiceDep
+from handlers.errors import ERROR_RESPONSES
 from handlers.observability import record_generation
 from handlers.request_body import OPENAPI_REQUEST_BODY
 from handlers.schemas import (
     CompletionOut,
-    ErrorResponse,
+    EngineOut,
     GenerateRequestBody,
     GenerateResponse,
     HealthResponse,
@@ -20,40 +21,52 @@ from handlers.schemas import (
     ThroughputOut,
     TimingOut,
 )
-from textgen.families import Family
+from handlers.waiting import until_finished
+from textgen.engine import SamplingParams
+from textgen.families import Family, parse_framework
 from textgen.service import GenerationRequest, GenerationService
 
 router = APIRouter()
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 404, 413, 422, 500, 501, 502, 503, 507)
-}
+
+def _sampling(body: GenerateRequestBody) -> SamplingParams:
+    """The body's sampling fields; those it leaves out keep the engine's defaults (greedy)."""
+    given = {
+        name: value
+        for name in ("temperature", "top_p", "top_k", "repetition_penalty", "seed")
+        if (value := getattr(body, name)) is not None
+    }
+    stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
+    return SamplingParams(**given, stop=stop)
 
 
-def _generate(
+async def _generate(
+    http_request: Request,
     service: GenerationService,
     body: GenerateRequestBody,
     family: Family,
     deadline: float | None,
-    on_lambda: bool,
 ) -> GenerateResponse:
     request = GenerationRequest(
         model_name=body.model_name,
         prompts=body.prompts,
+        family=family,
+        framework=parse_framework(body.framework),
         task=body.task,
-        framework=body.framework,
-        max_tokens=(
-            service.settings.default_max_tokens if body.max_tokens is None else body.max_tokens
-        ),
+        max_tokens=body.max_tokens,
+        sampling=_sampling(body),
         deadline=deadline,
     )
-    result = service.generate(request, family)
-    record_generation(result, flush=not on_lambda)
+    # Loading a model blocks: it runs in the thread pool. The wait for tokens holds no thread.
+    submission = await run_in_threadpool(service.submit, request)
+    outputs = await until_finished(http_request, submission.handle)
+    result = service.result(submission, outputs)
+    record_generation(result)
     return GenerateResponse(
         model_name=result.model.name,
         family=result.model.family,
         framework=result.framework,
-        task=request.task,
+        task=result.task,
         results=[
             CompletionOut(
                 generated_text=c.text, generated_tokens=c.tokens, finish_reason=c.finish_reason
@@ -65,37 +78,42 @@ def _generate(
     )
 
 
-@router.post("/gpt2_model", responses=_ERRORS, openapi_extra=OPENAPI_REQUEST_BODY)
-def gpt2_model(
-    body: GenerateBodyDep, service: ServiceDep, deadline: DeadlineDep, on_lambda: OnLambdaDep
+@router.post("/gpt2_model", responses=ERROR_RESPONSES, openapi_extra=OPENAPI_REQUEST_BODY)
+async def gpt2_model(
+    request: Request, body: GenerateBodyDep, service: ServiceDep, deadline: DeadlineDep
 ) -> GenerateResponse:
-    """Generate text with a GPT-2-architecture model, all prompts in one batch."""
-    return _generate(service, body, Family.GPT2, deadline, on_lambda)
+    """Generate text with a GPT-2-architecture model; the prompts join the model's batch."""
+    return await _generate(request, service, body, Family.GPT2, deadline)
 
 
-@router.post("/llama_model", responses=_ERRORS, openapi_extra=OPENAPI_REQUEST_BODY)
-def llama_model(
-    body: GenerateBodyDep, service: ServiceDep, deadline: DeadlineDep, on_lambda: OnLambdaDep
+@router.post("/llama_model", responses=ERROR_RESPONSES, openapi_extra=OPENAPI_REQUEST_BODY)
+async def llama_model(
+    request: Request, body: GenerateBodyDep, service: ServiceDep, deadline: DeadlineDep
 ) -> GenerateResponse:
-    """Generate text with a LLaMA-architecture model, all prompts in one batch."""
-    return _generate(service, body, Family.LLAMA, deadline, on_lambda)
+    """Generate text with a LLaMA-architecture model; the prompts join the model's batch."""
+    return await _generate(request, service, body, Family.LLAMA, deadline)
 
 
-@router.get("/health")
-def health(service: ServiceDep) -> HealthResponse:
-    """Liveness, the store in use and the models loaded in memory."""
-    return HealthResponse(
-        status="ok",
-        store=service.store.uri,
-        loaded_models=[f"{name}:{framework}" for name, framework in service.registry.loaded_keys()],
+@router.get("/health", responses={503: {"model": HealthResponse}})
+def health(service: ServiceDep) -> JSONResponse:
+    """Liveness, the store, and per loaded model its engine: rows running, requests queued."""
+    body = HealthResponse(
+        status="shutting_down" if service.closing else "ok",
+        store=service.store_uri,
+        loaded_models=[f"{name}:{framework}" for name, framework in service.loaded_models()],
+        engines={
+            f"{name}:{framework}": EngineOut(**vars(stats))
+            for (name, framework), stats in service.engine_stats().items()
+        },
     )
+    return JSONResponse(body.model_dump(), status_code=503 if service.closing else 200)
 
 
-@router.get("/models", responses=_ERRORS)
+@router.get("/models", responses=ERROR_RESPONSES)
 def models(service: ServiceDep) -> ModelsResponse:
     """The models in the store, with family and available frameworks."""
     return ModelsResponse(
-        store=service.store.uri,
+        store=service.store_uri,
         models=[
             ModelOut(name=m.name, family=m.family, frameworks=[str(f) for f in m.frameworks])
             for m in service.list_models()

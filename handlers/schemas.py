@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from textgen.metrics import Throughput, Timing
+from textgen.timing import Throughput, Timing
 
 
 class GenerateRequestBody(BaseModel):
@@ -22,7 +22,28 @@ class GenerateRequestBody(BaseModel):
     task: StrictStr = Field(default="text-generation", description="Only `text-generation`.")
     framework: StrictStr = Field(default="pt", description="`pt` (PyTorch) or `tf` (TensorFlow).")
     max_tokens: int | None = Field(
-        default=None, description="New tokens per prompt; the server's default is 200."
+        default=None,
+        description="New tokens per prompt; by default the server's DEFAULT_MAX_TOKENS.",
+    )
+    temperature: float | None = Field(
+        default=None, description="0 (the default) is greedy; up to 2, higher is more random."
+    )
+    top_p: float | None = Field(
+        default=None, description="Nucleus sampling: above 0 and at most 1 (the default)."
+    )
+    top_k: int | None = Field(
+        default=None, description="Sample among the k most likely tokens; 0 (the default) is off."
+    )
+    repetition_penalty: float | None = Field(
+        default=None,
+        description="Above 1 discourages tokens already in the prompt or output; default 1.",
+    )
+    seed: int | None = Field(
+        default=None, description="Same seed and request, same text; 0 to 2^63-1."
+    )
+    stop: StrictStr | list[StrictStr] | None = Field(
+        default=None,
+        description="Up to 4 strings; the text ends before the first one (finish_reason stop).",
     )
 
 
@@ -45,6 +66,7 @@ class TimingOut(BaseModel):
     load_seconds: float
     fetch_seconds: float
     download_bytes: int
+    queue_seconds: float
     generate_seconds: float
     total_seconds: float
     model_loaded: bool
@@ -75,10 +97,18 @@ class ModelsResponse(BaseModel):
     models: list[ModelOut]
 
 
+class EngineOut(BaseModel):
+    running_sequences: int
+    queued_requests: int
+    steps_per_second: float
+    steps: int
+
+
 class HealthResponse(BaseModel):
     status: str
     store: str
     loaded_models: list[str]
+    engines: dict[str, EngineOut] = Field(description="Per loaded model (`name:framework`).")
 
 
 class ErrorBody(BaseModel):

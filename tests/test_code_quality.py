@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.servers import REPO_ROOT
+from tests.support.servers import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 

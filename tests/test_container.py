@@ -5,9 +5,11 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
+import venv
 from pathlib import Path
 
 import httpx
@@ -15,8 +17,8 @@ import pytest
 from packaging.requirements import Requirement
 
 from container.requirements import requirements
-from tests.dockerfile import parse
-from tests.servers import REPO_ROOT, free_port, running_server
+from tests.support.dockerfile import parse
+from tests.support.servers import REPO_ROOT, free_port, running_server
 
 DOCKERFILE = parse(REPO_ROOT / "Dockerfile")
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
@@ -67,28 +69,78 @@ def test_every_copy_source_exists_and_reaches_the_build_context() -> None:
                 )
 
 
-def test_images_install_what_pyproject_declares() -> None:
-    declared = PYPROJECT["project"]["dependencies"]
-    torch_pin = DOCKERFILE.global_args["TORCH_VERSION"]
-    test_torch = next(
-        Requirement(r)
-        for r in PYPROJECT["project"]["optional-dependencies"]["test"]
-        if r.startswith("torch")
-    )
-    runtime_torch = next(Requirement(r) for r in declared if Requirement(r).name == "torch")
+def install_steps(stage: str) -> list[str]:
+    """The container/install.sh steps a stage runs, in order."""
+    runs = [i.arguments for i in DOCKERFILE.stages[stage].all("RUN")]
+    return [step for run in runs for step in re.findall(r"container/install\.sh (\w+)", run)]
 
-    assert requirements(str(REPO_ROOT / "pyproject.toml")) == [
-        r for r in declared if Requirement(r).name != "torch"
-    ]
-    assert runtime_torch.specifier.contains(torch_pin)
-    assert test_torch.specifier.contains(torch_pin), "images and tests run the same torch"
-    for stage in DOCKERFILE.stages.values():
-        runs = " ".join(i.arguments for i in stage.all("RUN"))
-        assert '"torch==${TORCH_VERSION}"' in runs
-        assert (
-            "container/requirements.py" in runs and "pip install -r /tmp/requirements.txt" in runs
+
+def test_both_images_install_the_same_way() -> None:
+    assert install_steps("lambda") == install_steps("gpu") == ["torch", "deps", "app"]
+
+
+def test_images_and_tests_run_the_same_torch() -> None:
+    torch_pin = DOCKERFILE.global_args["TORCH_VERSION"]
+    declared = [Requirement(r) for r in PYPROJECT["project"]["dependencies"]]
+    tested = [Requirement(r) for r in PYPROJECT["project"]["optional-dependencies"]["test"]]
+
+    assert next(r for r in declared if r.name == "torch").specifier.contains(torch_pin)
+    assert next(r for r in tested if r.name == "torch").specifier.contains(torch_pin)
+
+
+def test_images_have_no_tensorflow_unless_asked() -> None:
+    default = requirements(str(REPO_ROOT / "pyproject.toml"))
+    with_tf = requirements(str(REPO_ROOT / "pyproject.toml"), ("tf",))
+
+    assert DOCKERFILE.global_args["EXTRAS"] in ("", '""')
+    assert not any(Requirement(r).name == "tensorflow" for r in default)
+    assert any(Requirement(r).name == "tensorflow" for r in with_tf)
+    assert not any(Requirement(r).name == "torch" for r in with_tf), "torch has a step of its own"
+
+
+@pytest.mark.slow
+def test_the_install_steps_give_a_working_lambda_environment(tmp_path: Path) -> None:
+    # What the image build runs, in a fresh virtual environment instead of an image: the same
+    # script and steps, the default EXTRAS, torch from the default index instead of PyTorch's.
+    source = tmp_path / "src"
+    source.mkdir()
+    for part in ("pyproject.toml", "README.md", "container", "handlers", "layers"):
+        copy = shutil.copytree if (REPO_ROOT / part).is_dir() else shutil.copy2
+        copy(REPO_ROOT / part, source / part)
+    venv.create(tmp_path / "venv", with_pip=True)
+    bin_dir = tmp_path / "venv" / "bin"
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "SRC": str(source),
+        "TORCH_VERSION": DOCKERFILE.global_args["TORCH_VERSION"],
+        "PIP_NO_CACHE_DIR": "1",
+    }
+    env.pop("VIRTUAL_ENV", None)
+    for step in install_steps("lambda"):
+        done = subprocess.run(
+            [str(source / "container" / "install.sh"), step],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
-        assert "pip install --no-deps /src" in runs
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    probe = (
+        "import importlib.util, handlers.lambda_function as f; "
+        "print(callable(f.handler), importlib.util.find_spec('tensorflow') is None)"
+    )
+    image_like = subprocess.run(
+        [str(bin_dir / "python"), "-c", probe],
+        cwd=tmp_path,  # not the checkout: only what was installed
+        env={**env, "MODEL_STORE": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert image_like.returncode == 0, image_like.stderr[-3000:]
+    assert image_like.stdout.split() == ["True", "True"]
 
 
 @pytest.mark.parametrize("target", ["lambda", "gpu"])
@@ -102,11 +154,13 @@ def test_caches_live_under_tmp_and_no_weights_are_baked_in_by_default(target: st
 
 
 def test_layers_go_from_dependencies_to_code() -> None:
+    # The code is copied in after every dependency is installed, so a code change rebuilds
+    # only the last layers.
     for stage in DOCKERFILE.stages.values():
         order = [i.arguments for i in stage.instructions if i.keyword in {"RUN", "COPY"}]
         first_code = next(i for i, a in enumerate(order) if a.startswith("handlers"))
-        last_dependency = max(i for i, a in enumerate(order) if "requirements.txt" in a)
-        assert last_dependency < first_code
+        dependencies = [i for i, a in enumerate(order) if re.search(r"install\.sh (torch|deps)", a)]
+        assert dependencies and max(dependencies) < first_code
 
 
 @pytest.mark.slow
@@ -133,3 +187,14 @@ def test_gpu_target_serving_command_and_health_check(store_dir: Path) -> None:
     assert served.status_code == 200, served.text
     assert healthy.returncode == 0
     assert subprocess.run(health_check, env={**os.environ, **env}, check=False).returncode == 1
+
+
+def test_every_package_of_the_code_is_installed() -> None:
+    # A package missing from pyproject.toml imports in the checkout but not in an image.
+    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    found = {"handlers"} | {
+        ".".join(("textgen", *p.parent.relative_to(REPO_ROOT / "layers" / "textgen").parts))
+        for p in (REPO_ROOT / "layers" / "textgen").rglob("__init__.py")
+    }
+
+    assert found == listed

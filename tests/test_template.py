@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from handlers.factory import create_app
-from tests.dockerfile import parse
-from tests.servers import REPO_ROOT, console_script
+from tests.support.dockerfile import parse
+from tests.support.servers import REPO_ROOT, console_script
 from textgen.settings import Settings
 
 TEMPLATE = REPO_ROOT / "template.yaml"

@@ -7,8 +7,6 @@ No model hub is needed: the GPT-2 byte-level BPE vocabulary ships in the MIT-lic
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
@@ -25,6 +23,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 from transformers.utils import logging as hf_logging
+
+from textgen.staging import staged_folder
 
 hf_logging.disable_progress_bar()
 
@@ -84,21 +84,13 @@ def build_llama(target: Path, *, seed: int = 0, **config: Any) -> Path:
 def _save(
     target: Path, seed: int, make_model: Callable[[], torch.nn.Module], tokenizer: Any
 ) -> Path:
-    """Write the folder under a temporary name and rename it, so no half-built model is visible."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Write the model folder through a staging folder, so no half-built model is visible."""
     torch.manual_seed(seed)
     model = make_model()
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with staged_folder(Path(target)) as staging:
         model.save_pretrained(staging)  # type: ignore[operator]
         tokenizer.save_pretrained(staging)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return Path(target)
 
 
 def build_demo_store(root: Path) -> list[Path]:

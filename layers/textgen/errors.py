@@ -68,3 +68,15 @@ class ArtifactCorrupt(TextgenError):
 
 class CacheBudgetExceeded(TextgenError):
     kind = "cache_budget_exceeded"
+
+
+class Overloaded(TextgenError):
+    """The engine's queue is full: the caller should retry later (details say when)."""
+
+    kind = "overloaded"
+
+
+class ShuttingDown(TextgenError):
+    """The service is stopping and takes no new requests."""
+
+    kind = "shutting_down"

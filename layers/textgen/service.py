@@ -1,17 +1,19 @@
-"""The generation service: validates a request, finds (or loads) the model, runs one batch."""
+"""The generation service: validates a request, finds (or loads) the model, and hands the request
+to that model's engine, where it shares a batch with every other request for the model."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from textgen.backends import Completion, TextGenerator, load_generator
-from textgen.errors import FrameworkUnavailable, InvalidRequest, WrongModelFamily
+from textgen.backends import Backend, Completion, load_backend
+from textgen.engine import EngineStats, Job, RequestHandle, SamplingParams, SequenceOutput
+from textgen.errors import FrameworkUnavailable, InvalidRequest, ShuttingDown, WrongModelFamily
 from textgen.families import Family, Framework
-from textgen.metrics import Stopwatch, Throughput, Timing, throughput
-from textgen.registry import ModelRegistry
+from textgen.loaded_models import LoadedModels
 from textgen.settings import Settings
 from textgen.store import FetchedModel, ModelDescription, ModelStore
+from textgen.timing import Stopwatch, Throughput, Timing, throughput
 
 TASKS = ("text-generation",)
 
@@ -20,23 +22,45 @@ TASKS = ("text-generation",)
 class GenerationRequest:
     model_name: str
     prompts: list[str]
+    family: Family  # the endpoint's family: a model of another family is refused
+    framework: Framework = Framework.PYTORCH
     task: str = "text-generation"
-    framework: str = Framework.PYTORCH
-    max_tokens: int = 200
+    max_tokens: int | None = None  # None: the configured DEFAULT_MAX_TOKENS
+    sampling: SamplingParams = field(default_factory=SamplingParams)
     # time.monotonic() by which generation must stop, so the answer beats the caller's timeout.
     deadline: float | None = None
+    stream: bool = False  # each token as it comes, through the submission's handle.events()
+    logprobs: int | None = None  # per generated token: its log-probability and this many others
+    prompt_logprobs: bool = False  # each prompt token's log-probability (scoring text)
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    generator: TextGenerator
+    backend: Backend
     fetched: FetchedModel
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A request handed to its model's engine: wait on `handle`, then ask for the result."""
+
+    request: GenerationRequest
+    model: ModelDescription
+    job: Job
+    fetched: FetchedModel  # what getting the files cost this request (nothing once loaded)
+    load_seconds: float | None  # None: the model was loaded already
+    clock: Stopwatch
+
+    @property
+    def handle(self) -> RequestHandle:
+        return self.job.handle
 
 
 @dataclass(frozen=True)
 class GenerationResult:
     model: ModelDescription
     framework: Framework
+    task: str
     completions: list[Completion]
     throughput: Throughput
     timing: Timing
@@ -47,78 +71,141 @@ ModelKey = tuple[str, Framework]
 
 class GenerationService:
     def __init__(self, settings: Settings, store: ModelStore) -> None:
-        self.settings = settings
-        self.store = store
-        self.registry: ModelRegistry[ModelKey, LoadedModel] = ModelRegistry(
-            self._load, capacity=settings.max_loaded_models
+        self._settings = settings
+        self._store = store
+        self._closing = False
+        self._models: LoadedModels[ModelKey, LoadedModel] = LoadedModels(
+            self._load, capacity=settings.max_loaded_models, on_evict=_close_quietly
         )
 
-    def generate(self, request: GenerationRequest, family: Family) -> GenerationResult:
-        total = Stopwatch()
-        framework = self._validate(request)
-        model = self.store.describe(request.model_name)
+    @property
+    def store_uri(self) -> str:
+        return self._store.uri
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def begin_shutdown(self) -> None:
+        """Refuse new requests from now on (503); running ones go on."""
+        self._closing = True
+
+    def loaded_models(self) -> list[ModelKey]:
+        """(name, framework) of the models in memory, least recently used first."""
+        return self._models.loaded_keys()
+
+    def engine_stats(self) -> dict[ModelKey, EngineStats]:
+        return {key: loaded.backend.engine.stats() for key, loaded in self._models.values()}
+
+    def submit(self, request: GenerationRequest) -> Submission:
+        """Validate, load the model if needed (this blocks), and queue the request."""
+        clock = Stopwatch()
+        if self._closing:
+            raise ShuttingDown("the service is shutting down and takes no new requests")
+        max_tokens = self._validate(request)
+        model = self._store_model(request.model_name, request.family)
+        loaded, load_seconds = self._loaded(model, request.framework)
+        backend = loaded.backend
+        job = Job(
+            prompts=request.prompts,
+            prompt_ids=backend.encode(request.prompts, max_tokens),
+            max_new_tokens=max_tokens,
+            sampling=request.sampling,
+            deadline=request.deadline,
+            logprobs=request.logprobs,
+            prompt_logprobs=request.prompt_logprobs,
+            stream=request.stream,
+        )
+        backend.check(job)
+        backend.engine.submit(job)
+        fetched = loaded.fetched if load_seconds is not None else FetchedModel(loaded.fetched.path)
+        return Submission(request, model, job, fetched, load_seconds, clock)
+
+    def result(self, submission: Submission, outputs: list[SequenceOutput]) -> GenerationResult:
+        """What a finished submission produced, with its figures."""
+        handle = submission.handle
+        started = handle.started_at or handle.submitted_at
+        generate_seconds = (handle.finished_at or time.monotonic()) - started
+        completions = [Completion(o.text, o.token_ids, o.finish_reason) for o in outputs]
+        return GenerationResult(
+            model=submission.model,
+            framework=submission.request.framework,
+            task=submission.request.task,
+            completions=completions,
+            throughput=throughput(
+                len(completions), sum(c.tokens for c in completions), generate_seconds
+            ),
+            timing=Timing(
+                load_seconds=submission.load_seconds or 0.0,
+                fetch_seconds=submission.fetched.fetch_seconds,
+                download_bytes=submission.fetched.downloaded_bytes,
+                queue_seconds=started - handle.submitted_at,
+                generate_seconds=generate_seconds,
+                total_seconds=submission.clock.elapsed(),
+                model_loaded=submission.load_seconds is not None,
+            ),
+        )
+
+    def generate(self, request: GenerationRequest) -> GenerationResult:
+        """Submit and wait, blocking this thread (for callers outside asyncio)."""
+        submission = self.submit(request)
+        return self.result(submission, submission.handle.result())
+
+    def load(self, name: str, framework: Framework) -> float | None:
+        """Make sure a model is in memory; the seconds loading took, None if it was loaded."""
+        return self._loaded(self._store.describe(name), framework)[1]
+
+    def preload(self, models: list[tuple[str, Framework]]) -> None:
+        """Load models before the first request (provisioned concurrency, GPU containers)."""
+        for name, framework in models:
+            self.load(name, framework)
+
+    def list_models(self) -> list[ModelDescription]:
+        return self._store.list_models()
+
+    def close(self, grace_seconds: float) -> None:
+        """Refuse new requests; let the running ones finish within the grace period, then fail
+        what is left."""
+        self._closing = True
+        deadline = time.monotonic() + grace_seconds
+        engines = [loaded.backend.engine for _, loaded in self._models.values()]
+        for engine in engines:
+            engine.close(timeout=0)
+        for engine in engines:
+            if not engine.close(timeout=max(deadline - time.monotonic(), 0)):
+                engine.abort(ShuttingDown("the service stopped before this request finished"))
+
+    def _store_model(self, name: str, family: Family) -> ModelDescription:
+        """The store's description of a model of `family`; another family is refused."""
+        model = self._store.describe(name)
         if model.family != family:
             raise WrongModelFamily(
                 f"model '{model.name}' is a {model.family} model; this endpoint serves {family} "
                 f"models only (use /{model.family}_model)",
                 family=model.family,
             )
-        loaded, load_seconds = self._loaded(model, framework)
-        generating = Stopwatch()
-        completions = loaded.generator.generate(
-            request.prompts, request.max_tokens, _seconds_until(request.deadline)
-        )
-        generate_seconds = generating.elapsed()
-        fetched = loaded.fetched if load_seconds is not None else FetchedModel(loaded.fetched.path)
-        return GenerationResult(
-            model=model,
-            framework=framework,
-            completions=completions,
-            throughput=throughput(
-                len(request.prompts), sum(c.tokens for c in completions), generate_seconds
-            ),
-            timing=Timing(
-                load_seconds=load_seconds or 0.0,
-                fetch_seconds=fetched.fetch_seconds,
-                download_bytes=fetched.downloaded_bytes,
-                generate_seconds=generate_seconds,
-                total_seconds=total.elapsed(),
-                model_loaded=load_seconds is not None,
-            ),
-        )
-
-    def preload(self, names: list[str]) -> None:
-        """Load models before the first request (provisioned concurrency, GPU containers)."""
-        for name in names:
-            self._loaded(self.store.describe(name), Framework.PYTORCH)
-
-    def list_models(self) -> list[ModelDescription]:
-        return self.store.list_models()
+        return model
 
     def _loaded(
         self, model: ModelDescription, framework: Framework
     ) -> tuple[LoadedModel, float | None]:
         if framework not in model.frameworks:
             raise FrameworkUnavailable(_missing_framework_message(model.name, framework))
-        return self.registry.get((model.name, framework))
+        return self._models.get((model.name, framework))
 
     def _load(self, key: ModelKey) -> LoadedModel:
         name, framework = key
-        fetched = self.store.fetch(name)
-        return LoadedModel(load_generator(framework, fetched.path, self.settings), fetched)
+        fetched = self._store.fetch(name)
+        return LoadedModel(load_backend(framework, fetched.path, self._settings), fetched)
 
-    def _validate(self, request: GenerationRequest) -> Framework:
-        limits = self.settings
+    def _validate(self, request: GenerationRequest) -> int:
+        """Check the request against the limits; the number of new tokens it asks for."""
+        limits = self._settings
+        max_tokens = limits.default_max_tokens if request.max_tokens is None else request.max_tokens
         if request.task not in TASKS:
             raise InvalidRequest(
                 f"unknown task {request.task!r}; this service supports: {', '.join(TASKS)}",
                 field="task",
-            )
-        if request.framework not in tuple(Framework):
-            raise InvalidRequest(
-                f"unknown framework {request.framework!r}; use one of: "
-                + ", ".join(f.value for f in Framework),
-                field="framework",
             )
         if not request.prompts:
             raise InvalidRequest("prompts must hold at least one prompt", field="prompts")
@@ -136,20 +223,18 @@ class GenerationService:
                     f"{limits.max_prompt_chars}",
                     field="prompts",
                 )
-        if not 1 <= request.max_tokens <= limits.max_new_tokens_cap:
+        if not 1 <= max_tokens <= limits.max_new_tokens_cap:
             raise InvalidRequest(
-                f"max_tokens must be between 1 and {limits.max_new_tokens_cap}, "
-                f"got {request.max_tokens}",
+                f"max_tokens must be between 1 and {limits.max_new_tokens_cap}, got {max_tokens}",
                 field="max_tokens",
             )
-        return Framework(request.framework)
+        request.sampling.validate()
+        return max_tokens
 
 
-def _seconds_until(deadline: float | None) -> float | None:
-    if deadline is None:
-        return None
-    # Past the deadline already (a slow cold start): still answer with a first token.
-    return max(deadline - time.monotonic(), 0.001)
+def _close_quietly(loaded: LoadedModel) -> None:
+    """An evicted model's engine finishes what it runs, then its thread ends; nobody waits."""
+    loaded.backend.engine.close(timeout=0)
 
 
 def _missing_framework_message(name: str, framework: Framework) -> str:

@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from textgen.families import Framework
+
 
 def default_model_store() -> str:
     """The embedded demo store: a per-user cache folder, so it needs no write access to the repo."""
@@ -23,6 +25,16 @@ class Settings(BaseSettings):
 
     model_store: str = Field(default_factory=default_model_store)
     max_loaded_models: int = Field(default=2, ge=1)
+
+    # The engine of each loaded model: rows decoded together, requests waiting beyond which a 429
+    # answers, the KV cache's memory (rows x (prompt + max_tokens) tokens must fit), and prompt
+    # tokens prefilled per step (longer prompts wait a step while others decode).
+    max_batch_size: int = Field(default=32, ge=1)
+    max_queued_requests: int = Field(default=64, ge=0)
+    kv_cache_max_bytes: int = Field(default=1024**3, ge=1024)
+    max_prefill_tokens: int = Field(default=8192, ge=1)
+    # On SIGTERM: running requests get this long to finish; new ones get a 503.
+    shutdown_grace_s: float = Field(default=20.0, ge=0)
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_prompts: int = Field(default=32, ge=1)
@@ -39,7 +51,8 @@ class Settings(BaseSettings):
     s3_part_size_mb: int = Field(default=16, ge=5)
     s3_parallel_files: int = Field(default=4, ge=1)
     s3_max_attempts: int = Field(default=6, ge=1)
-    preload_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # "name" or "name:framework" (the form /health prints), comma-separated; pt by default.
+    preload_models: Annotated[list[tuple[str, Framework]], NoDecode] = Field(default_factory=list)
 
     # Answer before the caller gives up: API Gateway cuts a request at 29 s. 0 means no budget.
     generation_time_budget_s: float = Field(default=24.0, ge=0)
@@ -60,9 +73,11 @@ class Settings(BaseSettings):
 
     @field_validator("preload_models", mode="before")
     @classmethod
-    def _comma_separated(cls, value: object) -> object:
+    def _models_and_frameworks(cls, value: object) -> object:
         if isinstance(value, str):
-            return [name.strip() for name in value.split(",") if name.strip()]
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list):
+            return [_model_and_framework(item) if isinstance(item, str) else item for item in value]
         return value
 
     @field_validator("tf_warmup_shapes", mode="before")
@@ -79,6 +94,11 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("MODEL_STORE must name a directory or an s3:// URI")
         return value.strip()
+
+
+def _model_and_framework(item: str) -> tuple[str, str]:
+    name, _, framework = item.partition(":")
+    return name.strip(), framework.strip() or Framework.PYTORCH.value
 
 
 @lru_cache(maxsize=1)

@@ -10,19 +10,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from textgen.errors import UnsupportedModel
-from textgen.families import (
+from textgen.errors import BackendNotInstalled, UnsupportedModel
+from textgen.families import Family
+from textgen.model_files import (
     CONFIG_FILE,
     TF_EXPORT_DIR,
     TF_METADATA_FILE,
     TF_SIGNATURE,
     TF_TOKENIZER_FILE,
-    Family,
 )
+from textgen.staging import staged_folder
 
 
 def convertible_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -81,13 +81,20 @@ def export_tf(model_dir: Path) -> Path:
     if not (model_dir / TF_TOKENIZER_FILE).is_file():
         raise UnsupportedModel(f"{model_dir} has no {TF_TOKENIZER_FILE}, which serving needs")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import tensorflow as tf
+    try:
+        import keras_hub  # noqa: F401  (the export's builder; imported here to fail early)
+        import tensorflow as tf
+    except ImportError as exc:
+        raise BackendNotInstalled(
+            f"`textgen export-tf` needs TensorFlow and KerasHub ({exc}); install the 'export' "
+            "extra: pip install 'serverless-textgen[export]'"
+        ) from exc
 
     causal_lm = _build_causal_lm(model_dir, overrides)
     check_backbone(causal_lm.backbone.get_config(), config)
     module = _GenerateModule(causal_lm, tf)
-    staging = Path(tempfile.mkdtemp(prefix=".tf-export-", dir=model_dir))
-    try:
+    target = model_dir / TF_EXPORT_DIR
+    with staged_folder(target) as staging:
         tf.saved_model.save(module, str(staging), signatures={TF_SIGNATURE: module.generate})
         shutil.copy2(model_dir / TF_TOKENIZER_FILE, staging / TF_TOKENIZER_FILE)
         metadata = {
@@ -96,11 +103,6 @@ def export_tf(model_dir: Path) -> Path:
             "eos_token_ids": sorted(_eos_ids(model_dir, config)),
         }
         (staging / TF_METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-        target = model_dir / TF_EXPORT_DIR
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

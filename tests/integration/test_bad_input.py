@@ -129,6 +129,37 @@ CASES: list[tuple[str, dict[str, Any], int, str, str]] = [
         "textgen export-tf",
     ),
     ("body too large", {"json": with_(prompts=["x" * 70_000])}, 413, "body_too_large", "limit"),
+    ("temperature too high", {"json": with_(temperature=3)}, 422, "invalid_request", "temperature"),
+    (
+        "negative temperature",
+        {"json": with_(temperature=-1)},
+        422,
+        "invalid_request",
+        "temperature",
+    ),
+    ("top_p zero", {"json": with_(top_p=0)}, 422, "invalid_request", "top_p"),
+    ("top_p over one", {"json": with_(top_p=1.5)}, 422, "invalid_request", "top_p"),
+    ("negative top_k", {"json": with_(top_k=-5)}, 422, "invalid_request", "top_k"),
+    (
+        "repetition_penalty zero",
+        {"json": with_(repetition_penalty=0)},
+        422,
+        "invalid_request",
+        "repetition_penalty",
+    ),
+    ("negative seed", {"json": with_(seed=-3)}, 422, "invalid_request", "seed"),
+    ("seed too large", {"json": with_(seed=2**64)}, 422, "invalid_request", "seed"),
+    ("seed not a number", {"json": with_(seed="lucky")}, 422, "validation_error", "seed"),
+    ("empty stop string", {"json": with_(stop=[""])}, 422, "invalid_request", "stop"),
+    ("five stop strings", {"json": with_(stop=list("abcde"))}, 422, "invalid_request", "stop"),
+    ("stop not strings", {"json": with_(stop=[1, 2])}, 422, "validation_error", "stop"),
+    (
+        "original shape, bad temperature",
+        {"json": ["Hello"], "params": {"model_name": "gpt2-test", "temperature": "9"}},
+        422,
+        "invalid_request",
+        "temperature",
+    ),
 ]
 
 

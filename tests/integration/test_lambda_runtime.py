@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from tests.dockerfile import parse
-from tests.lambda_runtime import Outcome, RuntimeApiEmulator
-from tests.lambda_support import load_event
-from tests.servers import REPO_ROOT
+from tests.support.dockerfile import parse
+from tests.support.lambda_runtime import Outcome, RuntimeApiEmulator
+from tests.support.lambda_support import load_event
+from tests.support.servers import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -13,11 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from handlers.factory import create_app
-from tests.models import TINY_LLAMA
-from tests.servers import REPO_ROOT, console_script
-from textgen.demo import build_llama
+from tests.support.servers import REPO_ROOT
+from textgen.manifest import build_manifest
 from textgen.settings import Settings
-from textgen.store.manifest import build_manifest
 
 pytestmark = pytest.mark.slow
 
@@ -27,24 +25,6 @@ FAMILIES = [
     ("/llama_model", "llama-test"),
     ("/llama_model", "llama-eps"),
 ]
-
-
-@pytest.fixture(scope="module")
-def tf_store(store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("tf-store")
-    for name in ("gpt2-test", "llama-test"):
-        shutil.copytree(store_dir / name, root / name)
-    # The settings KerasHub's LLaMA converter ignores: an epsilon and rope base of its own.
-    build_llama(root / "llama-eps", **{**TINY_LLAMA, "rms_norm_eps": 1e-3, "rope_theta": 500.0})
-    for name in ("gpt2-test", "llama-test", "llama-eps"):
-        result = subprocess.run(
-            [console_script("textgen"), "export-tf", str(root / name)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +68,17 @@ def test_serving_imports_neither_keras_hub_nor_transformers(tf_store: Path) -> N
     script = """
 import json, sys
 from pathlib import Path
-from textgen.backends import load_generator
+from textgen.backends import load_backend
+from textgen.engine import Job
 from textgen.families import Framework
 from textgen.settings import Settings
-generator = load_generator(Framework.TENSORFLOW, Path(sys.argv[1]), Settings())
-completion = generator.generate(["Hello there"], 4)[0]
+backend = load_backend(Framework.TENSORFLOW, Path(sys.argv[1]), Settings())
+prompts = ["Hello there"]
+job = Job(prompts, backend.encode(prompts, 4), 4)
+output = backend.engine.submit(job).result(120)[0]
 heavy = ("keras_hub", "transformers", "torch")
-print(json.dumps({"tokens": completion.tokens, "loaded": [m for m in heavy if m in sys.modules]}))
+tokens = len(output.token_ids)
+print(json.dumps({"tokens": tokens, "loaded": [m for m in heavy if m in sys.modules]}))
 """
     result = subprocess.run(
         [sys.executable, "-c", script, str(tf_store / "gpt2-test")],
@@ -208,3 +192,23 @@ def test_a_pickle_that_does_not_match_the_manifest_is_never_unpickled(
     assert answer["status"] == 502
     assert answer["body"]["error"]["type"] == "artifact_corrupt"  # type: ignore[index]
     assert not marker.exists()
+
+
+def test_sampling_with_tf_is_refused_naming_the_field(tf_client: TestClient) -> None:
+    request = {"model_name": "gpt2-test", "prompts": ["Hi"], "framework": "tf", "top_k": 5}
+
+    response = tf_client.post("/gpt2_model", json=request)
+    greedy = {**request, "top_k": 0, "max_tokens": 12}
+    free = tf_client.post("/gpt2_model", json=greedy).json()["results"][0]["generated_text"]
+    stop = free[3:5]
+    stopped = tf_client.post("/gpt2_model", json={**greedy, "stop": [stop]})
+
+    assert response.status_code == 422
+    assert response.json()["error"]["details"]["field"] == "top_k"
+    assert "framework 'pt'" in response.json()["error"]["message"]
+    assert stopped.status_code == 200, stopped.text  # stop strings do work with tf
+    assert stopped.json()["results"][0] == {
+        "generated_text": free[: free.index(stop)],
+        "generated_tokens": 12,
+        "finish_reason": "stop",
+    }

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.servers import console_script, free_port, python_module, running_server
+from tests.support.servers import console_script, free_port, python_module, running_server
 
 pytestmark = pytest.mark.slow
 

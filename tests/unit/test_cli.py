@@ -6,12 +6,13 @@ from pathlib import Path
 import pytest
 
 from handlers.cli import main
-from tests.servers import console_script
+from tests.support.servers import console_script
 
 
 @pytest.mark.parametrize(
     "args", [[], ["serve"], ["demo-store"], ["models"], ["publish"], ["export-tf"]]
 )
+@pytest.mark.slow
 def test_help_for_every_command(args: list[str]) -> None:
     result = subprocess.run(
         [console_script("textgen"), *args, "--help"], capture_output=True, text=True, check=False

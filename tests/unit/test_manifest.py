@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from textgen.errors import ArtifactCorrupt
-from textgen.store.manifest import build_manifest, parse_manifest
+from textgen.manifest import build_manifest, parse_manifest
 
 SHA = "a" * 64
 

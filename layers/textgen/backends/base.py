@@ -1,21 +1,41 @@
-"""What every backend offers the generation service."""
+"""What every backend offers the generation service, and helpers they share."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Protocol
 
+from textgen.engine import Engine, Job
+from textgen.engine.handle import FinishReason
 from textgen.errors import InvalidRequest
-
-FinishReason = Literal["length", "stop", "time_limit"]
 
 
 @dataclass(frozen=True)
 class Completion:
     text: str
-    tokens: int
+    token_ids: list[int]
     finish_reason: FinishReason
+
+    @property
+    def tokens(self) -> int:
+        return len(self.token_ids)
+
+
+class Backend(Protocol):
+    """A loaded model: its engine, and how its prompts become that engine's jobs."""
+
+    engine: Engine
+    context_length: int
+
+    def encode(self, prompts: list[str], max_new_tokens: int) -> list[list[int]]:
+        """The prompts' tokens, each checked to fit the context with the new tokens (empty
+        lists where the backend tokenizes for itself)."""
+        ...
+
+    def check(self, job: Job) -> None:
+        """Refuse (InvalidRequest) what this backend cannot do for the job."""
+        ...
 
 
 def check_prompts_fit(prompt_lengths: list[int], max_new_tokens: int, context_length: int) -> None:
@@ -28,6 +48,14 @@ def check_prompts_fit(prompt_lengths: list[int], max_new_tokens: int, context_le
                 f"exceeds the model's context of {context_length} tokens",
                 field="prompts",
             )
+
+
+def eos_token_ids(*candidates: Any) -> frozenset[int]:
+    """End tokens: the first of the candidates that names any (an id or a list of ids)."""
+    for eos in candidates:
+        if eos is not None:
+            return frozenset(eos if isinstance(eos, list) else [eos])
+    return frozenset()
 
 
 def completion_from_ids(
@@ -44,21 +72,4 @@ def completion_from_ids(
     if stop_at is None:
         # Neither its end token nor max_tokens: the time budget ended the batch.
         reason = "length" if len(new_ids) >= max_new_tokens else "time_limit"
-    return Completion(text=decode(kept), tokens=len(kept), finish_reason=reason)
-
-
-class TextGenerator(Protocol):
-    @property
-    def context_length(self) -> int:
-        """Most tokens (prompt plus generated) the model can attend to."""
-        ...
-
-    def generate(
-        self, prompts: list[str], max_new_tokens: int, time_budget: float | None = None
-    ) -> list[Completion]:
-        """Greedy completions of all prompts, computed together as one batch, in prompt order.
-
-        With a time budget (seconds), generation stops when it runs out; prompts not finished by
-        then end with finish_reason "time_limit".
-        """
-        ...
+    return Completion(text=decode(kept), token_ids=kept, finish_reason=reason)

@@ -16,13 +16,20 @@ import tensorflow as tf
 
 from textgen.backends.base import Completion, check_prompts_fit, completion_from_ids
 from textgen.backends.tf_tokenizers import ExportTokenizer, load_export_tokenizer
-from textgen.errors import ModelLoadFailed
-from textgen.families import TF_EXPORT_DIR, TF_METADATA_FILE, TF_SIGNATURE
+from textgen.engine import EngineLimits, Job
+from textgen.engine.handle import FinishReason
+from textgen.engine.whole_request import WholeRequestEngine
+from textgen.errors import InvalidRequest, ModelLoadFailed
+from textgen.model_files import TF_EXPORT_DIR, TF_METADATA_FILE, TF_SIGNATURE
 from textgen.settings import Settings
 
 _INPUTS = {"token_ids": tf.int32, "padding_mask": tf.bool}
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 _MIN_LENGTH_BUCKET = 64
+
+
+def load_backend(model_dir: Path, settings: Settings) -> TensorflowBackend:
+    return TensorflowBackend(model_dir.name, load_generator(model_dir, settings), settings)
 
 
 def load_generator(model_dir: Path, settings: Settings) -> TensorflowTextGenerator:
@@ -117,3 +124,41 @@ class TensorflowTextGenerator:
         while bucket < needed:
             bucket *= 2
         return min(bucket, self._context_length)
+
+
+# Sampling fields the XLA loop cannot honour (it is greedy), with the value that means "off".
+_GREEDY_ONLY = {"temperature": 0.0, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0}
+
+
+class TensorflowBackend:
+    """A loaded TensorFlow export under an engine of its own: one whole request at a time."""
+
+    def __init__(self, name: str, generator: TensorflowTextGenerator, settings: Settings) -> None:
+        self._generator = generator
+        self.context_length = generator.context_length
+        limits = EngineLimits(
+            max_batch_size=settings.max_batch_size,
+            max_queued_requests=settings.max_queued_requests,
+        )
+        self.engine = WholeRequestEngine(name, self._generate, limits)
+
+    def encode(self, prompts: list[str], max_new_tokens: int) -> list[list[int]]:
+        return [[] for _ in prompts]  # the export's own tokenizer runs with the XLA loop
+
+    def check(self, job: Job) -> None:
+        for field, off in _GREEDY_ONLY.items():
+            if getattr(job.sampling, field) != off:
+                raise InvalidRequest(
+                    f"{field} needs framework 'pt': the TensorFlow export generates greedily",
+                    field=field,
+                )
+        if job.sampling.seed is not None:
+            raise InvalidRequest("seed needs framework 'pt'", field="seed")
+        if job.logprobs is not None or job.prompt_logprobs:
+            raise InvalidRequest("logprobs need framework 'pt'", field="logprobs")
+
+    def _generate(
+        self, prompts: list[str], max_new_tokens: int, time_budget: float | None
+    ) -> list[tuple[str, list[int], FinishReason]]:
+        completions = self._generator.generate(prompts, max_new_tokens, time_budget)
+        return [(c.text, c.token_ids, c.finish_reason) for c in completions]

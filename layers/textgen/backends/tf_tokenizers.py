@@ -8,8 +8,8 @@ from typing import Any, Protocol
 from tokenizers import Tokenizer
 
 from textgen.errors import ArtifactCorrupt, UnsupportedModel
-from textgen.families import TF_EXPORT_DIR, TF_PICKLED_TOKENIZER_FILE, TF_TOKENIZER_FILE
-from textgen.store.manifest import MANIFEST_FILE, parse_manifest, sha256_of
+from textgen.manifest import MANIFEST_FILE, parse_manifest, sha256_of
+from textgen.model_files import TF_EXPORT_DIR, TF_PICKLED_TOKENIZER_FILE, TF_TOKENIZER_FILE
 
 
 class ExportTokenizer(Protocol):

@@ -1,101 +1,125 @@
-"""PyTorch backend: a Hugging Face causal LM generating a whole request as one left-padded batch."""
+"""PyTorch backend: our own forward pass of the model (textgen.models) under the step engine, so
+rows of any request decode together, joining and leaving between steps."""
 
 from __future__ import annotations
 
-import copy
-import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+from transformers import AutoTokenizer, GenerationConfig
 from transformers.utils import logging as hf_logging
 
-from textgen.backends.base import Completion, check_prompts_fit, completion_from_ids
+from textgen.backends.base import check_prompts_fit, eos_token_ids
 from textgen.backends.torch_runtime import configure_threads, select_device, select_dtype
+from textgen.engine import EngineLimits, Job, StepEngine
 from textgen.errors import ModelLoadFailed
+from textgen.models import Decoder, ForwardBatch, load_decoder
 from textgen.settings import Settings
 
 hf_logging.disable_progress_bar()
 
 
-def load_generator(model_dir: Path, settings: Settings) -> TorchTextGenerator:
+def load_backend(model_dir: Path, settings: Settings) -> TorchBackend:
     configure_threads(settings)
     device = select_device(settings)
     dtype = select_dtype(settings, device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(
-            model_dir, dtype=dtype, local_files_only=True, trust_remote_code=False
-        )
+        decoder = load_decoder(model_dir, dtype, device)
+        generation_config = GenerationConfig.from_pretrained(model_dir, local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelLoadFailed(f"model at '{model_dir.name}' could not be loaded: {exc}") from exc
-    model.to(device).eval()
-    return TorchTextGenerator(model, tokenizer, device)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelLoadFailed(f"model '{model_dir.name}' needs a fast tokenizer (tokenizer.json)")
+    return TorchBackend(model_dir.name, decoder, tokenizer, generation_config, settings)
 
 
-class TorchTextGenerator:
-    def __init__(self, model: Any, tokenizer: Any, device: torch.device) -> None:
-        self._model = model
-        self._tokenizer = tokenizer
-        self._device = device
-        # Left padding keeps every prompt's last token at the end of the row, where generation
-        # continues; the attention mask (and position ids derived from it) hide the padding.
-        self._tokenizer.padding_side = "left"
-        if self._tokenizer.pad_token_id is None:
-            self._tokenizer.pad_token = self._tokenizer.eos_token
-        self._eos_ids = _eos_token_ids(model.generation_config, tokenizer)
-        self._generation_config = _greedy_config(model.generation_config, self._tokenizer)
-        # One batch at a time per model: concurrent batches would only fight over the same cores.
-        self._lock = threading.Lock()
+class TorchRunner:
+    """The step engine's runner: a decoder and its KV cache, rows 0..n-1 at lengths of their own."""
+
+    def __init__(self, decoder: Decoder, pad_id: int) -> None:
+        self._decoder = decoder
+        self._cache = decoder.new_cache()
+        self._pad_id = pad_id
+        self._lengths: list[int] = []  # tokens each row holds: the position of its next token
 
     @property
-    def context_length(self) -> int:
-        length = getattr(self._model.config, "max_position_embeddings", None)
-        return int(length) if length else int(self._tokenizer.model_max_length)
+    def kv_bytes_per_token(self) -> int:
+        return self._cache.bytes_per_token
 
-    def generate(
-        self, prompts: list[str], max_new_tokens: int, time_budget: float | None = None
-    ) -> list[Completion]:
-        batch = self._tokenizer(prompts, return_tensors="pt", padding=True)
-        check_prompts_fit(
-            batch["attention_mask"].sum(dim=1).tolist(), max_new_tokens, self.context_length
+    def add_rows(self, prompts: list[list[int]], width: int, all_logits: bool) -> list[np.ndarray]:
+        first = len(self._lengths)
+        self._cache.reserve(first + len(prompts), width, keep_rows=first)
+        batch = ForwardBatch.prefill(
+            prompts, first, self._pad_id, self._decoder.device, all_logits=all_logits
         )
-        batch = batch.to(self._device)
-        prompt_width = batch["input_ids"].shape[1]
-        config = copy.deepcopy(self._generation_config)
-        config.max_new_tokens = max_new_tokens
-        config.max_time = time_budget
-        with self._lock, torch.inference_mode():
-            output = self._model.generate(**batch, generation_config=config)
-        return [
-            completion_from_ids(
-                row[prompt_width:].tolist(), max_new_tokens, self._eos_ids, self._decode
-            )
-            for row in output.cpu()
-        ]
+        with torch.inference_mode():
+            logits = _to_numpy(self._decoder.forward(batch, self._cache))
+        self._lengths.extend(len(p) for p in prompts)
+        if all_logits:
+            return [logits[i, : len(p)] for i, p in enumerate(prompts)]
+        return list(logits)
 
-    def _decode(self, ids: list[int]) -> str:
-        text: str = self._tokenizer.decode(ids, skip_special_tokens=True)
-        return text
+    def step(self, tokens: list[int]) -> np.ndarray:
+        device = self._decoder.device
+        batch = ForwardBatch.decode(
+            torch.tensor(tokens, dtype=torch.long, device=device),
+            torch.tensor(self._lengths, dtype=torch.long, device=device),
+        )
+        with torch.inference_mode():
+            logits = _to_numpy(self._decoder.forward(batch, self._cache))
+        self._lengths = [length + 1 for length in self._lengths]
+        return logits
+
+    def move_row(self, source: int, target: int) -> None:
+        self._cache.move_row(source, target, self._lengths[source])
+        self._lengths[target] = self._lengths[source]
+
+    def truncate(self, rows: int) -> None:
+        del self._lengths[rows:]
+        if not rows:
+            self._cache.release()
 
 
-def _eos_token_ids(generation_config: GenerationConfig, tokenizer: Any) -> frozenset[int]:
-    eos = generation_config.eos_token_id
-    if eos is None:
-        eos = tokenizer.eos_token_id
-    if eos is None:
-        return frozenset()
-    return frozenset(eos if isinstance(eos, list) else [eos])
+def _to_numpy(logits: torch.Tensor) -> np.ndarray:
+    array: np.ndarray = logits.float().cpu().numpy()
+    return array
 
 
-def _greedy_config(base: GenerationConfig, tokenizer: Any) -> GenerationConfig:
-    # The model's own generation_config may ask for sampling; this service is greedy by default.
-    config = GenerationConfig.from_dict(base.to_dict())
-    config.do_sample = False
-    config.num_beams = 1
-    config.temperature = None
-    config.top_p = None
-    config.top_k = None
-    config.pad_token_id = tokenizer.pad_token_id
-    return config
+class TorchBackend:
+    """A loaded PyTorch model: its tokenizer, and the engine that generates with it."""
+
+    def __init__(
+        self,
+        name: str,
+        decoder: Decoder,
+        tokenizer: Any,
+        generation_config: GenerationConfig,
+        settings: Settings,
+    ) -> None:
+        self._tokenizer = tokenizer
+        self.context_length = decoder.context_length
+        eos_ids = eos_token_ids(generation_config.eos_token_id, tokenizer.eos_token_id)
+        pad_id = (
+            tokenizer.pad_token_id
+            if tokenizer.pad_token_id is not None
+            else min(eos_ids, default=0)
+        )
+        runner = TorchRunner(decoder, pad_id)
+        limits = EngineLimits(
+            max_batch_size=settings.max_batch_size,
+            max_queued_requests=settings.max_queued_requests,
+            kv_token_budget=max(1, settings.kv_cache_max_bytes // runner.kv_bytes_per_token),
+            max_prefill_tokens=settings.max_prefill_tokens,
+        )
+        self.engine = StepEngine(name, runner, tokenizer.backend_tokenizer, eos_ids, limits)
+
+    def encode(self, prompts: list[str], max_new_tokens: int) -> list[list[int]]:
+        prompt_ids = [list(ids) for ids in self._tokenizer(prompts)["input_ids"]]
+        check_prompts_fit([len(ids) for ids in prompt_ids], max_new_tokens, self.context_length)
+        return prompt_ids
+
+    def check(self, job: Job) -> None:
+        """Everything the engine offers works here."""

@@ -13,13 +13,13 @@ def open_store(uri: str, settings: Settings, s3_client: Any = None) -> ModelStor
     """Pick the store implementation from the URI's scheme; an S3 client may be injected."""
     if not uri.startswith("s3://"):
         return LocalModelStore(uri)
-    from textgen.cache import ModelCache
+    from textgen.store.disk_cache import DiskModelCache
     from textgen.store.s3 import S3ModelStore, s3_client_for, transfer_config_for
 
     return S3ModelStore(
         uri,
         client=s3_client or s3_client_for(settings),
-        cache=ModelCache(
+        cache=DiskModelCache(
             settings.model_cache_dir,
             max_bytes=settings.model_cache_max_bytes,
             parallel_files=settings.s3_parallel_files,

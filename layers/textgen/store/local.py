@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from textgen.errors import ModelNotFound, StoreUnavailable, TextgenError
-from textgen.families import CONFIG_FILE, UNKNOWN_FAMILY, frameworks_in, read_model_type
+from textgen.families import UNKNOWN_FAMILY
+from textgen.model_files import CONFIG_FILE, frameworks_in_folder, read_model_type
 from textgen.store.base import FetchedModel, ModelDescription, validate_model_name
 
 
@@ -23,7 +24,7 @@ class LocalModelStore:
         return [
             self._describe_listed(entry.name)
             for entry in sorted(self._root.iterdir())
-            if (entry / CONFIG_FILE).is_file()
+            if not entry.name.startswith(".") and (entry / CONFIG_FILE).is_file()
         ]
 
     def _describe_listed(self, name: str) -> ModelDescription:
@@ -36,7 +37,9 @@ class LocalModelStore:
     def describe(self, name: str) -> ModelDescription:
         model_dir = self.fetch(name).path
         model_type = read_model_type((model_dir / CONFIG_FILE).read_text(encoding="utf-8"), name)
-        return ModelDescription(name=name, family=model_type, frameworks=frameworks_in(model_dir))
+        return ModelDescription(
+            name=name, family=model_type, frameworks=frameworks_in_folder(model_dir)
+        )
 
     def fetch(self, name: str) -> FetchedModel:
         validate_model_name(name)

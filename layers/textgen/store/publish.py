@@ -10,9 +10,9 @@ from typing import Any
 from boto3.s3.transfer import TransferConfig
 
 from textgen.errors import InvalidRequest
-from textgen.families import CONFIG_FILE
+from textgen.manifest import MANIFEST_FILE, Manifest, build_manifest
+from textgen.model_files import CONFIG_FILE
 from textgen.store.base import validate_model_name
-from textgen.store.manifest import MANIFEST_FILE, Manifest, build_manifest
 from textgen.store.s3 import parse_s3_uri, translate_s3_errors
 
 

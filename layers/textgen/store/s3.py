@@ -18,12 +18,13 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-from textgen.cache import HashingWriter, ModelCache
 from textgen.errors import ModelNotFound, StoreUnavailable, TextgenError
-from textgen.families import CONFIG_FILE, UNKNOWN_FAMILY, frameworks_of, read_model_type
+from textgen.families import UNKNOWN_FAMILY
+from textgen.manifest import MANIFEST_FILE, Manifest, parse_manifest
+from textgen.model_files import CONFIG_FILE, frameworks_from_paths, read_model_type
 from textgen.settings import Settings
 from textgen.store.base import FetchedModel, ModelDescription, validate_model_name
-from textgen.store.manifest import MANIFEST_FILE, Manifest, parse_manifest
+from textgen.store.disk_cache import DiskModelCache, HashingWriter
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 
@@ -59,7 +60,9 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 
 
 class S3ModelStore:
-    def __init__(self, uri: str, client: Any, cache: ModelCache, transfer: TransferConfig) -> None:
+    def __init__(
+        self, uri: str, client: Any, cache: DiskModelCache, transfer: TransferConfig
+    ) -> None:
         self._bucket, self._prefix = parse_s3_uri(uri)
         self._client = client
         self._cache = cache
@@ -94,7 +97,7 @@ class S3ModelStore:
         family = manifest.extra.get("family")
         if not isinstance(family, str) or not family:
             family = read_model_type(self._read(name, CONFIG_FILE).decode("utf-8"), name)
-        description = ModelDescription(name, family, frameworks_of(manifest.files))
+        description = ModelDescription(name, family, frameworks_from_paths(manifest.files))
         with self._lock:
             self._descriptions[name] = description
         return description

@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from handlers.factory import create_app
-from tests.s3_models import REQUEST, WEIGHTS, cached_versions, fill_command, s3_settings
-from tests.s3_server import Fault, FaultProxy
-from tests.servers import REPO_ROOT, console_script, free_port
+from tests.support.s3_models import REQUEST, WEIGHTS, cached_versions, fill_command, s3_settings
+from tests.support.s3_server import Fault, FaultProxy
+from tests.support.servers import REPO_ROOT, console_script, free_port
 from textgen.settings import Settings
 from textgen.store import open_store
 
@@ -74,6 +74,7 @@ def test_an_unreachable_endpoint_is_a_5xx_that_says_so(
     assert "cannot reach the S3 endpoint" in error["message"]
 
 
+@pytest.mark.slow
 def test_a_process_killed_mid_download_leaves_nothing_trusted(
     proxy: FaultProxy,
     bucket: str,
@@ -99,6 +100,7 @@ def test_a_process_killed_mid_download_leaves_nothing_trusted(
     assert [p.name for p in (tmp_path / "gpt2-test").iterdir()] == [path.name]
 
 
+@pytest.mark.slow
 def test_textgen_publish_and_models_commands(
     proxy: FaultProxy, bucket: str, store_dir: Path
 ) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -32,6 +32,19 @@ def running_server(
     health_path: str = "/health",
 ) -> Iterator[str]:
     """Run `command` (which must listen on 127.0.0.1:port) until it answers; yield its URL."""
+    with running_process(command, port, env, timeout, health_path) as (url, _):
+        yield url
+
+
+@contextmanager
+def running_process(
+    command: Sequence[str],
+    port: int,
+    env: Mapping[str, str],
+    timeout: float = 120,
+    health_path: str = "/health",
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """As running_server, yielding the process too (to signal it)."""
     process = subprocess.Popen(
         list(command),
         cwd=REPO_ROOT,
@@ -54,7 +67,7 @@ def running_server(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"server did not answer on {url} within {timeout} s")
             time.sleep(0.2)
-        yield url
+        yield url, process
     finally:
         process.terminate()
         try:

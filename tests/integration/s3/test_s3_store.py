@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from boto3.s3.transfer import TransferConfig
 from fastapi.testclient import TestClient
 
 from handlers.factory import create_app
-from tests.s3_models import (
+from tests.support.s3_models import (
     REQUEST,
     WEIGHTS,
     cached_versions,
@@ -23,9 +23,9 @@ from tests.s3_models import (
     publish_models,
     s3_settings,
 )
-from tests.s3_server import Fault, FaultProxy
-from tests.servers import REPO_ROOT
-from textgen.families import Family
+from tests.support.s3_server import Fault, FaultProxy
+from tests.support.servers import REPO_ROOT
+from textgen.families import Family, Framework
 from textgen.service import GenerationRequest, GenerationService
 from textgen.settings import Settings
 from textgen.store import open_store
@@ -79,6 +79,7 @@ def test_warm_requests_do_not_touch_s3(
     assert proxy.log.requests == []
 
 
+@pytest.mark.slow
 def test_a_new_process_with_a_warm_disk_cache_downloads_nothing(
     proxy: FaultProxy,
     bucket: str,
@@ -106,10 +107,12 @@ def test_eight_concurrent_cold_requests_download_each_object_once(
     gpt2_in_s3: Settings,
 ) -> None:
     service = GenerationService(gpt2_in_s3, open_store(gpt2_in_s3.model_store, gpt2_in_s3))
-    request = GenerationRequest(model_name="gpt2-test", prompts=["Hi"], max_tokens=2)
+    request = GenerationRequest(
+        model_name="gpt2-test", prompts=["Hi"], family=Family.GPT2, max_tokens=2
+    )
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(lambda _: service.generate(request, Family.GPT2), range(8)))
+        results = list(pool.map(lambda _: service.generate(request), range(8)))
 
     assert sum(r.timing.model_loaded for r in results) == 1
     assert_each_object_downloaded_once(proxy, store_dir / "gpt2-test", bucket)
@@ -117,6 +120,7 @@ def test_eight_concurrent_cold_requests_download_each_object_once(
     assert len(proxy.log.gets(WEIGHTS)) >= 2
 
 
+@pytest.mark.slow
 def test_worker_processes_sharing_a_cache_download_once(
     proxy: FaultProxy,
     bucket: str,
@@ -233,20 +237,23 @@ def test_least_recently_used_models_are_evicted_from_disk(
     )
     store = open_store(budget.model_store, budget)
 
+    cache = tmp_path / "cache"
+    # Before each use, everything cached so far is made a minute older: each use is then
+    # strictly the latest, whatever the file system's timestamp resolution, with no sleeping.
     store.fetch("gpt2-test")
-    time.sleep(0.05)
+    age_cache(cache)
     store.fetch("gpt2-other-seed")
-    time.sleep(0.05)
+    age_cache(cache)
     store.fetch("gpt2-test")  # now the most recently used
-    time.sleep(0.05)
+    age_cache(cache)
     store.fetch("gpt2-third")  # makes room by evicting gpt2-other-seed
 
-    cache = tmp_path / "cache"
     assert cached_versions(cache, "gpt2-test")
     assert cached_versions(cache, "gpt2-other-seed") == []
     assert cached_versions(cache, "gpt2-third")
 
 
+@pytest.mark.slow
 def test_a_republished_model_is_picked_up_by_the_next_process(
     direct_s3: Any,
     bucket: str,
@@ -287,12 +294,8 @@ def test_a_manifest_with_only_files_is_enough(
     assert response.status_code == 200, response.text
 
 
-def test_preloaded_models_are_ready_before_the_first_request(
-    proxy: FaultProxy,
-    bucket: str,
-    gpt2_in_s3: Settings,
-) -> None:
-    preload = gpt2_in_s3.model_copy(update={"preload_models": ["gpt2-test"]})
+def test_preloaded_models_are_ready_before_the_first_request(gpt2_in_s3: Settings) -> None:
+    preload = gpt2_in_s3.model_copy(update={"preload_models": [("gpt2-test", Framework.PYTORCH)]})
 
     with TestClient(create_app(preload)) as from_s3:
         loaded = from_s3.get("/health").json()["loaded_models"]
@@ -300,6 +303,12 @@ def test_preloaded_models_are_ready_before_the_first_request(
 
     assert loaded == ["gpt2-test:pt"]
     assert first["timing"]["model_loaded"] is False
+
+
+def age_cache(cache: Path, seconds: float = 60) -> None:
+    for marker in cache.glob("*/*/.complete"):
+        used = marker.stat().st_mtime - seconds
+        os.utime(marker, (used, used))
 
 
 def assert_each_object_downloaded_once(proxy: FaultProxy, model_dir: Path, bucket: str) -> None:

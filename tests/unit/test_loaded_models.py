@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from textgen.registry import ModelRegistry
+from textgen.loaded_models import LoadedModels
 
 
 def test_least_recently_used_goes_first() -> None:
@@ -16,16 +16,16 @@ def test_least_recently_used_goes_first() -> None:
         loaded.append(key)
         return key.upper()
 
-    registry: ModelRegistry[str, str] = ModelRegistry(loader, capacity=2)
+    models: LoadedModels[str, str] = LoadedModels(loader, capacity=2)
 
-    registry.get("a")
-    registry.get("b")
-    registry.get("a")
-    registry.get("c")  # evicts b
+    models.get("a")
+    models.get("b")
+    models.get("a")
+    models.get("c")  # evicts b
 
-    assert registry.loaded_keys() == ["a", "c"]
-    assert registry.get("a") == ("A", None)
-    value, seconds = registry.get("b")
+    assert models.loaded_keys() == ["a", "c"]
+    assert models.get("a") == ("A", None)
+    value, seconds = models.get("b")
     assert value == "B" and seconds is not None
     assert loaded == ["a", "b", "c", "b"]
 
@@ -40,9 +40,9 @@ def test_concurrent_misses_load_once() -> None:
         gate.wait(5)
         return key
 
-    registry: ModelRegistry[str, str] = ModelRegistry(slow_loader, capacity=1)
+    models: LoadedModels[str, str] = LoadedModels(slow_loader, capacity=1)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        futures = [pool.submit(registry.get, "m") for _ in range(8)]
+        futures = [pool.submit(models.get, "m") for _ in range(8)]
         time.sleep(0.2)
         gate.set()
         results = [f.result() for f in futures]
@@ -62,14 +62,14 @@ def test_failed_load_is_not_cached() -> None:
             raise OSError("disk hiccup")
         return key
 
-    registry: ModelRegistry[str, str] = ModelRegistry(flaky, capacity=1)
+    models: LoadedModels[str, str] = LoadedModels(flaky, capacity=1)
     with pytest.raises(OSError):
-        registry.get("m")
+        models.get("m")
 
-    assert registry.get("m")[0] == "m"
-    assert registry.loads == 1
+    assert models.get("m")[0] == "m"
+    assert models.loads == 1
 
 
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError):
-        ModelRegistry(lambda key: key, capacity=0)
+        LoadedModels(lambda key: key, capacity=0)

@@ -1,7 +1,7 @@
 """A small emulator of the Lambda Runtime API, for running the real runtime interface client.
 
-It implements what `awslambdaric` calls: next invocation, invocation response, invocation error
-and init error (https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html).
+It implements what `awslambdaric` calls in these tests: next invocation, invocation response and
+invocation error (https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ PREFIX = "/2018-06-01/runtime"
 
 @dataclass
 class Outcome:
-    kind: str  # "response", "error" or "init_error"
+    kind: str  # "response" or "error"
     payload: Any
 
 
@@ -33,7 +33,6 @@ class RuntimeApiEmulator:
         self.function_timeout_ms = function_timeout_ms
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._outcomes: dict[str, queue.Queue[Outcome]] = {}
-        self.init_errors: queue.Queue[Outcome] = queue.Queue()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self.address = f"127.0.0.1:{self._server.server_address[1]}"
@@ -84,9 +83,7 @@ class RuntimeApiEmulator:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 payload = json.loads(body) if body else None
                 parts = self.path[len(PREFIX) :].strip("/").split("/")
-                if parts == ["init", "error"]:
-                    emulator.init_errors.put(Outcome("init_error", payload))
-                elif (
+                if (
                     len(parts) == 3
                     and parts[0] == "invocation"
                     and parts[2] in {"response", "error"}

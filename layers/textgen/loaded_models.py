@@ -1,4 +1,4 @@
-"""Loaded models kept in memory across requests, bounded, least recently used out first."""
+"""Models loaded in memory, kept across requests: bounded, least recently used out first."""
 
 from __future__ import annotations
 
@@ -7,19 +7,25 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-from textgen.metrics import Stopwatch
+from textgen.timing import Stopwatch
 
 Key = TypeVar("Key", bound=Hashable)
 Value = TypeVar("Value")
 
 
-class ModelRegistry(Generic[Key, Value]):
+class LoadedModels(Generic[Key, Value]):
     """A bounded LRU cache whose misses load at most once per key, however many threads ask."""
 
-    def __init__(self, loader: Callable[[Key], Value], capacity: int) -> None:
+    def __init__(
+        self,
+        loader: Callable[[Key], Value],
+        capacity: int,
+        on_evict: Callable[[Value], None] = lambda value: None,
+    ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self._loader = loader
+        self._on_evict = on_evict
         self._capacity = capacity
         self._entries: OrderedDict[Key, Value] = OrderedDict()
         self._loading: dict[Key, threading.Lock] = {}
@@ -46,14 +52,21 @@ class ModelRegistry(Generic[Key, Value]):
                     self._loading.pop(key, None)
                 raise
             seconds = watch.elapsed()
+            evicted = []
             with self._lock:
                 # Publish and retire the key's lock together, so no thread starts a second load.
                 self._entries[key] = value
                 self._loading.pop(key, None)
                 self.loads += 1
                 while len(self._entries) > self._capacity:
-                    self._entries.popitem(last=False)
+                    evicted.append(self._entries.popitem(last=False)[1])
+            for old in evicted:
+                self._on_evict(old)
             return value, seconds
+
+    def values(self) -> list[tuple[Key, Value]]:
+        with self._lock:
+            return list(self._entries.items())
 
     def loaded_keys(self) -> list[Key]:
         with self._lock:

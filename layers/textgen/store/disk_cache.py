@@ -1,18 +1,16 @@
-"""The local disk cache of models fetched from a remote store: verified, atomic, bounded.
+"""The disk cache of models fetched from a remote store (S3): verified, atomic, bounded.
 
 Layout: <root>/<model>/<version>/ holds one complete, verified copy (version = manifest digest).
 A version appears only by renaming a fully downloaded and verified staging folder into place, so a
-crash or kill mid-download leaves a `.staging-*` folder that is never trusted and is removed by the
+crash or kill mid-download leaves a staging folder that is never trusted and is removed by the
 next fill. One file lock per model serialises fills across threads and worker processes.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,8 +19,9 @@ from typing import BinaryIO
 from filelock import FileLock, Timeout
 
 from textgen.errors import ArtifactCorrupt, CacheBudgetExceeded
+from textgen.manifest import Manifest
+from textgen.staging import remove_stale_staging, staged_folder
 from textgen.store.base import FetchedModel
-from textgen.store.manifest import Manifest
 
 COMPLETE_MARKER = ".complete"
 
@@ -54,7 +53,7 @@ class HashingWriter:
 FetchFile = Callable[[str, HashingWriter], None]  # (path in the model, where to write it)
 
 
-class ModelCache:
+class DiskModelCache:
     def __init__(self, root: Path, max_bytes: int, parallel_files: int = 4) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
@@ -85,16 +84,14 @@ class ModelCache:
         with FileLock(self._lock_path(name)):
             if cached := self.lookup(name, manifest):  # another process filled it meanwhile
                 return cached
-            self._remove_staging(name)
+            remove_stale_staging(self.root / name)
             self._make_room(manifest.total_bytes, keep=name)
             return self._download(name, manifest, fetch)
 
     def _download(self, name: str, manifest: Manifest, fetch: FetchFile) -> FetchedModel:
         target = self.version_dir(name, manifest)
-        staging = target.parent / f".staging-{uuid.uuid4().hex}"
-        staging.mkdir(parents=True)
         started = time.perf_counter()
-        try:
+        with staged_folder(target) as staging:
             with ThreadPoolExecutor(max_workers=self.parallel_files) as pool:
                 jobs = [
                     pool.submit(self._fetch_verified, name, path, manifest, staging, fetch)
@@ -103,10 +100,6 @@ class ModelCache:
                 for job in jobs:
                     job.result()
             (staging / COMPLETE_MARKER).touch()
-            shutil.rmtree(target, ignore_errors=True)
-            os.replace(staging, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         self._remove_other_versions(name, keep=target)
         return FetchedModel(target, manifest.total_bytes, time.perf_counter() - started)
 
@@ -154,10 +147,6 @@ class ModelCache:
         if not self.root.is_dir():
             return []
         return [m.parent for m in self.root.glob(f"*/*/{COMPLETE_MARKER}")]
-
-    def _remove_staging(self, name: str) -> None:
-        for stale in (self.root / name).glob(".staging-*"):
-            shutil.rmtree(stale, ignore_errors=True)
 
     def _remove_other_versions(self, name: str, keep: Path) -> None:
         for version in (self.root / name).iterdir():

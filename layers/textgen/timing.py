@@ -17,7 +17,8 @@ class Timing:
     load_seconds: float  # fetching and loading the model, when this request did
     fetch_seconds: float  # of which getting its files from the store
     download_bytes: int  # bytes this request downloaded from the store
-    generate_seconds: float
+    queue_seconds: float  # waiting for the engine to take it (its batch was full)
+    generate_seconds: float  # from the engine taking it to its last token
     total_seconds: float
     model_loaded: bool  # whether this request paid for loading the model
 

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from textgen.errors import ArtifactCorrupt
-from textgen.families import CONFIG_FILE, frameworks_in, read_model_type
+from textgen.model_files import CONFIG_FILE, frameworks_in_folder, read_model_type
 
 MANIFEST_FILE = "manifest.json"
 _HASH_CHUNK = 8 * 1024 * 1024
@@ -70,7 +70,7 @@ def build_manifest(model_dir: Path) -> Manifest:
     config = model_dir / CONFIG_FILE
     if config.is_file():
         extra["family"] = read_model_type(config.read_text(encoding="utf-8"), model_dir.name)
-    extra["frameworks"] = [str(f) for f in frameworks_in(model_dir)]
+    extra["frameworks"] = [str(f) for f in frameworks_in_folder(model_dir)]
     return Manifest(files=files, extra=extra)
 
 

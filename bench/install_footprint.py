@@ -1,0 +1,116 @@
+"""Installed size of the project, with and without extras, and the Lambda handler's import time.
+
+Each variant is installed the way the images install it, in a fresh virtual environment: torch
+first, then the runtime dependencies with the variant's extras, then the project (not editable),
+through container/install.sh where the checkout has it. Its size is that of its site-packages. The
+import time is that of `handlers.lambda_function` in a fresh process (what a Lambda cold start pays
+before the first request), median of several runs. Point --source at a checkout of an older commit
+(`git worktree add`) to measure "before". Reproduce with:
+
+    python bench/install_footprint.py [--source DIR --label NAME] [--variants base,tf] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import venv
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TORCH_VERSION = "2.13.0"
+IMPORT_PROBE = (
+    "import time; started = time.perf_counter(); import handlers.lambda_function; "
+    "print(time.perf_counter() - started)"
+)
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def install(source: Path, extras: str, target: Path) -> Path:
+    venv.create(target, with_pip=True)
+    python = target / "bin" / "python"
+    script = source / "container" / "install.sh"
+    if not script.is_file():  # commits from before the shared install script
+        spec = f"{source}[{extras}]" if extras else str(source)
+        pip = [str(python), "-m", "pip", "install", "-q", "--no-cache-dir"]
+        subprocess.run([*pip, f"torch=={TORCH_VERSION}", spec], check=True)
+        return python
+    env = {
+        **os.environ,
+        "PATH": f"{target / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "SRC": str(source),
+        "TORCH_VERSION": TORCH_VERSION,
+        "EXTRAS": extras,
+        "PIP_NO_CACHE_DIR": "1",
+        "PIP_QUIET": "1",
+    }
+    for step in ("torch", "deps", "app"):
+        subprocess.run([str(script), step], env=env, check=True)
+    return python
+
+
+def import_seconds(python: Path, runs: int, store: Path) -> list[float]:
+    env = {**os.environ, "MODEL_STORE": str(store), "PYTHONDONTWRITEBYTECODE": "1"}
+    times = []
+    with tempfile.TemporaryDirectory() as cwd:  # never import the checkout's own sources
+        for _ in range(runs):
+            done = subprocess.run(
+                [str(python), "-c", IMPORT_PROBE],
+                cwd=cwd,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            times.append(float(done.stdout.strip().splitlines()[-1]))
+    return times
+
+
+def measure(source: Path, extras: str, runs: int) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as scratch:
+        python = install(source, extras, Path(scratch) / "venv")
+        site = next((Path(scratch) / "venv" / "lib").glob("python*/site-packages"))
+        store = Path(scratch) / "store"
+        store.mkdir()
+        times = import_seconds(python, runs, store)
+        has_tf = (site / "tensorflow").is_dir()
+        return {
+            "site_packages_bytes": folder_bytes(site),
+            "tensorflow_bytes": folder_bytes(site / "tensorflow") if has_tf else 0,
+            "handler_import_seconds": times,
+            "handler_import_median_s": statistics.median(times),
+        }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--source", type=Path, default=REPO_ROOT, help="project checkout")
+    parser.add_argument("--label", default="this checkout", help="what --source is, for the report")
+    parser.add_argument("--variants", default="base,tf", help="'base' or an extras list")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args()
+
+    figures = {}
+    for variant in args.variants.split(","):
+        extras = "" if variant == "base" else variant
+        figures[variant] = measure(args.source.resolve(), extras, args.runs)
+        print(variant, json.dumps(figures[variant]), file=sys.stderr)
+    report = {"source": args.label, "python": sys.version.split()[0], "variants": figures}
+    text = json.dumps(report, indent=2) + "\n"
+    if args.output:
+        args.output.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,35 @@
+#!/bin/sh
+# How every image installs the service: the same three steps, each run as a layer of its own,
+# from the least to the most often changed, with the pip and python found on PATH.
+#
+#   install.sh torch   torch==$TORCH_VERSION, from $TORCH_INDEX when set (the CPU or CUDA index)
+#   install.sh deps    the other runtime dependencies in pyproject.toml, plus those of $EXTRAS
+#                      (comma-separated extras, e.g. "tf"; none by default)
+#   install.sh app     the project itself, its dependencies already in place
+#
+# $SRC is the folder holding pyproject.toml, container/, handlers/ and layers/ (default /src).
+set -eu
+src="${SRC:-/src}"
+case "${1:-}" in
+  torch)
+    if [ -n "${TORCH_INDEX:-}" ]; then
+      pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
+    else
+      pip install "torch==${TORCH_VERSION}"
+    fi
+    ;;
+  deps)
+    requirements="$(mktemp)"
+    python "${src}/container/requirements.py" "${src}/pyproject.toml" --extras "${EXTRAS:-}" \
+      > "${requirements}"
+    pip install -r "${requirements}"
+    rm -f "${requirements}"
+    ;;
+  app)
+    pip install --no-deps "${src}"
+    ;;
+  *)
+    echo "usage: install.sh torch|deps|app" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,22 @@
+"""The generation engine: requests queue, rows of every request decode together, step by step."""
+
+from textgen.engine.core import Engine, EngineStats, GenerationFailed
+from textgen.engine.handle import RequestHandle, SequenceOutput, TokenEvent, TokenLogprob
+from textgen.engine.job import EngineLimits, Job
+from textgen.engine.params import SamplingParams
+from textgen.engine.step_engine import StepEngine, StepRunner
+
+__all__ = [
+    "Engine",
+    "EngineLimits",
+    "EngineStats",
+    "GenerationFailed",
+    "Job",
+    "RequestHandle",
+    "SamplingParams",
+    "SequenceOutput",
+    "StepEngine",
+    "StepRunner",
+    "TokenEvent",
+    "TokenLogprob",
+]

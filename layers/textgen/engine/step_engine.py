@@ -1,0 +1,217 @@
+"""Continuous batching: one forward pass per step for every running row, whichever request it
+belongs to. Between steps, waiting requests join (their prompts prefilled into new rows) and
+finished rows leave, their requests answered at once. The runner owns the model and its KV cache;
+this module decides what runs, and turns logits into tokens, text and finished sequences."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from textgen.engine.core import Engine
+from textgen.engine.handle import FinishReason, SequenceOutput, TokenEvent, TokenLogprob
+from textgen.engine.job import EngineLimits, Job
+from textgen.engine.sampling import choose_token, log_softmax, row_generator
+from textgen.engine.text import RowText
+from textgen.errors import TextgenError
+
+
+class StepRunner(Protocol):
+    """A model and its KV cache, as rows 0..n-1 that each decode at a position of their own."""
+
+    def add_rows(self, prompts: list[list[int]], width: int, all_logits: bool) -> list[np.ndarray]:
+        """Prefill new rows after the running ones, with room for `width` tokens in every row.
+        For each prompt, its last token's logits [vocab], or every token's [length, vocab]."""
+        ...
+
+    def step(self, tokens: list[int]) -> np.ndarray:
+        """One token for each running row, in row order; the logits that follow [rows, vocab]."""
+        ...
+
+    def move_row(self, source: int, target: int) -> None:
+        """Make row `target` what row `source` is (to close the gap a finished row left)."""
+        ...
+
+    def truncate(self, rows: int) -> None:
+        """Keep rows 0..rows-1 only (and free the memory when none remain)."""
+        ...
+
+
+@dataclass
+class _Row:
+    job: Job
+    output: SequenceOutput
+    text: RowText
+    rng: np.random.Generator
+    seen: set[int]  # token ids the repetition penalty applies to (when one is asked for)
+    width: int
+    last_token: int = -1
+    finished: bool = False
+    seen_array: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+
+
+class StepEngine(Engine):
+    def __init__(
+        self,
+        name: str,
+        runner: StepRunner,
+        tokenizer: Tokenizer,
+        eos_ids: frozenset[int],
+        limits: EngineLimits,
+    ) -> None:
+        super().__init__(name, limits)
+        self._runner = runner
+        self._tokenizer = tokenizer
+        self._eos_ids = eos_ids
+        self._rows: list[_Row] = []
+
+    def _running_rows(self) -> int:
+        return len(self._rows)
+
+    def _can_start(self, job: Job, admitted: list[Job]) -> bool:
+        starting = [*admitted, job]
+        rows = len(self._rows) + sum(j.rows for j in starting)
+        width = max([r.width for r in self._rows] + [j.width for j in starting])
+        prefill = sum(j.prompt_tokens for j in starting)
+        first = not self._rows and not admitted  # an idle engine always takes the next job
+        return (
+            rows <= self.limits.max_batch_size
+            and rows * width <= self.limits.kv_token_budget
+            and (first or prefill <= self.limits.max_prefill_tokens)
+        )
+
+    def _cycle(self, admitted: list[Job]) -> None:
+        for row in self._rows:
+            if row.job.handle.cancelled:
+                self._finish(row, "cancelled", ())
+        self._drop_finished()
+        if admitted:
+            self._start(admitted)
+            self._drop_finished()  # rows that ended with their first token
+        if self._rows:
+            logits = self._runner.step([row.last_token for row in self._rows])
+            self._record_step()
+            self._choose_all(self._rows, logits)
+            self._drop_finished()
+
+    def _start(self, jobs: list[Job]) -> None:
+        rows = [self._new_row(job, index) for job in jobs for index in range(job.rows)]
+        width = max(r.width for r in [*self._rows, *rows])
+        all_logits = any(job.prompt_logprobs for job in jobs)
+        prompts = [r.job.prompt_ids[r.output.index] for r in rows]
+        logits = self._runner.add_rows(prompts, width, all_logits)
+        self._rows.extend(rows)
+        for row, prompt, row_logits in zip(rows, prompts, logits, strict=True):
+            last = row_logits if row_logits.ndim == 1 else row_logits[-1]
+            if row.job.prompt_logprobs:
+                row.output.prompt_logprobs = _prompt_logprobs(prompt, row_logits)
+            self._advance(row, self._choose(row, last), last)
+
+    def _new_row(self, job: Job, index: int) -> _Row:
+        prompt = job.prompt_ids[index]
+        output = SequenceOutput(index=index, prompt_tokens=len(prompt))
+        seen = set(prompt) if job.sampling.repetition_penalty != 1.0 else set[int]()
+        return _Row(
+            job=job,
+            output=output,
+            text=RowText(self._tokenizer, job.sampling.stop),
+            rng=row_generator(job.sampling.seed, index),
+            seen=seen,
+            width=len(prompt) + job.max_new_tokens,
+            seen_array=np.fromiter(seen, dtype=np.int64),
+        )
+
+    def _choose_all(self, rows: list[_Row], logits: np.ndarray) -> None:
+        plain = all(
+            r.job.sampling.greedy
+            and r.job.sampling.repetition_penalty == 1.0
+            and not r.job.logprobs
+            for r in rows
+        )
+        if plain:  # the common case in one vectorised call
+            for row, token in zip(rows, np.argmax(logits, axis=1).tolist(), strict=True):
+                self._advance(row, token, None)
+            return
+        for row, row_logits in zip(rows, logits, strict=True):
+            self._advance(row, self._choose(row, row_logits), row_logits)
+
+    def _choose(self, row: _Row, logits: np.ndarray) -> int:
+        return choose_token(logits, row.job.sampling, row.rng, row.seen_array)
+
+    def _advance(self, row: _Row, token: int, logits: np.ndarray | None) -> None:
+        """Take the row's next token; finish the row if that ends it."""
+        job, output = row.job, row.output
+        if token in self._eos_ids:  # the end token itself is not part of the output
+            self._finish(row, "stop", ())
+            return
+        output.token_ids.append(token)
+        row.last_token = token
+        if job.sampling.repetition_penalty != 1.0 and token not in row.seen:
+            row.seen.add(token)
+            row.seen_array = np.append(row.seen_array, token)
+        if job.logprobs is not None and logits is not None:
+            output.logprobs.append(_token_logprob(token, logits, job.logprobs))
+        row.text.add(token)
+        if row.text.stopped:
+            self._finish(row, "stop", (token,))
+        elif len(output.token_ids) >= job.max_new_tokens:
+            self._finish(row, "length", (token,))
+        elif job.deadline is not None and time.monotonic() >= job.deadline:
+            self._finish(row, "time_limit", (token,))
+        elif job.handle.stream_requested:
+            logprobs = tuple(output.logprobs[-1:])
+            job.handle.push(TokenEvent(output.index, row.text.release(), (token,), None, logprobs))
+
+    def _finish(self, row: _Row, reason: FinishReason, new_ids: tuple[int, ...]) -> None:
+        row.finished = True
+        output = row.output
+        output.finish_reason = reason
+        output.text = row.text.text
+        logprobs = tuple(output.logprobs[-1:]) if new_ids else ()
+        event = TokenEvent(output.index, row.text.release(final=True), new_ids, reason, logprobs)
+        row.job.handle.push(event, output)
+
+    def _drop_finished(self) -> None:
+        """Close the gaps finished rows leave by moving the last rows into them."""
+        index = 0
+        while index < len(self._rows):
+            if not self._rows[index].finished:
+                index += 1
+                continue
+            last = len(self._rows) - 1
+            if index != last:
+                self._runner.move_row(last, index)
+                self._rows[index] = self._rows[last]
+            self._rows.pop()
+        self._runner.truncate(len(self._rows))
+
+    def _abort_running(self, error: TextgenError) -> None:
+        for row in self._rows:
+            if not row.finished:
+                row.finished = True
+                row.job.handle.fail(error)
+        self._rows = []
+        self._runner.truncate(0)
+
+
+def _token_logprob(token: int, logits: np.ndarray, top: int) -> TokenLogprob:
+    logprobs = log_softmax(logits)
+    alternatives: tuple[tuple[int, float], ...] = ()
+    if top:
+        best = np.argpartition(logprobs, -top)[-top:]
+        best = best[np.argsort(-logprobs[best], kind="stable")]
+        alternatives = tuple((int(i), float(logprobs[i])) for i in best)
+    return TokenLogprob(token, float(logprobs[token]), alternatives)
+
+
+def _prompt_logprobs(prompt: list[int], logits: np.ndarray) -> list[TokenLogprob | None]:
+    """Each prompt token's log-probability given the tokens before it (none for the first)."""
+    scored: list[TokenLogprob | None] = [None]
+    for position in range(1, len(prompt)):
+        logprobs = log_softmax(logits[position - 1])
+        scored.append(TokenLogprob(prompt[position], float(logprobs[prompt[position]])))
+    return scored

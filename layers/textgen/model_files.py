@@ -1,0 +1,51 @@
+"""The files of a model folder: what each framework needs, and what a folder's files tell."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+
+from textgen.errors import UnsupportedModel
+from textgen.families import Framework
+
+CONFIG_FILE = "config.json"
+PYTORCH_WEIGHTS = ("*.safetensors", "pytorch_model*.bin")
+
+TF_EXPORT_DIR = "tf"
+# Inside TF_EXPORT_DIR, beside the SavedModel: what serving needs besides tensorflow.
+TF_SAVED_MODEL_FILE = "saved_model.pb"
+TF_METADATA_FILE = "textgen.json"
+TF_TOKENIZER_FILE = "tokenizer.json"
+TF_PICKLED_TOKENIZER_FILE = "tokenizer.pkl"  # the original app's joblib pickle; opt-in only
+TF_SIGNATURE = "serving_default"
+
+
+def read_model_type(config_text: str, model_name: str) -> str:
+    """The `model_type` of a model's config.json text."""
+    try:
+        config = json.loads(config_text)
+    except json.JSONDecodeError as exc:
+        raise UnsupportedModel(
+            f"model '{model_name}' has an unreadable {CONFIG_FILE}: {exc}"
+        ) from exc
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if not isinstance(model_type, str) or not model_type:
+        raise UnsupportedModel(f"model '{model_name}' has no model_type in its {CONFIG_FILE}")
+    return model_type
+
+
+def frameworks_in_folder(model_dir: Path) -> tuple[Framework, ...]:
+    """Frameworks a local model folder can be served with."""
+    return frameworks_from_paths(p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*"))
+
+
+def frameworks_from_paths(relative_paths: Iterable[str]) -> tuple[Framework, ...]:
+    """Frameworks a model can be served with, judged from the relative paths of its files."""
+    paths = [PurePosixPath(p) for p in relative_paths]
+    found: list[Framework] = []
+    if any(len(p.parts) == 1 and p.match(pattern) for p in paths for pattern in PYTORCH_WEIGHTS):
+        found.append(Framework.PYTORCH)
+    if PurePosixPath(TF_EXPORT_DIR, TF_SAVED_MODEL_FILE) in paths:
+        found.append(Framework.TENSORFLOW)
+    return tuple(found)

@@ -1,0 +1,130 @@
+"""LLaMA's forward pass, on the weights of Hugging Face's LlamaForCausalLM.
+
+Rotary embeddings are Hugging Face's own module (LlamaRotaryEmbedding), so every rope type it knows
+(default, linear, llama3, yarn, ...) means here what it means there. q/k/v and gate/up are fused
+into one matrix product each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers.activations import ACT2FN
+
+from textgen.models.decoder import ForwardBatch, attend, select_outputs
+from textgen.models.kv_cache import KVCache
+
+
+@dataclass
+class _Block:
+    attn_norm: torch.Tensor
+    qkv_w: torch.Tensor  # [q_size + 2 * kv_size, hidden]
+    qkv_b: torch.Tensor | None
+    o_w: torch.Tensor
+    o_b: torch.Tensor | None
+    mlp_norm: torch.Tensor
+    gate_up_w: torch.Tensor  # [2 * intermediate, hidden]
+    gate_up_b: torch.Tensor | None
+    down_w: torch.Tensor
+    down_b: torch.Tensor | None
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    # As Hugging Face's LlamaRMSNorm: in float32, then back to the input's dtype.
+    hidden = x.to(torch.float32)
+    hidden = hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * hidden.to(x.dtype)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+class LlamaDecoder:
+    def __init__(
+        self,
+        config: Any,
+        weights: dict[str, torch.Tensor],
+        rotary: torch.nn.Module,
+        device: torch.device,
+    ):
+        self.vocab_size = int(config.vocab_size)
+        self.context_length = int(config.max_position_embeddings)
+        self.device = device
+        self.hidden = int(config.hidden_size)
+        self.heads = int(config.num_attention_heads)
+        self.kv_heads = int(config.num_key_value_heads or self.heads)
+        self.head_dim = int(getattr(config, "head_dim", None) or self.hidden // self.heads)
+        self.eps = float(config.rms_norm_eps)
+        self.scale = self.head_dim**-0.5
+        self.intermediate = int(config.intermediate_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.rotary = rotary.to(device)
+        w = {k: v.to(device) for k, v in weights.items()}
+        self.dtype = w["model.embed_tokens.weight"].dtype
+        self.embed_tokens = w["model.embed_tokens.weight"]
+        self.lm_head = w.get("lm_head.weight", self.embed_tokens)
+        self.norm = w["model.norm.weight"]
+        self.blocks = [
+            self._block(w, f"model.layers.{i}.") for i in range(config.num_hidden_layers)
+        ]
+
+    @classmethod
+    def from_hf(cls, hf_model: Any, device: torch.device) -> LlamaDecoder:
+        rotary = hf_model.model.rotary_emb
+        return cls(hf_model.config, dict(hf_model.state_dict()), rotary, device)
+
+    @staticmethod
+    def _fused(w: dict[str, torch.Tensor], names: list[str], part: str) -> torch.Tensor | None:
+        if names[0] + part not in w:
+            return None
+        return torch.cat([w[name + part] for name in names])
+
+    def _block(self, w: dict[str, torch.Tensor], p: str) -> _Block:
+        qkv = [p + f"self_attn.{n}_proj." for n in ("q", "k", "v")]
+        gate_up = [p + "mlp.gate_proj.", p + "mlp.up_proj."]
+        qkv_w, gate_up_w = self._fused(w, qkv, "weight"), self._fused(w, gate_up, "weight")
+        assert qkv_w is not None and gate_up_w is not None
+        return _Block(
+            attn_norm=w[p + "input_layernorm.weight"],
+            qkv_w=qkv_w,
+            qkv_b=self._fused(w, qkv, "bias"),
+            o_w=w[p + "self_attn.o_proj.weight"],
+            o_b=w.get(p + "self_attn.o_proj.bias"),
+            mlp_norm=w[p + "post_attention_layernorm.weight"],
+            gate_up_w=gate_up_w,
+            gate_up_b=self._fused(w, gate_up, "bias"),
+            down_w=w[p + "mlp.down_proj.weight"],
+            down_b=w.get(p + "mlp.down_proj.bias"),
+        )
+
+    def new_cache(self) -> KVCache:
+        return KVCache(len(self.blocks), self.kv_heads, self.head_dim, self.dtype, self.device)
+
+    def forward(self, batch: ForwardBatch, cache: KVCache) -> torch.Tensor:
+        x = self.embed_tokens[batch.tokens]
+        size, length = batch.tokens.shape
+        cos, sin = self.rotary(x, batch.positions)
+        cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # [batch, length, 1, head_dim]
+        q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        for index, block in enumerate(self.blocks):
+            h = rms_norm(x, block.attn_norm, self.eps)
+            q, k, v = torch.split(
+                F.linear(h, block.qkv_w, block.qkv_b), [q_size, kv_size, kv_size], -1
+            )
+            q = rotate(q.view(size, length, self.heads, self.head_dim), cos, sin)
+            k = rotate(k.view(size, length, self.kv_heads, self.head_dim), cos, sin)
+            v = v.view(size, length, self.kv_heads, self.head_dim)
+            x = x + F.linear(attend(q, k, v, index, batch, cache, self.scale), block.o_w, block.o_b)
+            h = rms_norm(x, block.mlp_norm, self.eps)
+            gate, up = torch.split(
+                F.linear(h, block.gate_up_w, block.gate_up_b), self.intermediate, -1
+            )
+            x = x + F.linear(self.activation(gate) * up, block.down_w, block.down_b)
+        x = select_outputs(x, batch)
+        return F.linear(rms_norm(x, self.norm, self.eps), self.lm_head)

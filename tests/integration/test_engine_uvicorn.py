@@ -1,0 +1,151 @@
+"""The engine behind a real uvicorn: concurrent clients share batches, a full queue answers 429,
+a client that goes away frees its rows, and SIGTERM drains running requests before exiting."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.servers import free_port, python_module, running_process
+from textgen.demo import build_gpt2
+
+pytestmark = pytest.mark.slow
+
+MIXED = [
+    ("/gpt2_model", "gpt2-test", "Hi", 5),
+    ("/llama_model", "llama-test", "The quick brown fox jumps over the lazy dog", 17),
+    ("/gpt2_model", "gpt2-test", "Once upon a time, in a land far away, there lived", 30),
+    ("/llama_model", "llama-test", "Numbers: 1, 2, 3", 9),
+]
+
+
+@pytest.fixture(scope="module")
+def engine_store(store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test models, and one slow enough (1,024 positions, 6 layers) to leave mid-way."""
+    root = tmp_path_factory.mktemp("engine-store")
+    for name in ("gpt2-test", "llama-test"):
+        shutil.copytree(store_dir / name, root / name)
+    build_gpt2(root / "gpt2-slow", n_layer=6, n_embd=256, n_head=4)
+    return root
+
+
+@pytest.fixture
+def server(engine_store: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str, Any]]:
+    env: dict[str, str] = {"MODEL_STORE": str(engine_store), **getattr(request, "param", {})}
+    port = free_port()
+    command = python_module("handlers.cli", "serve", "--port", str(port), "--log-level", "warning")
+    with running_process(command, port, env) as (url, process):
+        yield url, process
+
+
+def body(model: str, prompt: str, max_tokens: int) -> dict[str, Any]:
+    return {"model_name": model, "prompts": [prompt], "max_tokens": max_tokens}
+
+
+async def post_all(url: str, jobs: list[tuple[str, str, str, int]]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+        return list(
+            await asyncio.gather(*(client.post(p, json=body(m, t, n)) for p, m, t, n in jobs))
+        )
+
+
+def test_concurrent_clients_get_what_they_get_alone(server: tuple[str, Any]) -> None:
+    url, _ = server
+    jobs = MIXED * 4
+    alone = [httpx.post(f"{url}{p}", json=body(m, t, n), timeout=60).json() for p, m, t, n in MIXED]
+
+    together = asyncio.run(post_all(url, jobs))
+
+    assert [r.status_code for r in together] == [200] * len(jobs)
+    assert [r.json()["results"] for r in together] == [a["results"] for a in alone] * 4
+    assert [r.json()["results"][0]["generated_tokens"] for r in together[:4]] == [5, 17, 30, 9]
+
+
+@pytest.mark.parametrize(
+    "server", [{"MAX_QUEUED_REQUESTS": "1", "MAX_BATCH_SIZE": "1"}], indirect=True
+)
+def test_a_full_queue_answers_429_with_retry_after(server: tuple[str, Any]) -> None:
+    url, _ = server
+    jobs = [("/gpt2_model", "gpt2-test", f"Request {i} says", 40) for i in range(8)]
+
+    responses = asyncio.run(post_all(url, jobs))
+    health = httpx.get(f"{url}/health", timeout=10)
+
+    statuses = sorted(r.status_code for r in responses)
+    refused = [r for r in responses if r.status_code == 429]
+    assert set(statuses) == {200, 429}, statuses
+    assert all(r.json()["error"]["type"] == "overloaded" for r in refused)
+    assert all(int(r.headers["retry-after"]) >= 1 for r in refused)
+    assert health.status_code == 200
+
+
+def test_a_client_that_disconnects_frees_its_rows(server: tuple[str, Any]) -> None:
+    url, _ = server
+
+    def engine() -> dict[str, Any]:
+        engines: dict[str, dict[str, Any]] = httpx.get(f"{url}/health", timeout=10).json()[
+            "engines"
+        ]
+        return engines["gpt2-slow:pt"]
+
+    async def leave_mid_way() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+            request = asyncio.ensure_future(
+                client.post("/gpt2_model", json=body("gpt2-slow", "A long story:", 1000))
+            )
+            while engine()["running_sequences"] == 0:  # it is decoding
+                await asyncio.sleep(0.05)
+            request.cancel()  # the client closes its connection
+            with contextlib.suppress(asyncio.CancelledError):
+                await request
+
+    httpx.post(f"{url}/gpt2_model", json=body("gpt2-slow", "warm up", 2), timeout=60)
+    asyncio.run(leave_mid_way())
+    while (stats := engine())["running_sequences"]:
+        time.sleep(0.05)
+
+    # Freed at a step long before its 1,000th token: the rows left, they did not finish.
+    assert stats["steps"] < 1000
+
+
+def test_sigterm_finishes_running_requests_and_refuses_new_ones(server: tuple[str, Any]) -> None:
+    url, process = server
+    httpx.post(f"{url}/gpt2_model", json=body("gpt2-test", "warm up", 2), timeout=60)
+
+    async def scenario() -> tuple[list[httpx.Response], Any]:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+            running = [
+                asyncio.ensure_future(client.post("/gpt2_model", json=body("gpt2-test", p, 60)))
+                for p in ("First story:", "Second story:")
+            ]
+            while True:  # both are decoding before the signal
+                health = (await client.get("/health")).json()
+                if health["engines"]["gpt2-test:pt"]["running_sequences"] == 2:
+                    break
+                await asyncio.sleep(0.02)
+            process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.2)
+            try:
+                late: Any = await client.post("/gpt2_model", json=body("gpt2-test", "Late", 2))
+            except httpx.TransportError as exc:  # the listening socket is closed already
+                late = exc
+            return list(await asyncio.gather(*running)), late
+
+    finished, late = asyncio.run(scenario())
+    code = process.wait(timeout=60)
+
+    assert [r.status_code for r in finished] == [200, 200]
+    assert all(r.json()["results"][0]["generated_tokens"] == 60 for r in finished)
+    if isinstance(late, httpx.Response):
+        assert late.status_code == 503
+        assert late.json()["error"]["type"] == "shutting_down"
+    assert code == 0

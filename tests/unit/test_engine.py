@@ -1,0 +1,322 @@
+"""The step engine with a tiny real model: admission, budgets, finishing, cancellation,
+deadlines, stop strings and seeds, each checked against the same request run alone."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from textgen.backends.torch_backend import TorchBackend, TorchRunner, load_backend
+from textgen.engine import EngineLimits, Job, SamplingParams, SequenceOutput, StepEngine
+from textgen.errors import InvalidRequest, Overloaded
+from textgen.settings import Settings
+
+PROMPTS = ["Hello there", "The quick brown fox jumps over the lazy dog", "Numbers: 1, 2, 3, 4"]
+
+
+class RecordingRunner:
+    """A TorchRunner that records each step's batch size and can be held at a gate."""
+
+    def __init__(self, inner: TorchRunner) -> None:
+        self.inner = inner
+        self.batch_sizes: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def add_rows(self, prompts: list[list[int]], width: int, all_logits: bool) -> Any:
+        return self.inner.add_rows(prompts, width, all_logits)
+
+    def step(self, tokens: list[int]) -> np.ndarray:
+        self.gate.wait(timeout=60)
+        self.batch_sizes.append(len(tokens))
+        return self.inner.step(tokens)
+
+    def move_row(self, source: int, target: int) -> None:
+        self.inner.move_row(source, target)
+
+    def truncate(self, rows: int) -> None:
+        self.inner.truncate(rows)
+
+
+@pytest.fixture(scope="module")
+def backend(store_dir: Path) -> TorchBackend:
+    return load_backend(store_dir / "gpt2-test", Settings(model_store=str(store_dir)))
+
+
+def engine_for(backend: TorchBackend, **limits: Any) -> tuple[StepEngine, RecordingRunner]:
+    inner = backend.engine._runner  # the same model, under an engine of the test's own
+    assert isinstance(inner, TorchRunner)
+    runner = RecordingRunner(TorchRunner(inner._decoder, inner._pad_id))
+    engine = StepEngine(
+        "test", runner, backend.engine._tokenizer, backend.engine._eos_ids, EngineLimits(**limits)
+    )
+    return engine, runner
+
+
+@pytest.fixture
+def engine(backend: TorchBackend) -> Iterator[tuple[StepEngine, RecordingRunner]]:
+    made = engine_for(backend)
+    yield made
+    made[0].close(timeout=30)
+
+
+def job(
+    backend: TorchBackend,
+    prompts: list[str],
+    max_tokens: int = 8,
+    deadline: float | None = None,
+    **sampling: Any,
+) -> Job:
+    ids = backend.encode(prompts, max_tokens)
+    return Job(prompts, ids, max_tokens, SamplingParams(**sampling).validate(), deadline)
+
+
+def run_alone(
+    backend: TorchBackend, prompt: str, max_tokens: int, **sampling: Any
+) -> SequenceOutput:
+    engine, _ = engine_for(backend)
+    try:
+        return engine.submit(job(backend, [prompt], max_tokens, **sampling)).result(60)[0]
+    finally:
+        engine.close(30)
+
+
+def test_rows_of_concurrent_requests_decode_together_and_match_alone(
+    backend: TorchBackend, engine: tuple[StepEngine, RecordingRunner]
+) -> None:
+    steps, runner = engine
+    runner.gate.clear()  # hold the first step so that every request is queued before it
+    handles = [steps.submit(job(backend, [p], 4 + 3 * i)) for i, p in enumerate(PROMPTS)]
+    runner.gate.set()
+    outputs = [h.result(60)[0] for h in handles]
+
+    alone = [run_alone(backend, p, 4 + 3 * i) for i, p in enumerate(PROMPTS)]
+    assert [o.token_ids for o in outputs] == [a.token_ids for a in alone]
+    assert [len(o.token_ids) for o in outputs] == [4, 7, 10]
+    assert max(runner.batch_sizes) == 3  # they really shared steps
+    assert runner.batch_sizes[-1] == 1  # and left one by one as they finished
+
+
+def test_no_more_rows_than_the_batch_size_run_at_once(backend: TorchBackend) -> None:
+    steps, runner = engine_for(backend, max_batch_size=2)
+    try:
+        handles = [steps.submit(job(backend, [p], 6)) for p in PROMPTS * 2]
+        outputs = [h.result(60)[0] for h in handles]
+    finally:
+        steps.close(30)
+
+    assert all(len(o.token_ids) == 6 for o in outputs)
+    assert max(runner.batch_sizes) == 2
+
+
+def test_the_kv_budget_limits_rows_and_refuses_what_never_fits(backend: TorchBackend) -> None:
+    one = job(backend, [PROMPTS[0]], 6)
+    steps, runner = engine_for(backend, kv_token_budget=one.width)  # room for one row
+    try:
+        handles = [steps.submit(job(backend, [PROMPTS[0]], 6)) for _ in range(3)]
+        assert all(len(h.result(60)[0].token_ids) == 6 for h in handles)
+        with pytest.raises(InvalidRequest, match="KV cache"):
+            steps.submit(job(backend, [PROMPTS[0], PROMPTS[0]], 6))
+    finally:
+        steps.close(30)
+
+    assert max(runner.batch_sizes) == 1
+
+
+def test_a_full_queue_is_refused_with_a_retry_hint(backend: TorchBackend) -> None:
+    steps, runner = engine_for(backend, max_batch_size=1, max_queued_requests=1)
+    runner.gate.clear()
+    try:
+        running = steps.submit(job(backend, ["first"], 4))
+        while steps.stats().running_sequences == 0:  # the first leaves the queue for the batch
+            time.sleep(0.01)
+        queued = steps.submit(job(backend, ["second"], 4))
+        with pytest.raises(Overloaded) as refused:
+            steps.submit(job(backend, ["third"], 4))
+        runner.gate.set()
+        assert running.result(60) and queued.result(60)
+    finally:
+        runner.gate.set()
+        steps.close(30)
+
+    assert refused.value.details["retry_after"] >= 1
+
+
+def test_a_cancelled_request_leaves_the_batch_and_its_mate_goes_on(
+    backend: TorchBackend, engine: tuple[StepEngine, RecordingRunner]
+) -> None:
+    steps, runner = engine
+    runner.gate.clear()
+    doomed = steps.submit(job(backend, [PROMPTS[1]], 40))
+    mate = steps.submit(job(backend, [PROMPTS[2]], 12))
+    doomed.cancel()
+    runner.gate.set()
+
+    assert doomed.result(60)[0].finish_reason == "cancelled"
+    assert mate.result(60)[0].token_ids == run_alone(backend, PROMPTS[2], 12).token_ids
+    assert len(runner.batch_sizes) < 40  # the cancelled row did not run to its end
+
+
+def test_a_past_deadline_ends_one_request_not_its_batch_mate(
+    backend: TorchBackend, engine: tuple[StepEngine, RecordingRunner]
+) -> None:
+    steps, _ = engine
+    late = job(backend, [PROMPTS[0]], 30, deadline=time.monotonic() - 1)
+    on_time = job(backend, [PROMPTS[1]], 30)
+    late_handle, on_time_handle = steps.submit(late), steps.submit(on_time)
+
+    (late_output,) = late_handle.result(60)
+    (on_time_output,) = on_time_handle.result(60)
+    assert (late_output.finish_reason, len(late_output.token_ids)) == ("time_limit", 1)
+    assert (on_time_output.finish_reason, len(on_time_output.token_ids)) == ("length", 30)
+
+
+def test_a_stop_string_cuts_the_text_before_it(backend: TorchBackend) -> None:
+    free = run_alone(backend, PROMPTS[1], 16)
+    stop = free.text[5:8]  # a piece of what greedy decoding writes anyway
+    stopped = run_alone(backend, PROMPTS[1], 16, stop=(stop,))
+
+    assert free.finish_reason == "length"  # live check: without the stop string it runs on
+    assert stopped.finish_reason == "stop"
+    assert stopped.text == free.text[: free.text.index(stop)]
+    assert stop not in stopped.text
+
+
+def test_a_seed_gives_the_same_text_whatever_runs_beside_it(
+    backend: TorchBackend, engine: tuple[StepEngine, RecordingRunner]
+) -> None:
+    sampling = {"temperature": 1.0, "top_p": 0.95, "seed": 1234}
+    alone = run_alone(backend, PROMPTS[0], 12, **sampling)
+    steps, _ = engine
+    crowd = [steps.submit(job(backend, [p], 12, temperature=1.5, seed=7)) for p in PROMPTS]
+    beside = steps.submit(job(backend, [PROMPTS[0]], 12, **sampling))
+    other_seed = run_alone(backend, PROMPTS[0], 12, **{**sampling, "seed": 99})
+
+    assert beside.result(60)[0].token_ids == alone.token_ids
+    assert all(h.result(60) for h in crowd)
+    assert other_seed.token_ids != alone.token_ids  # live check: the seed matters
+    greedy = run_alone(backend, PROMPTS[0], 12)
+    assert greedy.token_ids != alone.token_ids  # and sampling really sampled
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("temperature", -0.1),
+        ("temperature", 2.5),
+        ("top_p", 0.0),
+        ("top_p", 1.5),
+        ("top_k", -1),
+        ("repetition_penalty", 0.0),
+        ("seed", -1),
+        ("stop", ("",)),
+        ("stop", ("a", "b", "c", "d", "e")),
+    ],
+)
+def test_sampling_values_out_of_range_name_their_field(field: str, value: Any) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        SamplingParams(**{field: value}).validate()
+
+    assert refused.value.details["field"] == field
+
+
+class ShiftedJoinRunner(TorchRunner):
+    """A broken runner for the live check: a row joining running rows decodes one position off."""
+
+    def add_rows(self, prompts: list[list[int]], width: int, all_logits: bool) -> Any:
+        joining = bool(self._lengths)
+        logits = super().add_rows(prompts, width, all_logits)
+        if joining:
+            for row in range(len(self._lengths) - len(prompts), len(self._lengths)):
+                self._lengths[row] += 1
+        return logits
+
+
+def join_mid_decode(backend: TorchBackend, runner_class: type[TorchRunner]) -> list[list[int]]:
+    """A long request decodes a few steps alone; two more (mixed prompt lengths, mixed
+    max_tokens) join it mid-way. The tokens of all three."""
+    inner = backend.engine._runner
+    assert isinstance(inner, TorchRunner)
+    runner = RecordingRunner(runner_class(inner._decoder, inner._pad_id))
+    steps = StepEngine(
+        "join", runner, backend.engine._tokenizer, backend.engine._eos_ids, EngineLimits()
+    )
+    permits = threading.Semaphore(0)
+    original_step = runner.step
+
+    def stepped(tokens: list[int]) -> np.ndarray:
+        permits.acquire(timeout=60)
+        return original_step(tokens)
+
+    runner.step = stepped  # type: ignore[method-assign]
+    try:
+        first = steps.submit(job(backend, [PROMPTS[1]], 24))
+        for _ in range(5):
+            permits.release()
+        while len(runner.batch_sizes) < 5:
+            time.sleep(0.01)
+        joined = [
+            steps.submit(job(backend, [PROMPTS[0]], 10)),
+            steps.submit(job(backend, [PROMPTS[2]], 16)),
+        ]
+        for _ in range(100):
+            permits.release()
+        outputs = [h.result(60)[0].token_ids for h in [first, *joined]]
+    finally:
+        for _ in range(100):
+            permits.release()
+        steps.close(30)
+    assert runner.batch_sizes[:5] == [1] * 5 and max(runner.batch_sizes) == 3  # really joined
+    return outputs
+
+
+@pytest.mark.parametrize("model", ["gpt2-test", "llama-test"])
+def test_requests_joining_a_running_batch_get_the_tokens_they_get_alone(
+    model: str, store_dir: Path
+) -> None:
+    family_backend = load_backend(store_dir / model, Settings(model_store=str(store_dir)))
+    alone = [
+        run_alone(family_backend, p, n)
+        for p, n in [(PROMPTS[1], 24), (PROMPTS[0], 10), (PROMPTS[2], 16)]
+    ]
+
+    joined = join_mid_decode(family_backend, TorchRunner)
+    broken = join_mid_decode(family_backend, ShiftedJoinRunner)
+
+    assert joined == [a.token_ids for a in alone]
+    # Live check: with the joining rows' positions off by one, their tokens change.
+    assert broken[0] == joined[0]
+    assert broken[1:] != joined[1:]
+
+
+def test_the_python_api_streams_tokens_as_they_come(settings: Settings) -> None:
+    import asyncio
+
+    from textgen.families import Family
+    from textgen.service import GenerationRequest, GenerationService
+    from textgen.store import open_store
+
+    service = GenerationService(settings, open_store(settings.model_store, settings))
+    request = GenerationRequest("gpt2-test", PROMPTS[:2], Family.GPT2, max_tokens=10, stream=True)
+
+    async def consume() -> tuple[list[Any], list[SequenceOutput]]:
+        submission = service.submit(request)
+        events = [event async for event in submission.handle.events()]
+        return events, await submission.handle.wait()
+
+    events, outputs = asyncio.run(consume())
+    service.close(10)
+
+    for output in outputs:
+        mine = [e for e in events if e.index == output.index]
+        assert "".join(e.text for e in mine) == output.text
+        assert [t for e in mine for t in e.token_ids] == output.token_ids
+        assert len(mine) == 10  # one event per token, as it was generated
+        assert mine[-1].finish_reason == "length"
+        assert all(e.finish_reason is None for e in mine[:-1])
