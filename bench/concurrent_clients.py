@@ -2,9 +2,10 @@
 
 Starts `textgen serve` on loopback with a GPT-2 124M-architecture model (random weights, real
 vocabulary; or --model-dir), then sends the same single-prompt requests (mixed prompt lengths,
---new-tokens new tokens each) first one after another, then from --clients concurrent clients,
-and reports aggregate tokens/s of each, their ratio, and per-request latency p50/p95 (and time to
-first token, where the server streams). Reproduce with:
+--new-tokens new tokens each, greedy) first one after another, then from --clients concurrent
+clients, and reports aggregate tokens/s of each, their ratio, and per-request latency and time
+to first token, p50 and p95. Requests stream through /v1/completions (time to first token is the
+first chunk's arrival), or go to /gpt2_model with --api seed. Reproduce with:
 
     python bench/concurrent_clients.py [--clients 16] [--requests 32] [--new-tokens 64]
     python bench/concurrent_clients.py --clients 64 --requests 128 --device cuda   # on a GPU
@@ -64,27 +65,63 @@ def start_server(store: Path, port: int, env: dict[str, str]) -> subprocess.Pope
     raise TimeoutError("the server did not start")
 
 
-async def one_request(client: httpx.AsyncClient, prompt: str, new_tokens: int) -> tuple[float, int]:
+async def seed_request(
+    client: httpx.AsyncClient, prompt: str, new_tokens: int
+) -> tuple[float, float, int]:
+    """(latency, time to first token, tokens): the seed endpoint answers whole."""
     body = {"model_name": MODEL, "prompts": [prompt], "max_tokens": new_tokens}
     started = time.perf_counter()
     response = await client.post("/gpt2_model", json=body)
     response.raise_for_status()
-    return time.perf_counter() - started, response.json()["results"][0]["generated_tokens"]
+    seconds = time.perf_counter() - started
+    return seconds, seconds, response.json()["results"][0]["generated_tokens"]
 
 
-async def run(url: str, work: list[str], clients: int, new_tokens: int) -> dict[str, Any]:
+async def streamed_request(
+    client: httpx.AsyncClient, prompt: str, new_tokens: int
+) -> tuple[float, float, int]:
+    """(latency, time to first token, tokens) of a streamed /v1/completions request."""
+    body = {
+        "model": MODEL,
+        "prompt": prompt,
+        "max_tokens": new_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    started = time.perf_counter()
+    first: float | None = None
+    tokens = 0
+    async with client.stream("POST", "/v1/completions", json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            chunk = json.loads(line.removeprefix("data: "))
+            if chunk["choices"] and chunk["choices"][0]["text"] and first is None:
+                first = time.perf_counter() - started
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+    seconds = time.perf_counter() - started
+    return seconds, first if first is not None else seconds, tokens
+
+
+async def run(url: str, work: list[str], clients: int, new_tokens: int, api: str) -> dict[str, Any]:
     queue: asyncio.Queue[str] = asyncio.Queue()
     for prompt in work:
         queue.put_nowait(prompt)
     latencies: list[float] = []
+    firsts: list[float] = []
     tokens = 0
+    one_request = streamed_request if api == "openai" else seed_request
 
     async def client_loop(client: httpx.AsyncClient) -> None:
         nonlocal tokens
         while not queue.empty():
             prompt = queue.get_nowait()
-            seconds, generated = await one_request(client, prompt, new_tokens)
+            seconds, first, generated = await one_request(client, prompt, new_tokens)
             latencies.append(seconds)
+            firsts.append(first)
             tokens += generated
 
     limits = httpx.Limits(max_connections=clients)
@@ -92,16 +129,24 @@ async def run(url: str, work: list[str], clients: int, new_tokens: int) -> dict[
         started = time.perf_counter()
         await asyncio.gather(*(client_loop(client) for _ in range(clients)))
         wall = time.perf_counter() - started
-    ordered = sorted(latencies)
     return {
         "clients": clients,
         "requests": len(latencies),
         "tokens": tokens,
         "wall_seconds": wall,
         "tokens_per_second": tokens / wall,
-        "latency_p50_s": statistics.median(ordered),
-        "latency_p95_s": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))],
+        "latency_p50_s": _percentile(latencies, 0.5),
+        "latency_p95_s": _percentile(latencies, 0.95),
+        "first_token_p50_s": _percentile(firsts, 0.5),
+        "first_token_p95_s": _percentile(firsts, 0.95),
     }
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    if fraction == 0.5:
+        return statistics.median(ordered)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def main() -> int:
@@ -112,6 +157,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--api", default="openai", choices=["openai", "seed"])
     parser.add_argument("--model-dir", type=Path, help="a GPT-2 model folder (default: built)")
     parser.add_argument("--output", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
@@ -130,27 +176,28 @@ def main() -> int:
         server = start_server(store, port, env)
         try:
             url = f"http://127.0.0.1:{port}"
-            asyncio.run(run(url, work[:2], 1, 4))  # load and warm up
-            sequential = asyncio.run(run(url, work, 1, args.new_tokens))
-            concurrent = asyncio.run(run(url, work, args.clients, args.new_tokens))
+            asyncio.run(run(url, work[:2], 1, 4, args.api))  # load and warm up
+            sequential = asyncio.run(run(url, work, 1, args.new_tokens, args.api))
+            concurrent = asyncio.run(run(url, work, args.clients, args.new_tokens, args.api))
         finally:
             server.terminate()
             server.wait(timeout=60)
     figures = {
         "device": args.device,
+        "api": args.api,
         "new_tokens": args.new_tokens,
         "one_at_a_time": sequential,
         "concurrent": concurrent,
         "throughput_ratio": concurrent["tokens_per_second"] / sequential["tokens_per_second"],
     }
-    print(
-        f"one at a time: {sequential['tokens_per_second']:.1f} tok/s, latency p50 "
-        f"{sequential['latency_p50_s']:.2f} s p95 {sequential['latency_p95_s']:.2f} s\n"
-        f"{args.clients} clients: {concurrent['tokens_per_second']:.1f} tok/s, latency p50 "
-        f"{concurrent['latency_p50_s']:.2f} s p95 {concurrent['latency_p95_s']:.2f} s\n"
-        f"ratio {figures['throughput_ratio']:.2f}x",
-        file=sys.stderr,
-    )
+    for name, row in (("one at a time", sequential), (f"{args.clients} clients", concurrent)):
+        print(
+            f"{name}: {row['tokens_per_second']:.1f} tok/s, latency p50 "
+            f"{row['latency_p50_s']:.2f} s p95 {row['latency_p95_s']:.2f} s, first token p50 "
+            f"{row['first_token_p50_s']:.2f} s p95 {row['first_token_p95_s']:.2f} s",
+            file=sys.stderr,
+        )
+    print(f"ratio {figures['throughput_ratio']:.2f}x", file=sys.stderr)
     text = json.dumps(figures, indent=2) + "\n"
     if args.output:
         args.output.write_text(text)

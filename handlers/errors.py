@@ -1,4 +1,10 @@
-"""The one place where errors become HTTP responses."""
+"""The one place where errors become HTTP responses.
+
+Each domain error has one status, in STATUS_BY_ERROR. The seed endpoints answer in the service's
+own shape, `{"error": {"type", "message", "details"}}`; the OpenAI-compatible routes (/v1/...)
+answer the same errors in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, so
+the official SDKs raise their usual exceptions (there a 422 is a 400: OpenAI's bad parameter).
+"""
 
 from __future__ import annotations
 
@@ -12,11 +18,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from handlers.schemas import ErrorResponse
-from handlers.waiting import ClientDisconnected
 from textgen import errors
 from textgen.engine import GenerationFailed
 
 logger = logging.getLogger(__name__)
+
+OPENAI_PREFIX = "/v1/"
 
 
 class MalformedBody(errors.TextgenError):
@@ -27,6 +34,18 @@ class MalformedBody(errors.TextgenError):
 
 class BodyTooLarge(errors.TextgenError):
     kind = "body_too_large"
+
+
+class Unauthorized(errors.TextgenError):
+    """No API key, or not one of the service's (API_KEYS)."""
+
+    kind = "invalid_api_key"
+
+
+class ClientDisconnected(errors.TextgenError):
+    """The client went away before its answer was ready; nobody reads the response."""
+
+    kind = "client_disconnected"
 
 
 STATUS_BY_ERROR: dict[type[errors.TextgenError], int] = {
@@ -46,9 +65,9 @@ STATUS_BY_ERROR: dict[type[errors.TextgenError], int] = {
     GenerationFailed: 500,
     MalformedBody: 400,
     BodyTooLarge: 413,
+    Unauthorized: 401,
     ClientDisconnected: 499,  # nobody reads it: the connection is gone
 }
-
 
 # What every route may answer besides its success, for the OpenAPI documents: derived from the
 # table above (plus request validation and unexpected failures), so the two cannot drift apart.
@@ -56,49 +75,84 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse}
     for status in sorted({*STATUS_BY_ERROR.values(), 422, 500} - {499})
 }
+_OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error"}
 
 
-def error_response(status: int, kind: str, message: str, details: Any = None) -> JSONResponse:
-    body = {"error": {"type": kind, "message": message, "details": jsonable_encoder(details)}}
-    headers = {}
-    if isinstance(details, dict) and "retry_after" in details:  # 429 and 503: when to retry
-        headers["Retry-After"] = str(details["retry_after"])
-    return JSONResponse(status_code=status, content=body, headers=headers)
-
-
-def _status_of(error: errors.TextgenError) -> int:
+def status_of(error: errors.TextgenError) -> int:
     for cls in type(error).__mro__:
         if cls in STATUS_BY_ERROR:
             return STATUS_BY_ERROR[cls]
     return 500
 
 
-async def _on_domain_error(_: Request, exc: Exception) -> JSONResponse:
+def error_response(status: int, kind: str, message: str, details: Any = None) -> JSONResponse:
+    body = {"error": {"type": kind, "message": message, "details": jsonable_encoder(details)}}
+    return _with_retry_hint(JSONResponse(status_code=status, content=body), details)
+
+
+def openai_error_response(
+    status: int, kind: str, message: str, details: Any = None
+) -> JSONResponse:
+    status = 400 if status == 422 else status
+    default_type = "rate_limit_error" if status == 429 else "server_error"
+    error_type = _OPENAI_TYPES.get(
+        status, "invalid_request_error" if status < 500 else default_type
+    )
+    param = details.get("field") if isinstance(details, dict) else None
+    body = {"error": {"message": message, "type": error_type, "param": param, "code": kind}}
+    return _with_retry_hint(JSONResponse(status_code=status, content=body), details)
+
+
+def response_for(error: errors.TextgenError, path: str) -> JSONResponse:
+    """The response to a domain error on `path`, in the shape of its API."""
+    build = openai_error_response if path.startswith(OPENAI_PREFIX) else error_response
+    return build(status_of(error), error.kind, error.message, error.details or None)
+
+
+def _with_retry_hint(response: JSONResponse, details: Any) -> JSONResponse:
+    if isinstance(details, dict) and "retry_after" in details:  # 429: when to retry
+        response.headers["Retry-After"] = str(details["retry_after"])
+    return response
+
+
+def _path(request: Request) -> str:
+    root = request.scope.get("root_path", "")
+    path: str = request.scope["path"]
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def _builder(request: Request) -> Any:
+    return openai_error_response if _path(request).startswith(OPENAI_PREFIX) else error_response
+
+
+async def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.TextgenError)
-    status = _status_of(exc)
-    if status >= 500:
+    if status_of(exc) >= 500:
         logger.error("request failed: %s", exc.message)
-    return error_response(status, exc.kind, exc.message, exc.details or None)
+    return response_for(exc, _path(request))
 
 
-async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = [
         {"field": ".".join(str(part) for part in e["loc"] if part != "body"), "message": e["msg"]}
         for e in exc.errors()
     ]
     summary = "; ".join(f"{p['field'] or 'body'}: {p['message']}" for p in problems)
-    return error_response(422, "validation_error", summary, problems)
+    details: Any = problems
+    if _path(request).startswith(OPENAI_PREFIX):
+        details = {"field": problems[0]["field"] if problems else None}
+    return _builder(request)(422, "validation_error", summary, details)  # type: ignore[no-any-return]
 
 
-async def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return error_response(exc.status_code, "http_error", str(exc.detail))
+    return _builder(request)(exc.status_code, "http_error", str(exc.detail))  # type: ignore[no-any-return]
 
 
-async def _on_unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+async def _on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unexpected error", exc_info=exc)
-    return error_response(500, "internal_error", "internal error; see the service's logs")
+    return _builder(request)(500, "internal_error", "internal error; see the service's logs")  # type: ignore[no-any-return]
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -7,6 +7,10 @@ from importlib.metadata import version
 from fastapi import FastAPI
 
 from handlers.errors import install_error_handlers
+from handlers.keys import ApiKeys
+from handlers.limits import BodyLimit
+from handlers.openai_api.routes import router as openai_router
+from handlers.openai_api.serving import OpenAIServing
 from handlers.routes import router
 from handlers.shutdown import graceful_lifespan
 from textgen.service import GenerationService
@@ -26,6 +30,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     service = GenerationService(settings, open_store(settings.model_store, settings))
     service.preload(settings.preload_models)
     app.state.service = service
+    app.state.openai = OpenAIServing(service, settings.default_max_tokens)
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(openai_router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    keys = settings.api_key_list()
+    if keys:
+        app.add_middleware(ApiKeys, keys=keys)
     return app

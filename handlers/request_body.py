@@ -14,18 +14,12 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from handlers.errors import BodyTooLarge, MalformedBody
+from handlers.errors import MalformedBody
 from handlers.schemas import GenerateRequestBody
 
 
 async def read_generate_request(request: Request) -> GenerateRequestBody:
-    limit: int = request.app.state.settings.max_body_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"request body is larger than the limit of {limit} bytes")
-    raw = await request.body()
-    if len(raw) > limit:
-        raise BodyTooLarge(f"request body is larger than the limit of {limit} bytes")
+    raw = await request.body()  # at most MAX_BODY_BYTES: handlers.limits.BodyLimit sees to it
     # Only the API's own fields are read from the query string: gateways and clients add others.
     query = {k: v for k, v in request.query_params.items() if k in GenerateRequestBody.model_fields}
     fields = _merge(query, _parse_json(raw))

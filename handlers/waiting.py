@@ -6,14 +6,8 @@ import asyncio
 
 from fastapi import Request
 
+from handlers.errors import ClientDisconnected
 from textgen.engine import RequestHandle, SequenceOutput
-from textgen.errors import TextgenError
-
-
-class ClientDisconnected(TextgenError):
-    """The client went away before its answer was ready; nobody reads the response."""
-
-    kind = "client_disconnected"
 
 
 async def until_finished(request: Request, handle: RequestHandle) -> list[SequenceOutput]:

@@ -192,9 +192,13 @@ def test_gpu_target_serving_command_and_health_check(store_dir: Path) -> None:
 def test_every_package_of_the_code_is_installed() -> None:
     # A package missing from pyproject.toml imports in the checkout but not in an image.
     listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
-    found = {"handlers"} | {
-        ".".join(("textgen", *p.parent.relative_to(REPO_ROOT / "layers" / "textgen").parts))
-        for p in (REPO_ROOT / "layers" / "textgen").rglob("__init__.py")
+    found = {
+        ".".join((name, *init.parent.relative_to(root).parts))
+        for name, root in (
+            ("handlers", REPO_ROOT / "handlers"),
+            ("textgen", REPO_ROOT / "layers" / "textgen"),
+        )
+        for init in root.rglob("__init__.py")
     }
 
     assert found == listed

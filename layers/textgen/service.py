@@ -8,7 +8,13 @@ from dataclasses import dataclass, field
 
 from textgen.backends import Backend, Completion, load_backend
 from textgen.engine import EngineStats, Job, RequestHandle, SamplingParams, SequenceOutput
-from textgen.errors import FrameworkUnavailable, InvalidRequest, ShuttingDown, WrongModelFamily
+from textgen.errors import (
+    FrameworkUnavailable,
+    InvalidRequest,
+    ShuttingDown,
+    UnsupportedModel,
+    WrongModelFamily,
+)
 from textgen.families import Family, Framework
 from textgen.loaded_models import LoadedModels
 from textgen.settings import Settings
@@ -22,7 +28,7 @@ TASKS = ("text-generation",)
 class GenerationRequest:
     model_name: str
     prompts: list[str]
-    family: Family  # the endpoint's family: a model of another family is refused
+    family: Family | None  # the endpoint's family (another is refused), or None for any
     framework: Framework = Framework.PYTORCH
     task: str = "text-generation"
     max_tokens: int | None = None  # None: the configured DEFAULT_MAX_TOKENS
@@ -32,6 +38,7 @@ class GenerationRequest:
     stream: bool = False  # each token as it comes, through the submission's handle.events()
     logprobs: int | None = None  # per generated token: its log-probability and this many others
     prompt_logprobs: bool = False  # each prompt token's log-probability (scoring text)
+    special_tokens: bool = True  # False: the prompts carry their own (rendered chat templates)
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,7 @@ class Submission:
 
     request: GenerationRequest
     model: ModelDescription
+    backend: Backend
     job: Job
     fetched: FetchedModel  # what getting the files cost this request (nothing once loaded)
     load_seconds: float | None  # None: the model was loaded already
@@ -108,7 +116,7 @@ class GenerationService:
         backend = loaded.backend
         job = Job(
             prompts=request.prompts,
-            prompt_ids=backend.encode(request.prompts, max_tokens),
+            prompt_ids=backend.encode(request.prompts, max_tokens, request.special_tokens),
             max_new_tokens=max_tokens,
             sampling=request.sampling,
             deadline=request.deadline,
@@ -119,7 +127,7 @@ class GenerationService:
         backend.check(job)
         backend.engine.submit(job)
         fetched = loaded.fetched if load_seconds is not None else FetchedModel(loaded.fetched.path)
-        return Submission(request, model, job, fetched, load_seconds, clock)
+        return Submission(request, model, backend, job, fetched, load_seconds, clock)
 
     def result(self, submission: Submission, outputs: list[SequenceOutput]) -> GenerationResult:
         """What a finished submission produced, with its figures."""
@@ -151,6 +159,15 @@ class GenerationService:
         submission = self.submit(request)
         return self.result(submission, submission.handle.result())
 
+    def describe(self, name: str) -> ModelDescription:
+        """A model of the store (ModelNotFound if it is not there)."""
+        return self._store.describe(name)
+
+    def chat_prompt(self, name: str, messages: list[dict[str, str]]) -> str:
+        """`messages` rendered with the model's chat template (loading the model if needed)."""
+        model = self._store_model(name, None)
+        return self._loaded(model, Framework.PYTORCH)[0].backend.chat_prompt(messages)
+
     def load(self, name: str, framework: Framework) -> float | None:
         """Make sure a model is in memory; the seconds loading took, None if it was loaded."""
         return self._loaded(self._store.describe(name), framework)[1]
@@ -175,10 +192,17 @@ class GenerationService:
             if not engine.close(timeout=max(deadline - time.monotonic(), 0)):
                 engine.abort(ShuttingDown("the service stopped before this request finished"))
 
-    def _store_model(self, name: str, family: Family) -> ModelDescription:
-        """The store's description of a model of `family`; another family is refused."""
+    def _store_model(self, name: str, family: Family | None) -> ModelDescription:
+        """The store's description of a model of `family` (any served family for None);
+        another family is refused."""
         model = self._store.describe(name)
-        if model.family != family:
+        if family is None and model.family not in tuple(Family):
+            raise UnsupportedModel(
+                f"model '{model.name}' is a {model.family} model; this service serves "
+                + ", ".join(Family)
+                + " models"
+            )
+        if family is not None and model.family != family:
             raise WrongModelFamily(
                 f"model '{model.name}' is a {model.family} model; this endpoint serves {family} "
                 f"models only (use /{model.family}_model)",
@@ -223,9 +247,11 @@ class GenerationService:
                     f"{limits.max_prompt_chars}",
                     field="prompts",
                 )
-        if not 1 <= max_tokens <= limits.max_new_tokens_cap:
+        least = 0 if request.prompt_logprobs else 1  # 0 new tokens: scoring the prompt only
+        if not least <= max_tokens <= limits.max_new_tokens_cap:
             raise InvalidRequest(
-                f"max_tokens must be between 1 and {limits.max_new_tokens_cap}, got {max_tokens}",
+                f"max_tokens must be between {least} and {limits.max_new_tokens_cap}, "
+                f"got {max_tokens}",
                 field="max_tokens",
             )
         request.sampling.validate()

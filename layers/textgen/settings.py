@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=20.0, ge=0)
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Keys callers send as `Authorization: Bearer <key>`: comma-separated, and/or a file with one
+    # per line. None set: the service is open (API Gateway's own key protects Lambda).
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
+    api_keys_file: Path | None = None
     max_prompts: int = Field(default=32, ge=1)
     max_prompt_chars: int = Field(default=8000, ge=1)
     max_new_tokens_cap: int = Field(default=1024, ge=1)
@@ -79,6 +83,21 @@ class Settings(BaseSettings):
         if isinstance(value, list):
             return [_model_and_framework(item) if isinstance(item, str) else item for item in value]
         return value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    def api_key_list(self) -> list[str]:
+        """Every accepted key: API_KEYS and the lines of API_KEYS_FILE (read now, once)."""
+        keys = list(self.api_keys)
+        if self.api_keys_file is not None:
+            lines = self.api_keys_file.read_text(encoding="utf-8").splitlines()
+            keys += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        return keys
 
     @field_validator("tf_warmup_shapes", mode="before")
     @classmethod

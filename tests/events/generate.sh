@@ -24,6 +24,19 @@ http --method POST --path gpt2_model \
   --body '{"model_name": "gpt2-test", "prompts": ["Hello from an HTTP API"], "max_tokens": 5}' \
   > http-gpt2-model.json
 http --method GET --path health --body '' > http-health.json
+rest --method POST --path v1/completions --resource /v1/completions \
+  --body '{"model": "gpt2-test", "prompt": "Hello from the OpenAI SDK", "max_tokens": 5, "temperature": 0}' \
+  > rest-v1-completions.json
+rest --method POST --path v1/completions --resource /v1/completions \
+  --body '{"model": "gpt2-test", "prompt": "Stream me", "max_tokens": 5, "temperature": 0, "stream": true}' \
+  > rest-v1-completions-stream.json
+rest --method POST --path v1/chat/completions --resource /v1/chat/completions \
+  --body '{"model": "llama-chat-test", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5}' \
+  > rest-v1-chat-completions.json
+rest --method GET --path v1/models --resource /v1/models --body '' > rest-v1-models.json
+http --method POST --path v1/completions \
+  --body '{"model": "gpt2-test", "prompt": "Hello from an HTTP API", "max_tokens": 5}' \
+  > http-v1-completions.json
 # SAM's REST template fixes multiValueQueryStringParameters at foo=bar whatever the query string;
 # API Gateway derives both fields from the same query string, so make them agree.
 python3 - <<'PY'

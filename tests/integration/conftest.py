@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.models import TINY_LLAMA
 from tests.support.servers import console_script
-from textgen.demo import build_llama
+from textgen.demo import build_gpt2, build_llama
 
 
 @pytest.fixture(scope="session")
@@ -30,4 +30,14 @@ def tf_store(store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return root
+
+
+@pytest.fixture(scope="session")
+def engine_store(store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test models, and one slow enough (1,024 positions, 6 layers) to leave mid-way."""
+    root = tmp_path_factory.mktemp("engine-store")
+    for name in ("gpt2-test", "llama-test", "llama-chat-test"):
+        shutil.copytree(store_dir / name, root / name)
+    build_gpt2(root / "gpt2-slow", n_layer=6, n_embd=256, n_head=4)
     return root

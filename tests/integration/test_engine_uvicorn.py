@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -16,7 +15,6 @@ import httpx
 import pytest
 
 from tests.support.servers import free_port, python_module, running_process
-from textgen.demo import build_gpt2
 
 pytestmark = pytest.mark.slow
 
@@ -26,16 +24,6 @@ MIXED = [
     ("/gpt2_model", "gpt2-test", "Once upon a time, in a land far away, there lived", 30),
     ("/llama_model", "llama-test", "Numbers: 1, 2, 3", 9),
 ]
-
-
-@pytest.fixture(scope="module")
-def engine_store(store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The test models, and one slow enough (1,024 positions, 6 layers) to leave mid-way."""
-    root = tmp_path_factory.mktemp("engine-store")
-    for name in ("gpt2-test", "llama-test"):
-        shutil.copytree(store_dir / name, root / name)
-    build_gpt2(root / "gpt2-slow", n_layer=6, n_embd=256, n_head=4)
-    return root
 
 
 @pytest.fixture

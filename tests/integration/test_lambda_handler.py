@@ -10,6 +10,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx2
+import openai
 import pytest
 
 from tests.support.lambda_support import FakeLambdaContext, load_event
@@ -116,3 +118,53 @@ def test_http_api_named_stage_in_the_path(lambda_module: ModuleType) -> None:
     response = lambda_module.handler(event, FakeLambdaContext())
 
     assert response["statusCode"] == 200, response["body"]
+
+
+def test_openai_completions_and_models_through_api_gateway(lambda_module: ModuleType) -> None:
+    status, completion = invoke(lambda_module, "rest-v1-completions")
+    models_status, models = invoke(lambda_module, "rest-v1-models")
+
+    assert status == 200, completion
+    assert completion["object"] == "text_completion"
+    assert completion["usage"]["completion_tokens"] == 5
+    assert models_status == 200
+    assert "gpt2-test" in {m["id"] for m in models["data"]}
+
+
+def test_openai_chat_through_api_gateway(lambda_module: ModuleType) -> None:
+    status, chat = invoke(lambda_module, "rest-v1-chat-completions")
+
+    assert status == 200, chat
+    assert chat["object"] == "chat.completion"
+    assert chat["choices"][0]["message"]["role"] == "assistant"
+    assert chat["usage"]["completion_tokens"] == 5
+
+
+def test_a_stream_through_api_gateway_arrives_whole_and_the_sdk_parses_it(
+    lambda_module: ModuleType,
+) -> None:
+    # The SDK's requests (httpx2 is its HTTP library) go through API Gateway's event shape to
+    # the handler and back: API Gateway buffers, so the whole event stream arrives at once.
+    def through_lambda(request: httpx2.Request) -> httpx2.Response:
+        event = load_event("rest-v1-completions-stream")
+        event["body"], event["isBase64Encoded"] = request.content.decode(), False
+        response = lambda_module.handler(event, FakeLambdaContext())
+        body = response["body"]
+        if response.get("isBase64Encoded"):
+            body = base64.b64decode(body).decode()
+        headers = {**response["headers"], **{"content-length": str(len(body.encode()))}}
+        return httpx2.Response(response["statusCode"], headers=headers, content=body.encode())
+
+    client = openai.OpenAI(
+        base_url="https://example.execute-api.us-east-1.amazonaws.com/Prod/v1",
+        api_key="unused",
+        http_client=httpx2.Client(transport=httpx2.MockTransport(through_lambda)),
+        max_retries=0,
+    )
+    request: Any = {"model": "gpt2-test", "prompt": "Stream me", "max_tokens": 5, "temperature": 0}
+    chunks = list(client.completions.create(**request, stream=True))
+    whole = client.completions.create(**request)
+
+    assert len(chunks) == 5
+    assert "".join(c.choices[0].text for c in chunks) == whole.choices[0].text
+    assert chunks[-1].choices[0].finish_reason == "length"

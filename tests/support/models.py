@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from transformers import AutoTokenizer
+
 from textgen.demo import build_gpt2, build_llama
 
 # A larger initializer spread makes greedy choices decisive, so float noise cannot flip a token.
@@ -27,9 +29,17 @@ TINY_LLAMA: dict[str, Any] = {
 }
 
 
+# ChatML, as many chat models write it; the tiny models' vocabulary splits its markers into pieces.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
 def build_test_store(root: Path) -> Path:
     build_gpt2(root / "gpt2-test", **TINY_GPT2)
     build_llama(root / "llama-test", **TINY_LLAMA)
+    add_chat_template(build_llama(root / "llama-chat-test", seed=2, **TINY_LLAMA), CHAT_TEMPLATE)
     build_gpt2(root / "gpt2-other-seed", seed=1, **TINY_GPT2)
     # A folder that is no model this service serves, and one whose config is unreadable.
     (root / "bert-test").mkdir()
@@ -37,6 +47,12 @@ def build_test_store(root: Path) -> Path:
     (root / "broken-test").mkdir()
     (root / "broken-test" / "config.json").write_text("{not json")
     return root
+
+
+def add_chat_template(model_dir: Path, template: str) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.chat_template = template
+    tokenizer.save_pretrained(model_dir)
 
 
 def set_eos(model_dir: Path, token_id: int) -> None:

@@ -28,9 +28,20 @@ class Backend(Protocol):
     engine: Engine
     context_length: int
 
-    def encode(self, prompts: list[str], max_new_tokens: int) -> list[list[int]]:
+    def encode(
+        self, prompts: list[str], max_new_tokens: int, special_tokens: bool = True
+    ) -> list[list[int]]:
         """The prompts' tokens, each checked to fit the context with the new tokens (empty
-        lists where the backend tokenizes for itself)."""
+        lists where the backend tokenizes for itself). `special_tokens=False` for text that
+        carries its own (a rendered chat template)."""
+        ...
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        """The conversation rendered with the model's chat template, ready for its answer."""
+        ...
+
+    def token_text(self, token_id: int) -> str:
+        """One token's text (for log-probabilities)."""
         ...
 
     def check(self, job: Job) -> None:

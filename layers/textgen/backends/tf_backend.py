@@ -105,6 +105,9 @@ class TensorflowTextGenerator:
             for i, ids in enumerate(encoded)
         ]
 
+    def token_text(self, token_id: int) -> str:
+        return self._tokenizer.decode([token_id])
+
     def warm(self, batch: int, length: int) -> None:
         """Compile one bucket now, so the first request of that shape does not pay for it."""
         token_ids, mask = self._batch([[self._pad_id]] * batch, self._length_bucket(length))
@@ -142,8 +145,16 @@ class TensorflowBackend:
         )
         self.engine = WholeRequestEngine(name, self._generate, limits)
 
-    def encode(self, prompts: list[str], max_new_tokens: int) -> list[list[int]]:
+    def encode(
+        self, prompts: list[str], max_new_tokens: int, special_tokens: bool = True
+    ) -> list[list[int]]:
         return [[] for _ in prompts]  # the export's own tokenizer runs with the XLA loop
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        raise InvalidRequest("chat needs framework 'pt'", field="framework")
+
+    def token_text(self, token_id: int) -> str:
+        return self._generator.token_text(token_id)
 
     def check(self, job: Job) -> None:
         for field, off in _GREEDY_ONLY.items():

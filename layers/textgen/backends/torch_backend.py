@@ -8,13 +8,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from jinja2 import TemplateError
 from transformers import AutoTokenizer, GenerationConfig
 from transformers.utils import logging as hf_logging
 
 from textgen.backends.base import check_prompts_fit, eos_token_ids
 from textgen.backends.torch_runtime import configure_threads, select_device, select_dtype
 from textgen.engine import EngineLimits, Job, StepEngine
-from textgen.errors import ModelLoadFailed
+from textgen.errors import InvalidRequest, ModelLoadFailed
 from textgen.models import Decoder, ForwardBatch, load_decoder
 from textgen.settings import Settings
 
@@ -116,10 +117,34 @@ class TorchBackend:
         )
         self.engine = StepEngine(name, runner, tokenizer.backend_tokenizer, eos_ids, limits)
 
-    def encode(self, prompts: list[str], max_new_tokens: int) -> list[list[int]]:
-        prompt_ids = [list(ids) for ids in self._tokenizer(prompts)["input_ids"]]
+    def encode(
+        self, prompts: list[str], max_new_tokens: int, special_tokens: bool = True
+    ) -> list[list[int]]:
+        encoded = self._tokenizer(prompts, add_special_tokens=special_tokens)["input_ids"]
+        prompt_ids = [list(ids) for ids in encoded]
         check_prompts_fit([len(ids) for ids in prompt_ids], max_new_tokens, self.context_length)
         return prompt_ids
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        if not getattr(self._tokenizer, "chat_template", None):
+            raise InvalidRequest(
+                f"model '{self.engine.name}' has no chat template; use the completions API "
+                "with a prompt of your own",
+                field="messages",
+            )
+        try:
+            text: str = self._tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
+        except TemplateError as exc:  # e.g. roles in an order the template refuses
+            raise InvalidRequest(
+                f"the model's chat template refused these messages: {exc}", field="messages"
+            ) from exc
+        return text
+
+    def token_text(self, token_id: int) -> str:
+        text: str = self._tokenizer.decode([token_id])
+        return text
 
     def check(self, job: Job) -> None:
         """Everything the engine offers works here."""

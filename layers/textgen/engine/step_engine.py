@@ -108,8 +108,12 @@ class StepEngine(Engine):
         for row, prompt, row_logits in zip(rows, prompts, logits, strict=True):
             last = row_logits if row_logits.ndim == 1 else row_logits[-1]
             if row.job.prompt_logprobs:
-                row.output.prompt_logprobs = _prompt_logprobs(prompt, row_logits)
-            self._advance(row, self._choose(row, last), last)
+                top = row.job.logprobs or 0
+                row.output.prompt_logprobs = _prompt_logprobs(prompt, row_logits, top)
+            if row.job.max_new_tokens == 0:  # scoring the prompt only
+                self._finish(row, "length", ())
+            else:
+                self._advance(row, self._choose(row, last), last)
 
     def _new_row(self, job: Job, index: int) -> _Row:
         prompt = job.prompt_ids[index]
@@ -199,7 +203,10 @@ class StepEngine(Engine):
 
 
 def _token_logprob(token: int, logits: np.ndarray, top: int) -> TokenLogprob:
-    logprobs = log_softmax(logits)
+    return _scored(token, log_softmax(logits), top)
+
+
+def _scored(token: int, logprobs: np.ndarray, top: int) -> TokenLogprob:
     alternatives: tuple[tuple[int, float], ...] = ()
     if top:
         best = np.argpartition(logprobs, -top)[-top:]
@@ -208,10 +215,9 @@ def _token_logprob(token: int, logits: np.ndarray, top: int) -> TokenLogprob:
     return TokenLogprob(token, float(logprobs[token]), alternatives)
 
 
-def _prompt_logprobs(prompt: list[int], logits: np.ndarray) -> list[TokenLogprob | None]:
+def _prompt_logprobs(prompt: list[int], logits: np.ndarray, top: int) -> list[TokenLogprob | None]:
     """Each prompt token's log-probability given the tokens before it (none for the first)."""
     scored: list[TokenLogprob | None] = [None]
     for position in range(1, len(prompt)):
-        logprobs = log_softmax(logits[position - 1])
-        scored.append(TokenLogprob(prompt[position], float(logprobs[prompt[position]])))
+        scored.append(_scored(prompt[position], log_softmax(logits[position - 1]), top))
     return scored

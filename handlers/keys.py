@@ -1,0 +1,43 @@
+"""API keys: with API_KEYS (or API_KEYS_FILE) set, every route but /health needs
+`Authorization: Bearer <key>`. Unset, the service is open (behind API Gateway, its own API key
+protects the Lambda deployment)."""
+
+from __future__ import annotations
+
+import hmac
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from handlers.errors import Unauthorized, response_for
+
+OPEN_PATHS = frozenset({"/health"})
+
+
+class ApiKeys:
+    def __init__(self, app: ASGIApp, keys: list[str]) -> None:
+        self.app = app
+        self._keys = [key.encode() for key in keys]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _route_path(scope) in OPEN_PATHS or self._allowed(scope):
+            await self.app(scope, receive, send)
+            return
+        error = Unauthorized("a valid API key is required: send Authorization: Bearer <key>")
+        response = response_for(error, _route_path(scope))
+        response.headers["WWW-Authenticate"] = "Bearer"
+        await response(scope, receive, send)
+
+    def _allowed(self, scope: Scope) -> bool:
+        scheme, _, given = Headers(scope=scope).get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            return False
+        # Compare with every key, in constant time each, so timing tells nothing.
+        matches = [hmac.compare_digest(given.strip().encode(), key) for key in self._keys]
+        return any(matches)
+
+
+def _route_path(scope: Scope) -> str:
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path

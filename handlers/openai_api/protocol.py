@@ -1,0 +1,177 @@
+"""Wire types of the OpenAI-compatible API, as the official SDKs send and parse them.
+
+Requests refuse unknown fields (as OpenAI's own API does), so a typo is an error. Fields OpenAI
+has and this service does not implement are accepted only at their neutral value, and refused
+with a 400 naming them otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+MAX_CHOICES = 4
+MAX_COMPLETION_LOGPROBS = 5
+MAX_CHAT_TOP_LOGPROBS = 20
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    include_usage: bool = False
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: StrictStr
+    temperature: float = Field(default=1.0, description="0 is greedy; up to 2.")
+    top_p: float = Field(default=1.0, description="Nucleus sampling, above 0 and at most 1.")
+    n: int = Field(default=1, description=f"Choices per prompt, 1 to {MAX_CHOICES}.")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    stop: StrictStr | list[StrictStr] | None = Field(default=None, description="Up to 4 strings.")
+    seed: int | None = None
+    presence_penalty: float = Field(default=0.0, description="Only 0: not supported.")
+    frequency_penalty: float = Field(default=0.0, description="Only 0: not supported.")
+    logit_bias: dict[str, float] | None = Field(default=None, description="Not supported.")
+    user: str | None = Field(default=None, description="Accepted and ignored.")
+
+
+class CompletionRequest(_Request):
+    prompt: StrictStr | list[StrictStr] = Field(description="A string, or a list of strings.")
+    max_tokens: int = Field(default=16, description="0 with echo scores the prompt only.")
+    echo: bool = False
+    logprobs: int | None = Field(
+        default=None, description=f"Log-probabilities of the {MAX_COMPLETION_LOGPROBS} best."
+    )
+    best_of: int | None = Field(default=None, description="Only 1: not supported.")
+    suffix: str | None = Field(default=None, description="Not supported.")
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: StrictStr | list[dict[str, Any]] | None = None
+    name: str | None = None
+
+
+class ChatCompletionRequest(_Request):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
+
+
+# ---- responses
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class CompletionLogprobs(BaseModel):
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None]
+    text_offset: list[int]
+
+
+class CompletionChoice(BaseModel):
+    text: str
+    index: int
+    logprobs: CompletionLogprobs | None = None
+    finish_reason: Literal["stop", "length"] | None
+
+
+class Completion(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[TokenLogprob]
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: Literal["stop", "length"]
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class Delta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChatChunkChoice(BaseModel):
+    index: int
+    delta: Delta
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: Literal["stop", "length"] | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChatChunkChoice]
+    usage: Usage | None = None
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "serverless-textgen"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class OpenAIErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIError(BaseModel):
+    error: OpenAIErrorBody

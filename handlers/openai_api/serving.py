@@ -1,0 +1,328 @@
+"""The OpenAI-compatible API on the generation service: requests become engine jobs, outputs and
+token events become OpenAI's responses and stream chunks. No HTTP here: routes.py sends them."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from starlette.concurrency import run_in_threadpool
+
+from handlers.openai_api import protocol as p
+from textgen.engine import SamplingParams, SequenceOutput, TokenEvent, TokenLogprob
+from textgen.errors import InvalidRequest
+from textgen.families import Family
+from textgen.service import GenerationRequest, GenerationService, Submission
+
+Finish = Literal["stop", "length"]
+
+
+def _finish(reason: str | None) -> Finish | None:
+    """OpenAI knows "stop" and "length": a cut at the time limit is a cut for length."""
+    if reason is None:
+        return None
+    return "stop" if reason == "stop" else "length"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A request on its way: what the engine runs, and what answering it needs."""
+
+    submission: Submission
+    model: str
+    choices_per_prompt: int
+    prompts: list[str]
+    echo: bool = False
+
+
+class OpenAIServing:
+    def __init__(self, service: GenerationService, default_max_tokens: int) -> None:
+        self._service = service
+        self._default_max_tokens = default_max_tokens
+        self._started = int(time.time())
+
+    # ---- models
+    def models(self) -> p.ModelList:
+        served = [m for m in self._service.list_models() if m.family in tuple(Family)]
+        return p.ModelList(data=[self._card(m.name) for m in served])
+
+    def model(self, name: str) -> p.ModelCard:
+        return self._card(self._service.describe(name).name)
+
+    def _card(self, name: str) -> p.ModelCard:
+        return p.ModelCard(id=name, created=self._started)
+
+    # ---- completions
+    async def start_completion(self, body: p.CompletionRequest, deadline: float | None) -> Prepared:
+        _check_common(body)
+        if body.logprobs is not None and not 0 <= body.logprobs <= p.MAX_COMPLETION_LOGPROBS:
+            raise InvalidRequest(
+                f"logprobs must be 0 to {p.MAX_COMPLETION_LOGPROBS}", field="logprobs"
+            )
+        if body.best_of not in (None, 1):
+            raise InvalidRequest("best_of is not supported (use n)", field="best_of")
+        if body.suffix:
+            raise InvalidRequest("suffix is not supported", field="suffix")
+        if body.echo and body.stream and body.logprobs is not None:
+            raise InvalidRequest(
+                "echo with logprobs is not supported when streaming", field="logprobs"
+            )
+        prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
+        if not prompts:
+            raise InvalidRequest("prompt must hold at least one string", field="prompt")
+        request = GenerationRequest(
+            model_name=body.model,
+            prompts=[prompt for prompt in prompts for _ in range(body.n)],
+            family=None,
+            max_tokens=body.max_tokens,
+            sampling=_sampling(body),
+            deadline=deadline,
+            stream=body.stream,
+            logprobs=body.logprobs,
+            prompt_logprobs=body.echo and body.logprobs is not None,
+        )
+        submission = await run_in_threadpool(self._service.submit, request)
+        return Prepared(submission, body.model, body.n, prompts, body.echo)
+
+    def completion(self, prepared: Prepared, outputs: list[SequenceOutput]) -> p.Completion:
+        choices = [
+            p.CompletionChoice(
+                text=self._echoed(prepared, o) + o.text,
+                index=o.index,
+                logprobs=self._completion_logprobs(prepared, o),
+                finish_reason=_finish(o.finish_reason),
+            )
+            for o in outputs
+        ]
+        return p.Completion(
+            id=_new_id("cmpl"),
+            created=int(time.time()),
+            model=prepared.model,
+            choices=choices,
+            usage=_usage(prepared, outputs),
+        )
+
+    async def completion_chunks(self, prepared: Prepared) -> AsyncIterator[p.Completion]:
+        chunk_id, created = _new_id("cmpl"), int(time.time())
+        started: set[int] = set()
+        async for event in prepared.submission.handle.events():
+            text = event.text
+            if prepared.echo and event.index not in started:
+                text = prepared.prompts[event.index // prepared.choices_per_prompt] + text
+            started.add(event.index)
+            logprobs = None
+            if prepared.submission.job.logprobs is not None and event.logprobs:
+                logprobs = self._logprob_lists(prepared, _entries(event.logprobs))
+            choice = p.CompletionChoice(
+                text=text,
+                index=event.index,
+                logprobs=logprobs,
+                finish_reason=_finish(event.finish_reason),
+            )
+            yield p.Completion(id=chunk_id, created=created, model=prepared.model, choices=[choice])
+
+    # ---- chat
+    async def start_chat(self, body: p.ChatCompletionRequest, deadline: float | None) -> Prepared:
+        _check_common(body)
+        if body.top_logprobs is not None:
+            if not body.logprobs:
+                raise InvalidRequest("top_logprobs needs logprobs: true", field="top_logprobs")
+            if not 0 <= body.top_logprobs <= p.MAX_CHAT_TOP_LOGPROBS:
+                raise InvalidRequest(
+                    f"top_logprobs must be 0 to {p.MAX_CHAT_TOP_LOGPROBS}", field="top_logprobs"
+                )
+        messages = [_plain_message(m, i) for i, m in enumerate(body.messages)]
+        prompt = await run_in_threadpool(self._service.chat_prompt, body.model, messages)
+        if body.max_tokens is not None and body.max_completion_tokens is not None:
+            raise InvalidRequest(
+                "give max_tokens or max_completion_tokens, not both", field="max_tokens"
+            )
+        max_tokens = body.max_completion_tokens or body.max_tokens or self._default_max_tokens
+        request = GenerationRequest(
+            model_name=body.model,
+            prompts=[prompt] * body.n,
+            family=None,
+            max_tokens=max_tokens,
+            sampling=_sampling(body),
+            deadline=deadline,
+            stream=body.stream,
+            logprobs=(body.top_logprobs or 0) if body.logprobs else None,
+            special_tokens=False,  # the template writes the model's special tokens itself
+        )
+        submission = await run_in_threadpool(self._service.submit, request)
+        return Prepared(submission, body.model, body.n, [prompt])
+
+    def chat(self, prepared: Prepared, outputs: list[SequenceOutput]) -> p.ChatCompletion:
+        choices = [
+            p.ChatChoice(
+                index=o.index,
+                message=p.AssistantMessage(content=o.text),
+                logprobs=self._chat_logprobs(prepared, o.logprobs),
+                finish_reason=_finish(o.finish_reason) or "length",
+            )
+            for o in outputs
+        ]
+        return p.ChatCompletion(
+            id=_new_id("chatcmpl"),
+            created=int(time.time()),
+            model=prepared.model,
+            choices=choices,
+            usage=_usage(prepared, outputs),
+        )
+
+    async def chat_chunks(self, prepared: Prepared) -> AsyncIterator[p.ChatCompletionChunk]:
+        chunk_id, created = _new_id("chatcmpl"), int(time.time())
+
+        def chunk(choice: p.ChatChunkChoice) -> p.ChatCompletionChunk:
+            return p.ChatCompletionChunk(
+                id=chunk_id, created=created, model=prepared.model, choices=[choice]
+            )
+
+        for index in range(prepared.submission.handle.rows):  # OpenAI opens with the role
+            yield chunk(p.ChatChunkChoice(index=index, delta=p.Delta(role="assistant", content="")))
+        async for event in prepared.submission.handle.events():
+            if event.text or event.logprobs:
+                logprobs = self._chat_logprobs(prepared, list(event.logprobs))
+                delta = p.Delta(content=event.text)
+                yield chunk(p.ChatChunkChoice(index=event.index, delta=delta, logprobs=logprobs))
+            if event.finish_reason is not None:
+                finish = _finish(event.finish_reason)
+                yield chunk(
+                    p.ChatChunkChoice(index=event.index, delta=p.Delta(), finish_reason=finish)
+                )
+
+    # ---- both
+    def usage_chunk(self, prepared: Prepared, chunk_type: Callable[..., Any]) -> Any:
+        """The last chunk of a stream with stream_options.include_usage: no choices, the usage."""
+        outputs = prepared.submission.handle.result(timeout=0)
+        return chunk_type(
+            id=_new_id("usage"),
+            created=int(time.time()),
+            model=prepared.model,
+            choices=[],
+            usage=_usage(prepared, outputs),
+        )
+
+    def _echoed(self, prepared: Prepared, output: SequenceOutput) -> str:
+        if not prepared.echo:
+            return ""
+        return prepared.prompts[output.index // prepared.choices_per_prompt]
+
+    def _completion_logprobs(
+        self, prepared: Prepared, output: SequenceOutput
+    ) -> p.CompletionLogprobs | None:
+        if prepared.submission.job.logprobs is None:
+            return None
+        entries = _entries(output.logprobs)
+        if prepared.echo:
+            prompt_ids = prepared.submission.job.prompt_ids[output.index]
+            # The first prompt token has no log-probability: nothing comes before it.
+            prompt = output.prompt_logprobs or [None] * len(prompt_ids)
+            entries = [_entry(i, s) for i, s in zip(prompt_ids, prompt, strict=True)] + entries
+        return self._logprob_lists(prepared, entries)
+
+    def _logprob_lists(self, prepared: Prepared, entries: list[_Entry]) -> p.CompletionLogprobs:
+        """The legacy completions format: parallel lists, offsets into the choice's text."""
+        text = prepared.submission.backend.token_text
+        tokens = [text(token_id) for token_id, _, _ in entries]
+        offsets, offset = [], 0
+        for token in tokens:
+            offsets.append(offset)
+            offset += len(token)
+        return p.CompletionLogprobs(
+            tokens=tokens,
+            token_logprobs=[logprob for _, logprob, _ in entries],
+            top_logprobs=[
+                None if logprob is None else {text(i): lp for i, lp in top}
+                for _, logprob, top in entries
+            ],
+            text_offset=offsets,
+        )
+
+    def _chat_logprobs(
+        self, prepared: Prepared, scored: list[TokenLogprob]
+    ) -> p.ChoiceLogprobs | None:
+        if prepared.submission.job.logprobs is None:
+            return None
+        text = prepared.submission.backend.token_text
+
+        def entry(token_id: int, logprob: float) -> p.TopLogprob:
+            token = text(token_id)
+            return p.TopLogprob(token=token, logprob=logprob, bytes=list(token.encode()))
+
+        return p.ChoiceLogprobs(
+            content=[
+                p.TokenLogprob(
+                    **entry(s.token_id, s.logprob).model_dump(),
+                    top_logprobs=[entry(i, lp) for i, lp in s.top],
+                )
+                for s in scored
+            ]
+        )
+
+
+# (token id, its log-probability or None, the best alternatives)
+_Entry = tuple[int, float | None, tuple[tuple[int, float], ...]]
+
+
+def _entry(token_id: int, scored: TokenLogprob | None) -> _Entry:
+    return (token_id, None, ()) if scored is None else (token_id, scored.logprob, scored.top)
+
+
+def _entries(scored: list[TokenLogprob] | tuple[TokenLogprob, ...]) -> list[_Entry]:
+    return [_entry(s.token_id, s) for s in scored]
+
+
+def _check_common(body: p.ChatCompletionRequest | p.CompletionRequest) -> None:
+    if not 1 <= body.n <= p.MAX_CHOICES:
+        raise InvalidRequest(f"n must be 1 to {p.MAX_CHOICES}", field="n")
+    for field in ("presence_penalty", "frequency_penalty"):
+        if getattr(body, field):
+            raise InvalidRequest(
+                f"{field} is not supported; leave it at 0 (repetition_penalty exists on "
+                "/gpt2_model and /llama_model)",
+                field=field,
+            )
+    if body.logit_bias:
+        raise InvalidRequest("logit_bias is not supported", field="logit_bias")
+    if body.stream_options is not None and not body.stream:
+        raise InvalidRequest("stream_options needs stream: true", field="stream_options")
+
+
+def _sampling(body: p.ChatCompletionRequest | p.CompletionRequest) -> SamplingParams:
+    stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
+    return SamplingParams(temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=stop)
+
+
+def _plain_message(message: p.ChatMessage, index: int) -> dict[str, str]:
+    """A message as chat templates take it: role and text (text parts joined)."""
+    content = message.content
+    if isinstance(content, list):
+        if any(
+            part.get("type") != "text" or not isinstance(part.get("text"), str) for part in content
+        ):
+            raise InvalidRequest(
+                f"messages[{index}]: only text content parts are supported",
+                field=f"messages.{index}.content",
+            )
+        content = "".join(str(part["text"]) for part in content)
+    return {"role": message.role, "content": content or ""}
+
+
+def _usage(prepared: Prepared, outputs: list[SequenceOutput]) -> p.Usage:
+    # A prompt is counted once, however many choices it has.
+    prompt = sum(o.prompt_tokens for o in outputs[:: prepared.choices_per_prompt])
+    completion = sum(len(o.token_ids) for o in outputs)
+    return p.Usage(
+        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+    )
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+__all__ = ["OpenAIServing", "Prepared", "TokenEvent"]
