@@ -97,6 +97,15 @@ def _export_tf(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_onnx(args: argparse.Namespace) -> int:
+    from textgen.onnx_export import export_onnx
+
+    for model_dir in args.model_dirs:
+        target = export_onnx(Path(model_dir), precision=args.precision)
+        print(f"wrote the ONNX export ({args.precision}) to {target}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="textgen", description="serverless-textgen: text generation with GPT-2 and LLaMA."
@@ -155,6 +164,25 @@ def build_parser() -> argparse.ArgumentParser:
         "model_dirs", metavar="MODEL_DIR", nargs="+", help="Hugging Face-format model folder"
     )
     export.set_defaults(run=_export_tf)
+
+    onnx = commands.add_parser(
+        "export-onnx",
+        help="write the fast CPU path's ONNX graph of a model folder",
+        description="Write MODEL_DIR/onnx/ for each MODEL_DIR: the model's decode step as an "
+        "ONNX graph with its KV cache as inputs and outputs, int8 weights (per-channel scales) "
+        "by default. Framework 'pt' requests then run on ONNX Runtime on a CPU (CPU_RUNTIME). "
+        "Needs the 'onnx' extra.",
+    )
+    onnx.add_argument(
+        "model_dirs", metavar="MODEL_DIR", nargs="+", help="Hugging Face-format model folder"
+    )
+    onnx.add_argument(
+        "--precision",
+        choices=["int8", "float32"],
+        default="int8",
+        help="weights: int8 (default; measured perplexity in the README) or float32",
+    )
+    onnx.set_defaults(run=_export_onnx)
     return parser
 
 

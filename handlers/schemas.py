@@ -102,6 +102,7 @@ class EngineOut(BaseModel):
     queued_requests: int
     steps_per_second: float
     steps: int
+    runtime: str
 
 
 class HealthResponse(BaseModel):

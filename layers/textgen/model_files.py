@@ -20,6 +20,12 @@ TF_TOKENIZER_FILE = "tokenizer.json"
 TF_PICKLED_TOKENIZER_FILE = "tokenizer.pkl"  # the original app's joblib pickle; opt-in only
 TF_SIGNATURE = "serving_default"
 
+# The fast CPU path's export (textgen export-onnx): the graph and what serving it needs.
+ONNX_EXPORT_DIR = "onnx"
+ONNX_MODEL_FILE = "model.onnx"
+ONNX_METADATA_FILE = "textgen.json"
+ONNX_EXPORT_FORMAT = 1  # bumped when the graph's inputs or outputs change
+
 
 def read_model_type(config_text: str, model_name: str) -> str:
     """The `model_type` of a model's config.json text."""
@@ -44,7 +50,11 @@ def frameworks_from_paths(relative_paths: Iterable[str]) -> tuple[Framework, ...
     """Frameworks a model can be served with, judged from the relative paths of its files."""
     paths = [PurePosixPath(p) for p in relative_paths]
     found: list[Framework] = []
-    if any(len(p.parts) == 1 and p.match(pattern) for p in paths for pattern in PYTORCH_WEIGHTS):
+    pytorch_weights = any(
+        len(p.parts) == 1 and p.match(pattern) for p in paths for pattern in PYTORCH_WEIGHTS
+    )
+    # An ONNX export serves framework "pt" too (on a CPU), with or without the weights beside it.
+    if pytorch_weights or PurePosixPath(ONNX_EXPORT_DIR, ONNX_MODEL_FILE) in paths:
         found.append(Framework.PYTORCH)
     if PurePosixPath(TF_EXPORT_DIR, TF_SAVED_MODEL_FILE) in paths:
         found.append(Framework.TENSORFLOW)

@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     allow_pickle_tokenizers: bool = False
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # framework "pt" on a CPU: ONNX Runtime where the model has an export (textgen export-onnx)
+    # and onnxruntime is installed ("auto"), or always one of the two.
+    cpu_runtime: Literal["auto", "onnx", "torch"] = "auto"
+    onnx_spin_wait: bool = False  # ONNX Runtime's threads spin for work (idle machines only)
     torch_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     torch_threads: int | None = Field(default=None, ge=1)
 

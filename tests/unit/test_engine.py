@@ -3,82 +3,50 @@ deadlines, stop strings and seeds, each checked against the same request run alo
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-from textgen.backends.torch_backend import TorchBackend, TorchRunner, load_backend
-from textgen.engine import EngineLimits, Job, SamplingParams, SequenceOutput, StepEngine
+from tests.support.engine_checks import PROMPTS, RecordingRunner, job, join_mid_decode
+from textgen.backends.step_backend import StepBackend
+from textgen.backends.torch_backend import TorchRunner, load_backend
+from textgen.engine import EngineLimits, SamplingParams, SequenceOutput, StepEngine
 from textgen.errors import InvalidRequest, Overloaded
 from textgen.settings import Settings
 
-PROMPTS = ["Hello there", "The quick brown fox jumps over the lazy dog", "Numbers: 1, 2, 3, 4"]
-
-
-class RecordingRunner:
-    """A TorchRunner that records each step's batch size and can be held at a gate."""
-
-    def __init__(self, inner: TorchRunner) -> None:
-        self.inner = inner
-        self.batch_sizes: list[int] = []
-        self.gate = threading.Event()
-        self.gate.set()
-
-    def add_rows(self, prompts: list[list[int]], width: int, all_logits: bool) -> Any:
-        return self.inner.add_rows(prompts, width, all_logits)
-
-    def step(self, tokens: list[int]) -> np.ndarray:
-        self.gate.wait(timeout=60)
-        self.batch_sizes.append(len(tokens))
-        return self.inner.step(tokens)
-
-    def move_row(self, source: int, target: int) -> None:
-        self.inner.move_row(source, target)
-
-    def truncate(self, rows: int) -> None:
-        self.inner.truncate(rows)
-
 
 @pytest.fixture(scope="module")
-def backend(store_dir: Path) -> TorchBackend:
+def backend(store_dir: Path) -> StepBackend:
     return load_backend(store_dir / "gpt2-test", Settings(model_store=str(store_dir)))
 
 
-def engine_for(backend: TorchBackend, **limits: Any) -> tuple[StepEngine, RecordingRunner]:
+def engine_for(backend: StepBackend, **limits: Any) -> tuple[StepEngine, RecordingRunner]:
     inner = backend.engine._runner  # the same model, under an engine of the test's own
     assert isinstance(inner, TorchRunner)
     runner = RecordingRunner(TorchRunner(inner._decoder, inner._pad_id))
     engine = StepEngine(
-        "test", runner, backend.engine._tokenizer, backend.engine._eos_ids, EngineLimits(**limits)
+        "test",
+        runner,
+        backend.engine._tokenizer,
+        backend.engine._eos_ids,
+        EngineLimits(**limits),
+        "test",
     )
     return engine, runner
 
 
 @pytest.fixture
-def engine(backend: TorchBackend) -> Iterator[tuple[StepEngine, RecordingRunner]]:
+def engine(backend: StepBackend) -> Iterator[tuple[StepEngine, RecordingRunner]]:
     made = engine_for(backend)
     yield made
     made[0].close(timeout=30)
 
 
-def job(
-    backend: TorchBackend,
-    prompts: list[str],
-    max_tokens: int = 8,
-    deadline: float | None = None,
-    **sampling: Any,
-) -> Job:
-    ids = backend.encode(prompts, max_tokens)
-    return Job(prompts, ids, max_tokens, SamplingParams(**sampling).validate(), deadline)
-
-
 def run_alone(
-    backend: TorchBackend, prompt: str, max_tokens: int, **sampling: Any
+    backend: StepBackend, prompt: str, max_tokens: int, **sampling: Any
 ) -> SequenceOutput:
     engine, _ = engine_for(backend)
     try:
@@ -88,7 +56,7 @@ def run_alone(
 
 
 def test_rows_of_concurrent_requests_decode_together_and_match_alone(
-    backend: TorchBackend, engine: tuple[StepEngine, RecordingRunner]
+    backend: StepBackend, engine: tuple[StepEngine, RecordingRunner]
 ) -> None:
     steps, runner = engine
     runner.gate.clear()  # hold the first step so that every request is queued before it
@@ -103,7 +71,7 @@ def test_rows_of_concurrent_requests_decode_together_and_match_alone(
     assert runner.batch_sizes[-1] == 1  # and left one by one as they finished
 
 
-def test_no_more_rows_than_the_batch_size_run_at_once(backend: TorchBackend) -> None:
+def test_no_more_rows_than_the_batch_size_run_at_once(backend: StepBackend) -> None:
     steps, runner = engine_for(backend, max_batch_size=2)
     try:
         handles = [steps.submit(job(backend, [p], 6)) for p in PROMPTS * 2]
@@ -115,7 +83,7 @@ def test_no_more_rows_than_the_batch_size_run_at_once(backend: TorchBackend) -> 
     assert max(runner.batch_sizes) == 2
 
 
-def test_the_kv_budget_limits_rows_and_refuses_what_never_fits(backend: TorchBackend) -> None:
+def test_the_kv_budget_limits_rows_and_refuses_what_never_fits(backend: StepBackend) -> None:
     one = job(backend, [PROMPTS[0]], 6)
     steps, runner = engine_for(backend, kv_token_budget=one.width)  # room for one row
     try:
@@ -129,7 +97,7 @@ def test_the_kv_budget_limits_rows_and_refuses_what_never_fits(backend: TorchBac
     assert max(runner.batch_sizes) == 1
 
 
-def test_a_full_queue_is_refused_with_a_retry_hint(backend: TorchBackend) -> None:
+def test_a_full_queue_is_refused_with_a_retry_hint(backend: StepBackend) -> None:
     steps, runner = engine_for(backend, max_batch_size=1, max_queued_requests=1)
     runner.gate.clear()
     try:
@@ -149,7 +117,7 @@ def test_a_full_queue_is_refused_with_a_retry_hint(backend: TorchBackend) -> Non
 
 
 def test_a_cancelled_request_leaves_the_batch_and_its_mate_goes_on(
-    backend: TorchBackend, engine: tuple[StepEngine, RecordingRunner]
+    backend: StepBackend, engine: tuple[StepEngine, RecordingRunner]
 ) -> None:
     steps, runner = engine
     runner.gate.clear()
@@ -164,7 +132,7 @@ def test_a_cancelled_request_leaves_the_batch_and_its_mate_goes_on(
 
 
 def test_a_past_deadline_ends_one_request_not_its_batch_mate(
-    backend: TorchBackend, engine: tuple[StepEngine, RecordingRunner]
+    backend: StepBackend, engine: tuple[StepEngine, RecordingRunner]
 ) -> None:
     steps, _ = engine
     late = job(backend, [PROMPTS[0]], 30, deadline=time.monotonic() - 1)
@@ -177,7 +145,7 @@ def test_a_past_deadline_ends_one_request_not_its_batch_mate(
     assert (on_time_output.finish_reason, len(on_time_output.token_ids)) == ("length", 30)
 
 
-def test_a_stop_string_cuts_the_text_before_it(backend: TorchBackend) -> None:
+def test_a_stop_string_cuts_the_text_before_it(backend: StepBackend) -> None:
     free = run_alone(backend, PROMPTS[1], 16)
     stop = free.text[5:8]  # a piece of what greedy decoding writes anyway
     stopped = run_alone(backend, PROMPTS[1], 16, stop=(stop,))
@@ -189,7 +157,7 @@ def test_a_stop_string_cuts_the_text_before_it(backend: TorchBackend) -> None:
 
 
 def test_a_seed_gives_the_same_text_whatever_runs_beside_it(
-    backend: TorchBackend, engine: tuple[StepEngine, RecordingRunner]
+    backend: StepBackend, engine: tuple[StepEngine, RecordingRunner]
 ) -> None:
     sampling = {"temperature": 1.0, "top_p": 0.95, "seed": 1234}
     alone = run_alone(backend, PROMPTS[0], 12, **sampling)
@@ -238,44 +206,6 @@ class ShiftedJoinRunner(TorchRunner):
         return logits
 
 
-def join_mid_decode(backend: TorchBackend, runner_class: type[TorchRunner]) -> list[list[int]]:
-    """A long request decodes a few steps alone; two more (mixed prompt lengths, mixed
-    max_tokens) join it mid-way. The tokens of all three."""
-    inner = backend.engine._runner
-    assert isinstance(inner, TorchRunner)
-    runner = RecordingRunner(runner_class(inner._decoder, inner._pad_id))
-    steps = StepEngine(
-        "join", runner, backend.engine._tokenizer, backend.engine._eos_ids, EngineLimits()
-    )
-    permits = threading.Semaphore(0)
-    original_step = runner.step
-
-    def stepped(tokens: list[int]) -> np.ndarray:
-        permits.acquire(timeout=60)
-        return original_step(tokens)
-
-    runner.step = stepped  # type: ignore[method-assign]
-    try:
-        first = steps.submit(job(backend, [PROMPTS[1]], 24))
-        for _ in range(5):
-            permits.release()
-        while len(runner.batch_sizes) < 5:
-            time.sleep(0.01)
-        joined = [
-            steps.submit(job(backend, [PROMPTS[0]], 10)),
-            steps.submit(job(backend, [PROMPTS[2]], 16)),
-        ]
-        for _ in range(100):
-            permits.release()
-        outputs = [h.result(60)[0].token_ids for h in [first, *joined]]
-    finally:
-        for _ in range(100):
-            permits.release()
-        steps.close(30)
-    assert runner.batch_sizes[:5] == [1] * 5 and max(runner.batch_sizes) == 3  # really joined
-    return outputs
-
-
 @pytest.mark.parametrize("model", ["gpt2-test", "llama-test"])
 def test_requests_joining_a_running_batch_get_the_tokens_they_get_alone(
     model: str, store_dir: Path
@@ -286,8 +216,10 @@ def test_requests_joining_a_running_batch_get_the_tokens_they_get_alone(
         for p, n in [(PROMPTS[1], 24), (PROMPTS[0], 10), (PROMPTS[2], 16)]
     ]
 
-    joined = join_mid_decode(family_backend, TorchRunner)
-    broken = join_mid_decode(family_backend, ShiftedJoinRunner)
+    inner = family_backend.engine._runner
+    assert isinstance(inner, TorchRunner)
+    joined = join_mid_decode(family_backend, TorchRunner(inner._decoder, inner._pad_id))
+    broken = join_mid_decode(family_backend, ShiftedJoinRunner(inner._decoder, inner._pad_id))
 
     assert joined == [a.token_ids for a in alone]
     # Live check: with the joining rows' positions off by one, their tokens change.

@@ -1,41 +1,65 @@
-"""Backends, one per framework, registered in one table and imported only when first used."""
+"""Backends, registered in one table by runtime and imported only when first used.
+
+framework "tf" runs on TensorFlow; framework "pt" on PyTorch, or on a CPU on ONNX Runtime where
+the model has an ONNX export (textgen export-onnx) and CPU_RUNTIME allows it.
+"""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from pathlib import Path
 
 from textgen.backends.base import Backend, Completion
-from textgen.errors import BackendNotInstalled
+from textgen.errors import BackendNotInstalled, FrameworkUnavailable
 from textgen.families import Framework
+from textgen.model_files import ONNX_EXPORT_DIR, ONNX_MODEL_FILE
 from textgen.settings import Settings
 
-# framework -> "module:function" building a Backend from a local model folder.
-_LOADERS: dict[Framework, str] = {
-    Framework.PYTORCH: "textgen.backends.torch_backend:load_backend",
-    Framework.TENSORFLOW: "textgen.backends.tf_backend:load_backend",
+# runtime -> "module:function" building a Backend from a local model folder, and the install
+# extra that brings the runtime's packages where the base install lacks them.
+_LOADERS: dict[str, tuple[str, str | None]] = {
+    "torch": ("textgen.backends.torch_backend:load_backend", None),
+    "onnx": ("textgen.backends.onnx_backend:load_backend", "onnx"),
+    "tensorflow": ("textgen.backends.tf_backend:load_backend", "tf"),
 }
-# The install extra that brings a framework's packages, where the base install lacks them.
-_EXTRAS: dict[Framework, str] = {Framework.TENSORFLOW: "tf"}
+
+
+def runtime_for(framework: Framework, model_dir: Path, settings: Settings) -> str:
+    """Which runtime serves this framework of this model here."""
+    if framework is Framework.TENSORFLOW:
+        return "tensorflow"
+    exported = (model_dir / ONNX_EXPORT_DIR / ONNX_MODEL_FILE).is_file()
+    if settings.cpu_runtime == "onnx":
+        if not exported:
+            raise FrameworkUnavailable(
+                f"model '{model_dir.name}' has no ONNX export, which CPU_RUNTIME=onnx needs; "
+                "create it with `textgen export-onnx <model folder>` and publish it"
+            )
+        return "onnx"
+    if settings.cpu_runtime == "torch" or not exported or _on_gpu(settings):
+        return "torch"
+    return "onnx" if importlib.util.find_spec("onnxruntime") else "torch"
+
+
+def _on_gpu(settings: Settings) -> bool:
+    if settings.device != "auto":
+        return settings.device == "cuda"
+    # An NVIDIA device node, rather than importing torch (seconds) to ask it.
+    return any(Path("/dev").glob("nvidia[0-9]*")) and importlib.util.find_spec("torch") is not None
 
 
 def load_backend(framework: Framework, model_dir: Path, settings: Settings) -> Backend:
-    target = _LOADERS.get(framework)
-    if target is None:
-        raise BackendNotInstalled(
-            f"framework '{framework}' has no backend in this build; supported: "
-            + ", ".join(sorted(_LOADERS)),
-            framework=str(framework),
-        )
+    runtime = runtime_for(framework, model_dir, settings)
+    target, extra = _LOADERS[runtime]
     module_name, function_name = target.split(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        extra = _EXTRAS.get(framework)
         remedy = f"; install the '{extra}' extra: pip install 'serverless-textgen[{extra}]'"
         raise BackendNotInstalled(
-            f"framework '{framework}' needs a package this installation lacks ({exc})"
-            + (remedy if extra else ""),
+            f"framework '{framework}' ({runtime}) needs a package this installation lacks "
+            f"({exc})" + (remedy if extra else ""),
             framework=str(framework),
         ) from exc
     loader = getattr(module, function_name)
@@ -43,4 +67,4 @@ def load_backend(framework: Framework, model_dir: Path, settings: Settings) -> B
     return backend
 
 
-__all__ = ["Backend", "Completion", "load_backend"]
+__all__ = ["Backend", "Completion", "load_backend", "runtime_for"]

@@ -143,7 +143,7 @@ class TensorflowBackend:
             max_batch_size=settings.max_batch_size,
             max_queued_requests=settings.max_queued_requests,
         )
-        self.engine = WholeRequestEngine(name, self._generate, limits)
+        self.engine = WholeRequestEngine(name, self._generate, limits, "tensorflow-xla")
 
     def encode(
         self, prompts: list[str], max_new_tokens: int, special_tokens: bool = True

@@ -4,37 +4,37 @@ rows of any request decode together, joining and leaving between steps."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from jinja2 import TemplateError
-from transformers import AutoTokenizer, GenerationConfig
-from transformers.utils import logging as hf_logging
 
-from textgen.backends.base import check_prompts_fit, eos_token_ids
+from textgen.backends.step_backend import StepBackend
 from textgen.backends.torch_runtime import configure_threads, select_device, select_dtype
-from textgen.engine import EngineLimits, Job, StepEngine
-from textgen.errors import InvalidRequest, ModelLoadFailed
+from textgen.errors import ModelLoadFailed
 from textgen.models import Decoder, ForwardBatch, load_decoder
 from textgen.settings import Settings
+from textgen.tokenizer import ModelTokenizer
 
-hf_logging.disable_progress_bar()
 
-
-def load_backend(model_dir: Path, settings: Settings) -> TorchBackend:
+def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
     configure_threads(settings)
     device = select_device(settings)
     dtype = select_dtype(settings, device)
+    tokens = ModelTokenizer(model_dir)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
         decoder = load_decoder(model_dir, dtype, device)
-        generation_config = GenerationConfig.from_pretrained(model_dir, local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelLoadFailed(f"model at '{model_dir.name}' could not be loaded: {exc}") from exc
-    if not getattr(tokenizer, "is_fast", False):
-        raise ModelLoadFailed(f"model '{model_dir.name}' needs a fast tokenizer (tokenizer.json)")
-    return TorchBackend(model_dir.name, decoder, tokenizer, generation_config, settings)
+    runner = TorchRunner(decoder, tokens.pad_id)
+    return StepBackend(
+        model_dir.name,
+        tokens,
+        runner,
+        decoder.context_length,
+        runner.kv_bytes_per_token,
+        settings,
+        runtime=f"torch-{str(dtype).removeprefix('torch.')}",
+    )
 
 
 class TorchRunner:
@@ -87,64 +87,3 @@ class TorchRunner:
 def _to_numpy(logits: torch.Tensor) -> np.ndarray:
     array: np.ndarray = logits.float().cpu().numpy()
     return array
-
-
-class TorchBackend:
-    """A loaded PyTorch model: its tokenizer, and the engine that generates with it."""
-
-    def __init__(
-        self,
-        name: str,
-        decoder: Decoder,
-        tokenizer: Any,
-        generation_config: GenerationConfig,
-        settings: Settings,
-    ) -> None:
-        self._tokenizer = tokenizer
-        self.context_length = decoder.context_length
-        eos_ids = eos_token_ids(generation_config.eos_token_id, tokenizer.eos_token_id)
-        pad_id = (
-            tokenizer.pad_token_id
-            if tokenizer.pad_token_id is not None
-            else min(eos_ids, default=0)
-        )
-        runner = TorchRunner(decoder, pad_id)
-        limits = EngineLimits(
-            max_batch_size=settings.max_batch_size,
-            max_queued_requests=settings.max_queued_requests,
-            kv_token_budget=max(1, settings.kv_cache_max_bytes // runner.kv_bytes_per_token),
-            max_prefill_tokens=settings.max_prefill_tokens,
-        )
-        self.engine = StepEngine(name, runner, tokenizer.backend_tokenizer, eos_ids, limits)
-
-    def encode(
-        self, prompts: list[str], max_new_tokens: int, special_tokens: bool = True
-    ) -> list[list[int]]:
-        encoded = self._tokenizer(prompts, add_special_tokens=special_tokens)["input_ids"]
-        prompt_ids = [list(ids) for ids in encoded]
-        check_prompts_fit([len(ids) for ids in prompt_ids], max_new_tokens, self.context_length)
-        return prompt_ids
-
-    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
-        if not getattr(self._tokenizer, "chat_template", None):
-            raise InvalidRequest(
-                f"model '{self.engine.name}' has no chat template; use the completions API "
-                "with a prompt of your own",
-                field="messages",
-            )
-        try:
-            text: str = self._tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=True
-            )
-        except TemplateError as exc:  # e.g. roles in an order the template refuses
-            raise InvalidRequest(
-                f"the model's chat template refused these messages: {exc}", field="messages"
-            ) from exc
-        return text
-
-    def token_text(self, token_id: int) -> str:
-        text: str = self._tokenizer.decode([token_id])
-        return text
-
-    def check(self, job: Job) -> None:
-        """Everything the engine offers works here."""

@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import threading
-from pathlib import Path
 
 import torch
 
+from textgen.cpu import available_cpus, has_fast_bfloat16
 from textgen.settings import Settings
 
-_CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 _configured = threading.Lock()
 _threads_set = False
-
-
-def available_cpus(cgroup_cpu_max: Path = _CGROUP_CPU_MAX) -> int:
-    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota if one is set.
-
-    os.cpu_count() reports the host's cores, which on Lambda or in a container can be many more
-    than the process is allowed to run on; oversubscribed torch threads are much slower.
-    """
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    try:
-        quota, period = cgroup_cpu_max.read_text().split()[:2]
-        if quota != "max":
-            cpus = min(cpus, max(1, int(int(quota) // int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cpus)
 
 
 def configure_threads(settings: Settings) -> int:
@@ -53,4 +35,5 @@ def select_dtype(settings: Settings, device: torch.device) -> torch.dtype:
         return dtype
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+    # On a CPU, bfloat16 pays only where it is native (AMX or AVX512-BF16).
+    return torch.bfloat16 if has_fast_bfloat16() else torch.float32

@@ -28,15 +28,17 @@ class EngineStats:
     queued_requests: int
     steps_per_second: float  # over the last ten seconds
     steps: int  # since the model was loaded
+    runtime: str  # what runs the model, e.g. "onnxruntime-int8" or "torch-float32"
 
 
 class Engine(ABC):
     """Owns one loaded model's generation. Callers submit jobs from any thread; one thread of
     the engine's own runs them, so a request never holds a thread of the caller's while waiting."""
 
-    def __init__(self, name: str, limits: EngineLimits) -> None:
+    def __init__(self, name: str, limits: EngineLimits, runtime: str) -> None:
         self.name = name
         self.limits = limits
+        self.runtime = runtime
         self._condition = threading.Condition()
         self._waiting: deque[Job] = deque()
         self._closing = False
@@ -92,7 +94,9 @@ class Engine(ABC):
                 self._steps.popleft()
             window = min(_RATE_WINDOW_S, now - self._steps[0]) if self._steps else 0.0
             rate = len(self._steps) / window if window > 0 else 0.0
-            return EngineStats(self._running_rows(), len(self._waiting), rate, self._step_count)
+            return EngineStats(
+                self._running_rows(), len(self._waiting), rate, self._step_count, self.runtime
+            )
 
     def close(self, timeout: float | None = None) -> bool:
         """Take no new jobs; finish the queued and running ones. False if they outlast timeout."""

@@ -62,8 +62,9 @@ class StepEngine(Engine):
         tokenizer: Tokenizer,
         eos_ids: frozenset[int],
         limits: EngineLimits,
+        runtime: str,
     ) -> None:
-        super().__init__(name, limits)
+        super().__init__(name, limits, runtime)
         self._runner = runner
         self._tokenizer = tokenizer
         self._eos_ids = eos_ids

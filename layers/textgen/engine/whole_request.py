@@ -16,8 +16,10 @@ GenerateWhole = Callable[[list[str], int, float | None], list[tuple[str, list[in
 
 
 class WholeRequestEngine(Engine):
-    def __init__(self, name: str, generate: GenerateWhole, limits: EngineLimits) -> None:
-        super().__init__(name, limits)
+    def __init__(
+        self, name: str, generate: GenerateWhole, limits: EngineLimits, runtime: str
+    ) -> None:
+        super().__init__(name, limits, runtime)
         self._generate = generate
         self._running: Job | None = None
 

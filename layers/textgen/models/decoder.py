@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-import torch.nn.functional as F
 
 from textgen.models.kv_cache import KVCache
 
@@ -25,7 +24,8 @@ class ForwardBatch:
     rows: slice  # the cache rows of the batch, in order
     width: int  # cache columns attention reads: the largest position + 1
     mask: torch.Tensor  # [batch, 1, length, width] True where a token may attend
-    last: torch.Tensor | None  # [batch] index of the token whose logits are wanted; None: all
+    # Indices of the tokens whose logits are wanted: [batch] (one each) or [batch, k]; None: all.
+    last: torch.Tensor | None
     is_decode: bool = False  # one token per row, its logits wanted
 
     @classmethod
@@ -69,31 +69,34 @@ class ForwardBatch:
         return cls(tokens, positions, rows, width, mask, last)
 
 
+class AttentionCache(Protocol):
+    """Where a layer's keys and values go, and attention over them: the KV cache of the rows
+    being served (KVCache), or the past/present tensors of an exported graph."""
+
+    def attend(
+        self,
+        layer: int,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        batch: ForwardBatch,
+        scale: float,
+    ) -> torch.Tensor:
+        """Store this step's keys and values, then attend over the rows' cache. q, k, v:
+        [batch, length, heads (or kv_heads), head_dim]; returns [batch, length, heads * dim]."""
+        ...
+
+
 def attend(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
     layer: int,
     batch: ForwardBatch,
-    cache: KVCache,
+    cache: AttentionCache,
     scale: float,
 ) -> torch.Tensor:
-    """Store this step's keys and values, then attend over the rows' cache.
-
-    q, k, v: [batch, length, heads (or kv_heads), head_dim]; returns [batch, length, heads * dim].
-    """
-    cache.write(layer, batch.rows, batch.positions, k, v)
-    keys, values = cache.read(layer, batch.rows, batch.width)
-    heads = q.shape[2]
-    out = F.scaled_dot_product_attention(
-        q.transpose(1, 2),
-        keys,
-        values,
-        attn_mask=batch.mask,
-        scale=scale,
-        enable_gqa=heads != keys.shape[1],
-    )
-    return out.transpose(1, 2).reshape(q.shape[0], q.shape[1], heads * q.shape[3])
+    return cache.attend(layer, q, k, v, batch, scale)
 
 
 class Decoder(Protocol):
@@ -103,10 +106,13 @@ class Decoder(Protocol):
     context_length: int
     device: torch.device
     dtype: torch.dtype
+    blocks: list[Any]  # one per layer
+    kv_heads: int
+    head_dim: int
 
     def new_cache(self) -> KVCache: ...
 
-    def forward(self, batch: ForwardBatch, cache: KVCache) -> torch.Tensor:
+    def forward(self, batch: ForwardBatch, cache: AttentionCache) -> torch.Tensor:
         """Logits: [batch, vocab] of each row's `last` token, or [batch, length, vocab]."""
         ...
 
@@ -115,7 +121,8 @@ def select_outputs(hidden: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
     """The hidden states whose logits are wanted: [batch, hidden] of each row's last token (or
     of the one token of a decode step), else all of them, [batch, length, hidden]."""
     if batch.last is not None:
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), batch.last]
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        return hidden[rows.view(-1, *([1] * (batch.last.dim() - 1))), batch.last]
     return hidden[:, 0] if batch.is_decode else hidden
 
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from transformers.activations import ACT2FN
 
-from textgen.models.decoder import ForwardBatch, attend, select_outputs
+from textgen.models.decoder import AttentionCache, ForwardBatch, attend, select_outputs
 from textgen.models.kv_cache import KVCache
 
 # Settings of GPT-2 variants that this forward pass does not implement.
@@ -40,6 +40,7 @@ class GPT2Decoder:
         self.device = device
         self.embed = int(config.n_embd)
         self.heads = int(config.n_head)
+        self.kv_heads = self.heads
         self.head_dim = self.embed // self.heads
         self.eps = float(config.layer_norm_epsilon)
         self.scale = self.head_dim**-0.5 if config.scale_attn_weights else 1.0
@@ -74,19 +75,19 @@ class GPT2Decoder:
     def new_cache(self) -> KVCache:
         return KVCache(len(self.blocks), self.heads, self.head_dim, self.dtype, self.device)
 
-    def forward(self, batch: ForwardBatch, cache: KVCache) -> torch.Tensor:
+    def forward(self, batch: ForwardBatch, cache: AttentionCache) -> torch.Tensor:
         x = self.wte[batch.tokens] + self.wpe[batch.positions]
         size, length = batch.tokens.shape
+        # Matrix products as matmul + bias (not addmm): exported to ONNX, they are MatMul nodes,
+        # which ONNX Runtime's quantizer knows.
         for index, block in enumerate(self.blocks):
             h = F.layer_norm(x, (self.embed,), *block.ln_1, self.eps)
-            qkv = torch.addmm(block.attn_b, h.view(-1, self.embed), block.attn_w)
+            qkv = h @ block.attn_w + block.attn_b
             q, k, v = qkv.view(size, length, 3, self.heads, self.head_dim).unbind(2)
             attended = attend(q, k, v, index, batch, cache, self.scale)
-            x = x + torch.addmm(block.proj_b, attended.view(-1, self.embed), block.proj_w).view(
-                size, length, self.embed
-            )
-            h = F.layer_norm(x, (self.embed,), *block.ln_2, self.eps).view(-1, self.embed)
-            h = self.activation(torch.addmm(block.fc_b, h, block.fc_w))
-            x = x + torch.addmm(block.out_b, h, block.out_w).view(size, length, self.embed)
+            x = x + attended @ block.proj_w + block.proj_b
+            h = F.layer_norm(x, (self.embed,), *block.ln_2, self.eps)
+            h = self.activation(h @ block.fc_w + block.fc_b)
+            x = x + h @ block.out_w + block.out_b
         x = select_outputs(x, batch)
         return F.linear(F.layer_norm(x, (self.embed,), *self.ln_f, self.eps), self.lm_head)

@@ -8,7 +8,13 @@ between steps without re-padding anyone. Running rows are kept as a prefix 0..n-
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from textgen.models.decoder import ForwardBatch
 
 
 class KVCache:
@@ -71,6 +77,28 @@ class KVCache:
     def read(self, layer: int, rows: slice, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Views of the rows' keys and values over the first `width` columns."""
         return self.keys[layer][rows, :, :width], self.values[layer][rows, :, :width]
+
+    def attend(
+        self,
+        layer: int,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        batch: ForwardBatch,
+        scale: float,
+    ) -> torch.Tensor:
+        self.write(layer, batch.rows, batch.positions, k, v)
+        keys, values = self.read(layer, batch.rows, batch.width)
+        heads = q.shape[2]
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2),
+            keys,
+            values,
+            attn_mask=batch.mask,
+            scale=scale,
+            enable_gqa=heads != keys.shape[1],
+        )
+        return out.transpose(1, 2).reshape(q.shape[0], q.shape[1], heads * q.shape[3])
 
     def move_row(self, source: int, target: int, width: int) -> None:
         """Copy row `source` over row `target` (its first `width` columns are what it uses)."""

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from transformers.activations import ACT2FN
 
-from textgen.models.decoder import ForwardBatch, attend, select_outputs
+from textgen.models.decoder import AttentionCache, ForwardBatch, attend, select_outputs
 from textgen.models.kv_cache import KVCache
 
 
@@ -106,7 +106,7 @@ class LlamaDecoder:
     def new_cache(self) -> KVCache:
         return KVCache(len(self.blocks), self.kv_heads, self.head_dim, self.dtype, self.device)
 
-    def forward(self, batch: ForwardBatch, cache: KVCache) -> torch.Tensor:
+    def forward(self, batch: ForwardBatch, cache: AttentionCache) -> torch.Tensor:
         x = self.embed_tokens[batch.tokens]
         size, length = batch.tokens.shape
         cos, sin = self.rotary(x, batch.positions)

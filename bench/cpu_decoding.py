@@ -1,0 +1,304 @@
+"""CPU decoding: the fast path (ONNX Runtime int8) against its peer, PyTorch and the original.
+
+On one machine, interleaved (rounds, each system in a fresh process), for GPT-2 124M architecture
+(random weights) and SmolLM2-135M-Instruct (the real LLaMA), 8 prompts x 64 new tokens and
+1 prompt x 128, greedy:
+
+- pipeline: the original app's `transformers.pipeline("text-generation")`, once per prompt;
+- torch: the service's engine on PyTorch, float32 (CPU_RUNTIME=torch);
+- onnx: the service's engine on its ONNX export, int8 (`textgen export-onnx`, CPU_RUNTIME=onnx);
+- peer: ONNX Runtime int8 with a plain KV-cache loop, built here (bench/peer_export.py), not
+  through the product's code.
+
+Reported per system and workload: tokens/s (median of the warm runs), ratio to the peer, peak
+resident memory, seconds from process start to the first token. Then the perplexity of held-out
+Moby-Dick chapters (textgen.moby_dick.HELD_OUT_CHAPTERS) on SmolLM2 through float32 PyTorch, the
+fast path and the peer; and tokens/s with a CPU-burning neighbour on every core. Reproduce with:
+
+    python bench/cpu_decoding.py [--rounds 3] [--output bench/results/cpu_decoding-cpu-2core.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # the benchmarks beside this one, as bench.*
+
+from bench.generation_throughput import PROMPTS  # noqa: E402
+
+WORKLOADS = {"8x64": (PROMPTS, 64), "1x128": (PROMPTS[:1], 128)}
+SYSTEMS = ("pipeline", "torch", "onnx", "peer")
+MODELS = {"gpt2-124m": "gpt2", "smollm2-135m": "llama"}
+WARM_RUNS = 2
+PERPLEXITY_WINDOW = 512  # tokens per scored window
+PERPLEXITY_TOKENS = 2048  # of held-out text, in windows
+
+
+# ---- one system, one workload, in a fresh process (--child)
+
+
+def child(system: str, model_dir: Path, workload: str, threads: int) -> dict[str, Any]:
+    prompts, new_tokens = WORKLOADS[workload]
+    run = _runner(system, model_dir, prompts, new_tokens, threads)
+    first_token = run()  # the cold run: absolute time of its first token
+    times = []
+    for _ in range(WARM_RUNS):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return {
+        "tokens_per_second": len(prompts) * new_tokens / statistics.median(times),
+        "first_token_unix": first_token,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _runner(system: str, model_dir: Path, prompts: list[str], new_tokens: int, threads: int) -> Any:
+    """A function that generates the workload once and returns its first token's unix time."""
+    if system == "peer":
+        from tokenizers import Tokenizer
+
+        from bench.peer_decode import Peer
+
+        tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        peer = Peer(model_dir / "peer", threads)
+        ids = [e.ids for e in tokenizer.encode_batch(prompts)]
+
+        def run_peer() -> float:
+            _, first = peer.generate(ids, new_tokens)
+            return float(time.time() - (time.perf_counter() - first))
+
+        return run_peer
+    if system == "pipeline":
+        import torch
+        from transformers import pipeline
+
+        torch.set_num_threads(threads)
+        generator = pipeline("text-generation", model=str(model_dir), dtype=torch.float32)
+
+        def run_pipeline() -> float:
+            first = 0.0
+            for prompt in prompts:
+                generator(
+                    prompt,
+                    max_new_tokens=new_tokens,
+                    min_new_tokens=new_tokens,
+                    do_sample=False,
+                    return_full_text=False,
+                )
+                first = first or time.time()  # a whole prompt's text comes at once
+            return first
+
+        return run_pipeline
+    return _service_runner(system, model_dir, prompts, new_tokens, threads)
+
+
+def _service_runner(
+    system: str, model_dir: Path, prompts: list[str], new_tokens: int, threads: int
+) -> Any:
+    from textgen.families import Family
+    from textgen.service import GenerationRequest, GenerationService
+    from textgen.settings import Settings
+    from textgen.store import LocalModelStore
+
+    settings = Settings(
+        model_store=str(model_dir.parent),
+        cpu_runtime="torch" if system == "torch" else "onnx",
+        torch_dtype="float32",
+        torch_threads=threads,
+        device="cpu",
+    )
+    service = GenerationService(settings, LocalModelStore(model_dir.parent))
+    family = Family(json.loads((model_dir / "config.json").read_text())["model_type"])
+    request = GenerationRequest(model_dir.name, prompts, family, max_tokens=new_tokens, stream=True)
+
+    def run_service() -> float:
+        submission = service.submit(request)
+        first = 0.0
+
+        async def consume() -> None:
+            nonlocal first
+            async for _ in submission.handle.events():
+                first = first or time.time()
+
+        import asyncio
+
+        asyncio.run(consume())
+        outputs = submission.handle.result()
+        if any(len(o.token_ids) != new_tokens and o.finish_reason != "stop" for o in outputs):
+            raise RuntimeError("a prompt ended early")
+        return first
+
+    return run_service
+
+
+# ---- perplexity
+
+
+def perplexities(smollm2: Path, threads: int, cache: Path) -> dict[str, Any]:
+    from textgen.moby_dick import split
+    from tokenizers import Tokenizer
+
+    from bench.peer_decode import Peer
+
+    held_out = "\n\n".join(split(cache).held_out.values())
+    tokenizer = Tokenizer.from_file(str(smollm2 / "tokenizer.json"))
+    ids = tokenizer.encode(held_out, add_special_tokens=False).ids[:PERPLEXITY_TOKENS]
+    windows = [ids[i : i + PERPLEXITY_WINDOW] for i in range(0, len(ids), PERPLEXITY_WINDOW)]
+    scored = sum(len(w) - 1 for w in windows)
+    results: dict[str, Any] = {"tokens_scored": scored, "window": PERPLEXITY_WINDOW}
+    for runtime in ("torch", "onnx"):
+        total = sum(_service_log_likelihood(smollm2, runtime, w, threads) for w in windows)
+        results[runtime] = math.exp(-total / scored)
+    peer = Peer(smollm2 / "peer", threads)
+    results["peer"] = math.exp(-sum(peer.log_likelihood(w) for w in windows) / scored)
+    for name in ("onnx", "peer"):
+        results[f"{name}_vs_float32_percent"] = 100 * (results[name] / results["torch"] - 1)
+    return results
+
+
+def _service_log_likelihood(model_dir: Path, runtime: str, ids: list[int], threads: int) -> float:
+    """Sum of log-probabilities of ids[1:] given the tokens before each, through the engine."""
+    from textgen.backends import load_backend
+    from textgen.engine import Job
+    from textgen.families import Framework
+    from textgen.settings import Settings
+
+    settings = Settings(cpu_runtime=runtime, torch_threads=threads, device="cpu")  # type: ignore[arg-type]
+    backend = load_backend(Framework.PYTORCH, model_dir, settings)
+    job = Job(["(token ids)"], [ids], 0, prompt_logprobs=True)
+    (output,) = backend.engine.submit(job).result()
+    backend.engine.close()
+    return sum(s.logprob for s in output.prompt_logprobs or [] if s is not None)
+
+
+# ---- the driver
+
+
+@contextmanager
+def neighbours(count: int) -> Any:
+    """Processes that burn a core each, as other tenants of a shared machine do."""
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+
+
+def run_child(system: str, model_dir: Path, workload: str, threads: int) -> dict[str, Any]:
+    started = time.time()
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", system, str(model_dir), workload, str(threads)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{REPO_ROOT / 'layers'}"},
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["start_to_first_token_s"] = result.pop("first_token_unix") - started
+    return result
+
+
+def prepare(work: Path, cache: Path) -> dict[str, Path]:
+    """The two models, each with the product's ONNX export and the peer's graph."""
+    from textgen.gguf_import import import_gguf
+    from textgen.public_data import smollm2_gguf
+
+    from textgen.demo import build_gpt2
+
+    folders = {"gpt2-124m": work / "gpt2-124m", "smollm2-135m": work / "smollm2-135m"}
+    build_gpt2(folders["gpt2-124m"])  # GPT2Config() defaults: the 124M architecture
+    import_gguf(smollm2_gguf(cache), folders["smollm2-135m"], dtype="float32")
+    for folder in folders.values():
+        subprocess.run(
+            [sys.executable, "-m", "handlers.cli", "export-onnx", str(folder)],
+            check=True,
+            cwd=REPO_ROOT,
+        )
+        subprocess.run(
+            [
+                sys.executable,
+                str(REPO_ROOT / "bench" / "peer_export.py"),
+                str(folder),
+                str(folder / "peer"),
+            ],
+            check=True,
+        )
+    return folders
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument(
+        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "textgen-public"
+    )
+    parser.add_argument("--output", type=Path)
+    parser.add_argument("--child", nargs=4, metavar=("SYSTEM", "MODEL_DIR", "WORKLOAD", "THREADS"))
+    args = parser.parse_args()
+    if args.child:
+        system, model_dir, workload, threads = args.child
+        print(json.dumps(child(system, Path(model_dir), workload, int(threads))))
+        return 0
+
+    systems = args.systems.split(",")
+    figures: dict[str, Any] = {"threads": args.threads, "rounds": args.rounds, "runs": {}}
+    with tempfile.TemporaryDirectory() as scratch:
+        folders = prepare(Path(scratch), args.cache)
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for round_index in range(args.rounds):
+            order = systems[round_index % len(systems) :] + systems[: round_index % len(systems)]
+            for model, folder in folders.items():
+                for workload in WORKLOADS:
+                    for system in order:
+                        key = f"{model}/{workload}/{system}"
+                        runs.setdefault(key, []).append(
+                            run_child(system, folder, workload, args.threads)
+                        )
+                        print(key, runs[key][-1], file=sys.stderr, flush=True)
+        for key, values in runs.items():
+            figures["runs"][key] = {
+                field: statistics.median(v[field] for v in values) for field in values[0]
+            }
+        for key, row in figures["runs"].items():
+            model, workload, _ = key.split("/")
+            peer = figures["runs"].get(f"{model}/{workload}/peer")
+            if peer:
+                row["ratio_to_peer"] = row["tokens_per_second"] / peer["tokens_per_second"]
+        figures["perplexity_smollm2"] = perplexities(
+            folders["smollm2-135m"], args.threads, args.cache
+        )
+        with neighbours(args.threads):
+            figures["with_neighbours"] = {
+                system: run_child(system, folders["smollm2-135m"], "8x64", args.threads)
+                for system in ("torch", "onnx", "peer")
+                if system in systems
+            }
+    text = json.dumps(figures, indent=2) + "\n"
+    if args.output:
+        args.output.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""What every backend under the step engine shares: the model's tokenizer (prompts, chat
+template, token texts, end tokens) and an engine over the backend's runner."""
+
+from __future__ import annotations
+
+from textgen.backends.base import check_prompts_fit
+from textgen.engine import EngineLimits, Job, StepEngine, StepRunner
+from textgen.settings import Settings
+from textgen.tokenizer import ModelTokenizer
+
+
+class StepBackend:
+    """A loaded model whose runner decodes rows step by step under a StepEngine."""
+
+    def __init__(
+        self,
+        name: str,
+        tokens: ModelTokenizer,
+        runner: StepRunner,
+        context_length: int,
+        kv_bytes_per_token: int,
+        settings: Settings,
+        runtime: str,
+    ) -> None:
+        self._tokenizer = tokens
+        self.context_length = context_length
+        limits = EngineLimits(
+            max_batch_size=settings.max_batch_size,
+            max_queued_requests=settings.max_queued_requests,
+            kv_token_budget=max(1, settings.kv_cache_max_bytes // kv_bytes_per_token),
+            max_prefill_tokens=settings.max_prefill_tokens,
+        )
+        self.engine = StepEngine(name, runner, tokens.backend, tokens.eos_ids, limits, runtime)
+
+    def encode(
+        self, prompts: list[str], max_new_tokens: int, special_tokens: bool = True
+    ) -> list[list[int]]:
+        prompt_ids = self._tokenizer.encode(prompts, special_tokens)
+        check_prompts_fit([len(ids) for ids in prompt_ids], max_new_tokens, self.context_length)
+        return prompt_ids
+
+    def check(self, job: Job) -> None:
+        """Everything the engine offers works here."""
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        return self._tokenizer.chat_prompt(messages)
+
+    def token_text(self, token_id: int) -> str:
+        return self._tokenizer.token_text(token_id)

@@ -1,0 +1,201 @@
+"""The fast CPU path: `textgen export-onnx` graphs served by ONNX Runtime under the same engine,
+endpoints and semantics as PyTorch. In float32 the greedy tokens are PyTorch's, also for rows
+joining a running batch; int8 is judged by perplexity on the real model (bench/cpu_decoding.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from handlers.factory import create_app
+from tests.support.engine_checks import PROMPTS, join_mid_decode
+from tests.support.servers import REPO_ROOT, console_script
+from textgen.backends import load_backend
+from textgen.backends.onnx_backend import OnnxRunner
+from textgen.backends.step_backend import StepBackend
+from textgen.backends.torch_backend import TorchRunner
+from textgen.families import Framework
+from textgen.manifest import build_manifest
+from textgen.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+MIXED = ["Hi", "The quick brown fox jumps over the lazy dog and then", "Numbers: 1, 2, 3"]
+FAMILIES = [("/gpt2_model", "gpt2-test"), ("/llama_model", "llama-test")]
+
+
+@pytest.fixture(scope="module")
+def onnx_store(store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny models with float32 exports, and gpt2-test again as gpt2-int8 with int8."""
+    root = tmp_path_factory.mktemp("onnx-store")
+    for name in ("gpt2-test", "llama-test", "llama-chat-test"):
+        shutil.copytree(store_dir / name, root / name)
+    shutil.copytree(store_dir / "gpt2-test", root / "gpt2-int8")
+    for precision, names in (("float32", ["gpt2-test", "llama-test"]), ("int8", ["gpt2-int8"])):
+        command = [console_script("textgen"), "export-onnx", "--precision", precision]
+        result = subprocess.run(
+            [*command, *(str(root / n) for n in names)], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    return root
+
+
+def client_for(store: Path, settings: Settings, runtime: str) -> TestClient:
+    changes = {"model_store": str(store), "cpu_runtime": runtime}
+    return TestClient(create_app(settings.model_copy(update=changes)))
+
+
+@pytest.fixture(scope="module")
+def clients(onnx_store: Path, settings: Settings) -> Iterator[dict[str, TestClient]]:
+    with (
+        client_for(onnx_store, settings, "torch") as torch_client,
+        client_for(onnx_store, settings, "auto") as auto_client,
+    ):
+        yield {"torch": torch_client, "onnx": auto_client}
+
+
+@pytest.mark.parametrize(("path", "model"), FAMILIES)
+def test_onnx_runtime_gives_pytorchs_greedy_tokens(
+    clients: dict[str, TestClient], path: str, model: str
+) -> None:
+    answers = {}
+    for runtime, client in clients.items():
+        answers[runtime] = [
+            client.post(path, json={"model_name": model, "prompts": MIXED, "max_tokens": n}).json()
+            for n in (5, 17)
+        ]
+    engines = {rt: c.get("/health").json()["engines"] for rt, c in clients.items()}
+
+    assert [a["results"] for a in answers["onnx"]] == [a["results"] for a in answers["torch"]]
+    assert len({r["generated_text"] for r in answers["onnx"][1]["results"]}) == len(MIXED)
+    assert engines["onnx"][f"{model}:pt"]["runtime"] == "onnxruntime-float32"
+    assert engines["torch"][f"{model}:pt"]["runtime"] == "torch-float32"
+
+
+@pytest.mark.parametrize("model", ["gpt2-test", "llama-test"])
+def test_rows_joining_a_running_batch_get_their_own_tokens(onnx_store: Path, model: str) -> None:
+    settings = Settings(model_store=str(onnx_store))
+    backend = load_backend(Framework.PYTORCH, onnx_store / model, settings)
+    assert isinstance(backend, StepBackend)
+    inner = backend.engine._runner
+    assert isinstance(inner, OnnxRunner)
+    torch_backend = load_backend(
+        Framework.PYTORCH, onnx_store / model, settings.model_copy(update={"cpu_runtime": "torch"})
+    )
+    assert isinstance(torch_backend, StepBackend)
+    torch_inner = torch_backend.engine._runner
+    assert isinstance(torch_inner, TorchRunner)
+
+    def fresh(runner_class: type[OnnxRunner]) -> OnnxRunner:
+        return runner_class(inner._session, inner._metadata, inner._pad_id)
+
+    joined = join_mid_decode(backend, fresh(OnnxRunner))
+    reference = join_mid_decode(
+        torch_backend, TorchRunner(torch_inner._decoder, torch_inner._pad_id)
+    )
+    broken = join_mid_decode(backend, fresh(ShiftedJoinOnnxRunner))
+
+    assert joined == reference
+    assert broken[0] == joined[0] and broken[1:] != joined[1:]  # live check
+
+
+class ShiftedJoinOnnxRunner(OnnxRunner):
+    """A broken runner for the live check: rows joining running rows decode one position off."""
+
+    def add_rows(self, prompts: list[list[int]], width: int, all_logits: bool) -> Any:
+        joining = len(self._lengths) > 0
+        logits = super().add_rows(prompts, width, all_logits)
+        if joining:
+            self._lengths[-len(prompts) :] += 1
+        return logits
+
+
+def test_prompt_scoring_matches_pytorch(clients: dict[str, TestClient]) -> None:
+    body = {
+        "model": "llama-test",
+        "prompt": "The farmer watches from the porch while the fox runs.",
+        "max_tokens": 0,
+        "echo": True,
+        "logprobs": 1,
+    }
+    scored = {rt: c.post("/v1/completions", json=body).json() for rt, c in clients.items()}
+
+    values = {rt: s["choices"][0]["logprobs"]["token_logprobs"][1:] for rt, s in scored.items()}
+    assert np.allclose(values["onnx"], values["torch"], atol=1e-4)
+
+
+def test_int8_serves_and_says_so(clients: dict[str, TestClient]) -> None:
+    response = clients["onnx"].post(
+        "/gpt2_model", json={"model_name": "gpt2-int8", "prompts": PROMPTS, "max_tokens": 8}
+    )
+    engines = clients["onnx"].get("/health").json()["engines"]
+
+    assert response.status_code == 200, response.text
+    assert all(r["generated_tokens"] == 8 for r in response.json()["results"])
+    assert engines["gpt2-int8:pt"]["runtime"] == "onnxruntime-int8"
+
+
+def test_onnx_required_but_missing_is_a_clear_422(onnx_store: Path, settings: Settings) -> None:
+    with client_for(onnx_store, settings, "onnx") as client:
+        response = client.post(
+            "/llama_model", json={"model_name": "llama-chat-test", "prompts": ["Hi"]}
+        )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["type"] == "framework_unavailable"
+    assert "textgen export-onnx" in response.json()["error"]["message"]
+
+
+def test_the_export_is_published_with_the_model(onnx_store: Path) -> None:
+    manifest = build_manifest(onnx_store / "gpt2-test")
+
+    assert {"onnx/model.onnx", "onnx/textgen.json", "onnx/tokenizer.json"} <= set(manifest.files)
+    metadata = json.loads((onnx_store / "gpt2-int8" / "onnx" / "textgen.json").read_text())
+    assert (metadata["precision"], metadata["family"]) == ("int8", "gpt2")
+
+
+def test_serving_onnx_imports_neither_torch_nor_transformers(onnx_store: Path) -> None:
+    script = """
+import json, sys
+from pathlib import Path
+from textgen.backends import load_backend
+from textgen.engine import Job
+from textgen.families import Framework
+from textgen.settings import Settings
+backend = load_backend(Framework.PYTORCH, Path(sys.argv[1]), Settings(model_store=sys.argv[1]))
+job = Job(["Hello"], backend.encode(["Hello"], 4), 4)
+tokens = len(backend.engine.submit(job).result(60)[0].token_ids)
+heavy = [m for m in ("torch", "transformers", "tensorflow") if m in sys.modules]
+print(json.dumps({"tokens": tokens, "loaded": heavy, "runtime": backend.engine.runtime}))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(onnx_store / "gpt2-test")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"tokens": 4, "loaded": [], "runtime": "onnxruntime-float32"}
+
+
+def test_export_refuses_a_family_it_cannot_export(store_dir: Path, tmp_path: Path) -> None:
+    shutil.copytree(store_dir / "bert-test", tmp_path / "bert-test")
+    result = subprocess.run(
+        [console_script("textgen"), "export-onnx", str(tmp_path / "bert-test")],
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode == 1
+    assert "gpt2 or llama only" in result.stderr
