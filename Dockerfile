@@ -11,6 +11,8 @@ ARG LAMBDA_BASE=public.ecr.aws/lambda/python:3.12
 ARG CUDA_BASE=nvidia/cuda:12.8.1-runtime-ubuntu24.04
 ARG TORCH_VERSION=2.13.0
 ARG EXTRAS=""
+# The GPU image's compile cache: a folder of the build context (see container/compile-cache/).
+ARG COMPILE_CACHE=container/compile-cache
 
 # ---------------------------------------------------------------- lambda
 FROM ${LAMBDA_BASE} AS lambda
@@ -62,6 +64,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1
 ARG EXTRAS
+ARG COMPILE_CACHE
 COPY pyproject.toml /src/pyproject.toml
 COPY container /src/container
 RUN /src/container/install.sh torch
@@ -71,6 +74,10 @@ COPY handlers /src/handlers
 COPY layers /src/layers
 RUN /src/container/install.sh app && rm -rf /src
 RUN if [ "$BAKE_DEMO_MODELS" = "true" ]; then textgen demo-store /opt/models; fi
+# Compiled decode steps from `textgen warm-up` on the same GPU kind: a fresh container skips most
+# of the compilation (COMPILE is on by default on CUDA).
+COPY ${COMPILE_CACHE} /opt/compile-cache
+ENV COMPILE_CACHE_DIR=/opt/compile-cache
 USER textgen
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 \

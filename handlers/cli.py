@@ -106,6 +106,20 @@ def _export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warm_up(args: argparse.Namespace) -> int:
+    from textgen.families import Framework
+    from textgen.service import GenerationService
+    from textgen.store import open_store
+
+    settings = Settings()
+    service = GenerationService(settings, open_store(args.store or settings.model_store, settings))
+    for name in args.models:
+        seconds = service.load(name, Framework.PYTORCH)
+        print(f"{name}: loaded and warmed up in {seconds or 0:.1f} s")
+    service.close(0)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="textgen", description="serverless-textgen: text generation with GPT-2 and LLaMA."
@@ -183,6 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="weights: int8 (default; measured perplexity in the README) or float32",
     )
     onnx.set_defaults(run=_export_onnx)
+
+    warm = commands.add_parser(
+        "warm-up",
+        help="load models as the server would, compiling them (and saving the compile cache)",
+        description="Load each MODEL from the store as `textgen serve` would: with COMPILE on "
+        "(by default on a GPU), compile its decode step for every batch bucket and save the "
+        "artifacts to COMPILE_CACHE_DIR, which a GPU image can then carry.",
+    )
+    warm.add_argument("models", metavar="MODEL", nargs="+", help="a model of the store")
+    warm.add_argument("--store", help="model store (default: $MODEL_STORE)")
+    warm.set_defaults(run=_warm_up)
     return parser
 
 

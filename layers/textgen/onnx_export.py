@@ -28,7 +28,7 @@ from textgen.model_files import (
     ONNX_METADATA_FILE,
     ONNX_MODEL_FILE,
 )
-from textgen.models import ForwardBatch, load_decoder
+from textgen.models import ForwardBatch, decoder_tensors, load_decoder
 from textgen.staging import staged_folder
 
 Precision = Literal["int8", "float32"]
@@ -77,7 +77,7 @@ class _StepGraph(torch.nn.Module):
         self.decoder = decoder
         # The decoder's tensors as buffers: the trace then stores them as initializers (which
         # the quantizer rewrites), not as constants.
-        for index, tensor in enumerate(_tensors(decoder)):
+        for index, tensor in enumerate(decoder_tensors(decoder)):
             self.register_buffer(f"weight_{index}", tensor)
 
     def forward(
@@ -101,25 +101,6 @@ class _StepGraph(torch.nn.Module):
         batch = ForwardBatch(input_ids, position_ids, slice(0, size), total, mask, logit_positions)
         logits = self.decoder.forward(batch, cache)
         return (logits, *cache.presents)
-
-
-def _tensors(decoder: Any) -> list[torch.Tensor]:
-    """Every weight tensor a decoder holds, once each (tied weights are one tensor)."""
-    found: dict[int, torch.Tensor] = {}
-
-    def walk(value: Any) -> None:
-        if isinstance(value, torch.Tensor):
-            found.setdefault(id(value), value)
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                walk(item)
-        elif hasattr(value, "__dataclass_fields__"):
-            for item in vars(value).values():
-                walk(item)
-
-    for value in vars(decoder).values():
-        walk(value)
-    return list(found.values())
 
 
 def export_onnx(model_dir: Path, precision: Precision = "int8") -> Path:

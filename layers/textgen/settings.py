@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     # and onnxruntime is installed ("auto"), or always one of the two.
     cpu_runtime: Literal["auto", "onnx", "torch"] = "auto"
     onnx_spin_wait: bool = False  # ONNX Runtime's threads spin for work (idle machines only)
+    # A static KV cache and a decode step compiled per batch-size bucket (CUDA graphs on a GPU);
+    # "auto" compiles on CUDA only. The compiled artifacts are saved to and loaded from
+    # COMPILE_CACHE_DIR (one file per model), so a fresh process compiles much less.
+    compile: Literal["auto", "on", "off"] = "auto"
+    compile_batch_buckets: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [1, 2, 4, 8, 16, 32, 64]
+    )
+    compile_cache_dir: Path | None = None
     torch_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     torch_threads: int | None = Field(default=None, ge=1)
 
@@ -86,6 +94,13 @@ class Settings(BaseSettings):
             value = [item.strip() for item in value.split(",") if item.strip()]
         if isinstance(value, list):
             return [_model_and_framework(item) if isinstance(item, str) else item for item in value]
+        return value
+
+    @field_validator("compile_batch_buckets", mode="before")
+    @classmethod
+    def _buckets(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(size) for size in value.split(",") if size.strip()]
         return value
 
     @field_validator("api_keys", mode="before")

@@ -346,3 +346,13 @@ def test_a_client_leaving_a_stream_frees_its_rows(url: str) -> None:
 
     assert first.choices[0].text is not None
     assert engine["steps"] - steps_before < 1000  # it left long before its 1,000th token
+
+
+def test_logprobs_zero_still_gives_each_tokens_own_logprob(client: openai.OpenAI) -> None:
+    choice = client.completions.create(
+        model="gpt2-test", prompt="Hello", max_tokens=4, temperature=0, logprobs=0
+    ).choices[0]
+
+    assert choice.logprobs is not None and choice.logprobs.token_logprobs is not None
+    assert len(choice.logprobs.token_logprobs) == 4
+    assert all(v is not None and v <= 0 for v in choice.logprobs.token_logprobs)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from textgen.backends.step_backend import StepBackend
-from textgen.engine import EngineLimits, Job, SamplingParams, StepEngine, StepRunner
+from textgen.engine import Job, SamplingParams, StepEngine, StepRunner
 
 PROMPTS = ["Hello there", "The quick brown fox jumps over the lazy dog", "Numbers: 1, 2, 3, 4"]
 
@@ -55,7 +55,12 @@ def join_mid_decode(backend: StepBackend, inner: StepRunner) -> list[list[int]]:
     all three."""
     runner = RecordingRunner(inner)
     steps = StepEngine(
-        "join", runner, backend.engine._tokenizer, backend.engine._eos_ids, EngineLimits(), "test"
+        "join",
+        runner,
+        backend.engine._tokenizer,
+        backend.engine._eos_ids,
+        backend.engine.limits,
+        "test",
     )
     permits = threading.Semaphore(0)
     original_step = runner.step

@@ -10,7 +10,17 @@ from tests.support.servers import console_script
 
 
 @pytest.mark.parametrize(
-    "args", [[], ["serve"], ["demo-store"], ["models"], ["publish"], ["export-tf"], ["export-onnx"]]
+    "args",
+    [
+        [],
+        ["serve"],
+        ["demo-store"],
+        ["models"],
+        ["publish"],
+        ["export-tf"],
+        ["export-onnx"],
+        ["warm-up"],
+    ],
 )
 @pytest.mark.slow
 def test_help_for_every_command(args: list[str]) -> None:

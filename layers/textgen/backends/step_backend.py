@@ -9,6 +9,11 @@ from textgen.settings import Settings
 from textgen.tokenizer import ModelTokenizer
 
 
+def kv_token_budget(settings: Settings, kv_bytes_per_token: int) -> int:
+    """Tokens of keys and values KV_CACHE_MAX_BYTES holds for a model."""
+    return max(1, settings.kv_cache_max_bytes // kv_bytes_per_token)
+
+
 class StepBackend:
     """A loaded model whose runner decodes rows step by step under a StepEngine."""
 
@@ -21,14 +26,16 @@ class StepBackend:
         kv_bytes_per_token: int,
         settings: Settings,
         runtime: str,
+        max_row_tokens: int | None = None,
     ) -> None:
         self._tokenizer = tokens
         self.context_length = context_length
         limits = EngineLimits(
             max_batch_size=settings.max_batch_size,
             max_queued_requests=settings.max_queued_requests,
-            kv_token_budget=max(1, settings.kv_cache_max_bytes // kv_bytes_per_token),
+            kv_token_budget=kv_token_budget(settings, kv_bytes_per_token),
             max_prefill_tokens=settings.max_prefill_tokens,
+            max_row_tokens=max_row_tokens,
         )
         self.engine = StepEngine(name, runner, tokens.backend, tokens.eos_ids, limits, runtime)
 

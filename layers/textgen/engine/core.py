@@ -77,6 +77,13 @@ class Engine(ABC):
                 "this model decodes at once (MAX_BATCH_SIZE)",
                 field="prompts",
             )
+        row_limit = self.limits.max_row_tokens
+        if row_limit is not None and job.width > row_limit:
+            raise InvalidRequest(
+                f"a prompt plus max_tokens may hold at most {row_limit} tokens here (the compiled "
+                f"KV cache's width), this request needs {job.width}; ask for fewer tokens",
+                field="max_tokens",
+            )
         needed = job.rows * job.width
         if needed > self.limits.kv_token_budget:
             raise InvalidRequest(

@@ -45,3 +45,4 @@ class EngineLimits:
     max_queued_requests: int = 64  # requests waiting beyond which new ones get a 429
     kv_token_budget: int = 1 << 20  # rows x cache width the KV cache may hold at once
     max_prefill_tokens: int = 8192  # prompt tokens admitted in one step (others wait a step)
+    max_row_tokens: int | None = None  # a row's prompt plus new tokens, where the cache is fixed

@@ -40,6 +40,9 @@ class StepRunner(Protocol):
         """Keep rows 0..rows-1 only (and free the memory when none remain)."""
         ...
 
+    # A runner may also offer `step_greedy(tokens) -> list[int]`: the step, each row's most
+    # likely token picked where the logits are (on a GPU), so only a token per row moves.
+
 
 @dataclass
 class _Row:
@@ -94,10 +97,33 @@ class StepEngine(Engine):
             self._start(admitted)
             self._drop_finished()  # rows that ended with their first token
         if self._rows:
-            logits = self._runner.step([row.last_token for row in self._rows])
-            self._record_step()
-            self._choose_all(self._rows, logits)
+            self._step(self._rows)
             self._drop_finished()
+
+    def _step(self, rows: list[_Row]) -> None:
+        """One forward pass for every running row, and each row's next token."""
+        tokens = [row.last_token for row in rows]
+        plain = all(
+            r.job.sampling.greedy
+            and r.job.sampling.repetition_penalty == 1.0
+            and r.job.logprobs is None
+            for r in rows
+        )
+        step_greedy = getattr(self._runner, "step_greedy", None)  # offered by some runners
+        if plain and step_greedy is not None:  # the device picks: no row's logits move
+            chosen: list[int] = step_greedy(tokens)
+            self._record_step()
+            for row, token in zip(rows, chosen, strict=True):
+                self._advance(row, token, None)
+            return
+        logits = self._runner.step(tokens)
+        self._record_step()
+        if plain:  # the common case in one vectorised call
+            for row, token in zip(rows, np.argmax(logits, axis=1).tolist(), strict=True):
+                self._advance(row, token, None)
+            return
+        for row, row_logits in zip(rows, logits, strict=True):
+            self._advance(row, self._choose(row, row_logits), row_logits)
 
     def _start(self, jobs: list[Job]) -> None:
         rows = [self._new_row(job, index) for job in jobs for index in range(job.rows)]
@@ -129,20 +155,6 @@ class StepEngine(Engine):
             width=len(prompt) + job.max_new_tokens,
             seen_array=np.fromiter(seen, dtype=np.int64),
         )
-
-    def _choose_all(self, rows: list[_Row], logits: np.ndarray) -> None:
-        plain = all(
-            r.job.sampling.greedy
-            and r.job.sampling.repetition_penalty == 1.0
-            and not r.job.logprobs
-            for r in rows
-        )
-        if plain:  # the common case in one vectorised call
-            for row, token in zip(rows, np.argmax(logits, axis=1).tolist(), strict=True):
-                self._advance(row, token, None)
-            return
-        for row, row_logits in zip(rows, logits, strict=True):
-            self._advance(row, self._choose(row, row_logits), row_logits)
 
     def _choose(self, row: _Row, logits: np.ndarray) -> int:
         return choose_token(logits, row.job.sampling, row.rng, row.seen_array)

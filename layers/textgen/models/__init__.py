@@ -4,7 +4,7 @@ positions of their own: what continuous batching needs and Hugging Face's genera
 Weights and configs still come from Hugging Face's loaders; only the forward pass is ours.
 """
 
-from textgen.models.decoder import Decoder, ForwardBatch, load_decoder
+from textgen.models.decoder import Decoder, ForwardBatch, decoder_tensors, load_decoder
 from textgen.models.kv_cache import KVCache
 
-__all__ = ["Decoder", "ForwardBatch", "KVCache", "load_decoder"]
+__all__ = ["Decoder", "ForwardBatch", "KVCache", "decoder_tensors", "load_decoder"]

@@ -126,6 +126,28 @@ def select_outputs(hidden: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
     return hidden[:, 0] if batch.is_decode else hidden
 
 
+def decoder_tensors(decoder: Any) -> list[torch.Tensor]:
+    """Every tensor a decoder holds (weights, rotary tables), once each: tied weights are one."""
+    found: dict[int, torch.Tensor] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            found.setdefault(id(value), value)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+        elif isinstance(value, torch.nn.Module):
+            for tensor in [*value.parameters(), *value.buffers()]:
+                walk(tensor)
+        elif hasattr(value, "__dataclass_fields__"):
+            for item in vars(value).values():
+                walk(item)
+
+    for value in vars(decoder).values():
+        walk(value)
+    return list(found.values())
+
+
 def load_decoder(model_dir: Path, dtype: torch.dtype, device: torch.device) -> Decoder:
     """Load a model folder (what save_pretrained writes) with Hugging Face's loader, then take its
     weights into our forward pass of the same family."""
