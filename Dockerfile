@@ -26,6 +26,7 @@ ENV HF_HOME=/tmp/huggingface \
     XDG_CACHE_HOME=/tmp/cache \
     MODEL_CACHE_DIR=/tmp/textgen-models \
     HF_HUB_OFFLINE=1 \
+    MALLOC_ARENA_MAX=2 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
@@ -61,6 +62,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     XDG_CACHE_HOME=/tmp/cache \
     MODEL_CACHE_DIR=/tmp/textgen-models \
     HF_HUB_OFFLINE=1 \
+    MALLOC_ARENA_MAX=2 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1
 ARG EXTRAS

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from textgen.errors import TextgenError
+from textgen.malloc import limit_arenas
 from textgen.settings import Settings, default_model_store
 
 
@@ -212,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # First, before any library starts threads that would each take an arena of their own.
+    limit_arenas(Settings.model_fields["malloc_arenas"].default)
     args = build_parser().parse_args(argv)
     try:
         code: int = args.run(args)

@@ -36,6 +36,20 @@ class BodyTooLarge(errors.TextgenError):
     kind = "body_too_large"
 
 
+class BodyTimeout(errors.TextgenError):
+    """The body did not arrive within REQUEST_BODY_TIMEOUT_S."""
+
+    kind = "request_timeout"
+
+
+class HeadersTooLarge(errors.TextgenError):
+    kind = "headers_too_large"
+
+
+class QueryTooLong(errors.TextgenError):
+    kind = "query_too_long"
+
+
 class Unauthorized(errors.TextgenError):
     """No API key, or not one of the service's (API_KEYS)."""
 
@@ -65,6 +79,9 @@ STATUS_BY_ERROR: dict[type[errors.TextgenError], int] = {
     GenerationFailed: 500,
     MalformedBody: 400,
     BodyTooLarge: 413,
+    BodyTimeout: 408,
+    HeadersTooLarge: 431,
+    QueryTooLong: 414,
     Unauthorized: 401,
     ClientDisconnected: 499,  # nobody reads it: the connection is gone
 }
@@ -76,6 +93,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status in sorted({*STATUS_BY_ERROR.values(), 422, 500} - {499})
 }
 _OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error"}
+
+
+def openai_status(status: int) -> int:
+    """OpenAI answers a bad parameter with a 400 where the seed endpoints say 422."""
+    return 400 if status == 422 else status
 
 
 def status_of(error: errors.TextgenError) -> int:
@@ -93,7 +115,7 @@ def error_response(status: int, kind: str, message: str, details: Any = None) ->
 def openai_error_response(
     status: int, kind: str, message: str, details: Any = None
 ) -> JSONResponse:
-    status = 400 if status == 422 else status
+    status = openai_status(status)
     default_type = "rate_limit_error" if status == 429 else "server_error"
     error_type = _OPENAI_TYPES.get(
         status, "invalid_request_error" if status < 500 else default_type
@@ -115,10 +137,15 @@ def _with_retry_hint(response: JSONResponse, details: Any) -> JSONResponse:
     return response
 
 
-def _path(request: Request) -> str:
-    root = request.scope.get("root_path", "")
-    path: str = request.scope["path"]
+def route_path(scope: Any) -> str:
+    """The request's path below the root path (API Gateway's stage prefix)."""
+    root = scope.get("root_path", "")
+    path: str = scope["path"]
     return path[len(root) :] if root and path.startswith(root) else path
+
+
+def _path(request: Request) -> str:
+    return route_path(request.scope)
 
 
 def _builder(request: Request) -> Any:
@@ -147,7 +174,9 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return _builder(request)(exc.status_code, "http_error", str(exc.detail))  # type: ignore[no-any-return]
+    response: JSONResponse = _builder(request)(exc.status_code, "http_error", str(exc.detail))
+    response.headers.update(exc.headers or {})  # e.g. Allow, on a 405
+    return response
 
 
 async def _on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:

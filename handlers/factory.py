@@ -8,11 +8,13 @@ from fastapi import FastAPI
 
 from handlers.errors import install_error_handlers
 from handlers.keys import ApiKeys
-from handlers.limits import BodyLimit
+from handlers.limits import RequestLimits
 from handlers.openai_api.routes import router as openai_router
 from handlers.openai_api.serving import OpenAIServing
+from handlers.openapi_limits import document_limits
 from handlers.routes import router
 from handlers.shutdown import graceful_lifespan
+from textgen.malloc import limit_arenas
 from textgen.service import GenerationService
 from textgen.settings import Settings, get_settings
 from textgen.store import open_store
@@ -20,6 +22,7 @@ from textgen.store import open_store
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    limit_arenas(settings.malloc_arenas)  # before the server's threads start allocating
     app = FastAPI(
         title="serverless-textgen",
         summary="Text generation with GPT-2 and LLaMA models.",
@@ -34,7 +37,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(openai_router)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    document_limits(app, settings)
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout_s=settings.request_body_timeout_s,
+        max_query_bytes=settings.max_query_bytes,
+        max_header_bytes=settings.max_header_bytes,
+    )
     keys = settings.api_key_list()
     if keys:
         app.add_middleware(ApiKeys, keys=keys)

@@ -9,7 +9,7 @@ import hmac
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from handlers.errors import Unauthorized, response_for
+from handlers.errors import Unauthorized, response_for, route_path
 
 OPEN_PATHS = frozenset({"/health"})
 
@@ -20,11 +20,11 @@ class ApiKeys:
         self._keys = [key.encode() for key in keys]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _route_path(scope) in OPEN_PATHS or self._allowed(scope):
+        if scope["type"] != "http" or route_path(scope) in OPEN_PATHS or self._allowed(scope):
             await self.app(scope, receive, send)
             return
         error = Unauthorized("a valid API key is required: send Authorization: Bearer <key>")
-        response = response_for(error, _route_path(scope))
+        response = response_for(error, route_path(scope))
         response.headers["WWW-Authenticate"] = "Bearer"
         await response(scope, receive, send)
 
@@ -35,9 +35,3 @@ class ApiKeys:
         # Compare with every key, in constant time each, so timing tells nothing.
         matches = [hmac.compare_digest(given.strip().encode(), key) for key in self._keys]
         return any(matches)
-
-
-def _route_path(scope: Scope) -> str:
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root) else path

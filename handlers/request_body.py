@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import Request
@@ -16,6 +15,7 @@ from pydantic import ValidationError
 
 from handlers.errors import MalformedBody
 from handlers.schemas import GenerateRequestBody
+from handlers.strict_json import loads_strict
 
 
 async def read_generate_request(request: Request) -> GenerateRequestBody:
@@ -30,12 +30,7 @@ async def read_generate_request(request: Request) -> GenerateRequestBody:
 
 
 def _parse_json(raw: bytes) -> Any:
-    if not raw.strip():
-        return None
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MalformedBody(f"request body is not valid JSON: {exc}") from exc
+    return loads_strict(raw) if raw.strip() else None
 
 
 def _merge(query: dict[str, str], payload: Any) -> dict[str, Any]:

@@ -21,12 +21,13 @@ from handlers.schemas import (
     ThroughputOut,
     TimingOut,
 )
+from handlers.strict_json import StrictJSONRoute
 from handlers.waiting import until_finished
 from textgen.engine import SamplingParams
 from textgen.families import Family, parse_framework
 from textgen.service import GenerationRequest, GenerationService
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 
 
 def _sampling(body: GenerateRequestBody) -> SamplingParams:

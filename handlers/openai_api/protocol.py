@@ -7,7 +7,7 @@ with a 400 naming them otherwise.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
@@ -50,11 +50,20 @@ class CompletionRequest(_Request):
     suffix: str | None = Field(default=None, description="Not supported.")
 
 
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["text"]
+    text: StrictStr
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: StrictStr | list[dict[str, Any]] | None = None
+    content: StrictStr | list[TextPart] | None = Field(
+        default=None, description="Text, or text parts (other kinds are not supported)."
+    )
     name: str | None = None
 
 

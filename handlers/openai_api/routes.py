@@ -11,16 +11,22 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from handlers.deps import DeadlineDep
-from handlers.errors import openai_error_response, status_of
+from handlers.errors import ERROR_RESPONSES, openai_error_response, openai_status, status_of
 from handlers.openai_api import protocol as p
 from handlers.openai_api.serving import OpenAIServing, Prepared
+from handlers.strict_json import StrictJSONRoute
 from handlers.waiting import until_finished
 from textgen.errors import TextgenError
 
 # A body without a Content-Type header is read as JSON (API Gateway test events carry none).
-router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], strict_content_type=False)
+router = APIRouter(
+    prefix="/v1",
+    tags=["OpenAI-compatible"],
+    strict_content_type=False,
+    route_class=StrictJSONRoute,
+)
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": p.OpenAIError} for status in (400, 401, 404, 413, 429, 500, 501, 503)
+    openai_status(int(status)): {"model": p.OpenAIError} for status in ERROR_RESPONSES
 }
 
 

@@ -134,7 +134,7 @@ class OpenAIServing:
                 raise InvalidRequest(
                     f"top_logprobs must be 0 to {p.MAX_CHAT_TOP_LOGPROBS}", field="top_logprobs"
                 )
-        messages = [_plain_message(m, i) for i, m in enumerate(body.messages)]
+        messages = [_plain_message(m) for m in body.messages]
         prompt = await run_in_threadpool(self._service.chat_prompt, body.model, messages)
         if body.max_tokens is not None and body.max_completion_tokens is not None:
             raise InvalidRequest(
@@ -297,18 +297,11 @@ def _sampling(body: p.ChatCompletionRequest | p.CompletionRequest) -> SamplingPa
     return SamplingParams(temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=stop)
 
 
-def _plain_message(message: p.ChatMessage, index: int) -> dict[str, str]:
+def _plain_message(message: p.ChatMessage) -> dict[str, str]:
     """A message as chat templates take it: role and text (text parts joined)."""
     content = message.content
     if isinstance(content, list):
-        if any(
-            part.get("type") != "text" or not isinstance(part.get("text"), str) for part in content
-        ):
-            raise InvalidRequest(
-                f"messages[{index}]: only text content parts are supported",
-                field=f"messages.{index}.content",
-            )
-        content = "".join(str(part["text"]) for part in content)
+        content = "".join(part.text for part in content)
     return {"role": message.role, "content": content or ""}
 
 

@@ -3,6 +3,7 @@ to that model's engine, where it shares a batch with every other request for the
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -241,6 +242,10 @@ class GenerationService:
         for index, prompt in enumerate(request.prompts):
             if not prompt:
                 raise InvalidRequest(f"prompts[{index}] is empty", field="prompts")
+            if bad := _unprintable(prompt):
+                raise InvalidRequest(
+                    f"prompts[{index}] holds {bad}, which a prompt may not", field="prompts"
+                )
             if len(prompt) > limits.max_prompt_chars:
                 raise InvalidRequest(
                     f"prompts[{index}] is {len(prompt)} characters, more than the limit of "
@@ -256,6 +261,16 @@ class GenerationService:
             )
         request.sampling.validate()
         return max_tokens
+
+
+# Control characters other than tab, newline and carriage return; lone UTF-16 surrogates (JSON's
+# "\ud800" escapes), which no text encoding can carry to the tokenizer.
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def _unprintable(text: str) -> str | None:
+    found = _UNPRINTABLE.search(text)
+    return None if found is None else f"the character U+{ord(found.group()):04X}"
 
 
 def _close_quietly(loaded: LoadedModel) -> None:

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from textgen.families import Framework
@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=20.0, ge=0)
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    request_body_timeout_s: float = Field(default=30.0, gt=0)  # a trickled body gets a 408
+    max_query_bytes: int = Field(default=8192, ge=256)
+    max_header_bytes: int = Field(default=16384, ge=1024)
     # Keys callers send as `Authorization: Bearer <key>`: comma-separated, and/or a file with one
     # per line. None set: the service is open (API Gateway's own key protects Lambda).
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
@@ -51,6 +54,7 @@ class Settings(BaseSettings):
         default_factory=lambda: Path(tempfile.gettempdir()) / "textgen-models"
     )
     model_cache_max_bytes: int = Field(default=8 * 1024**3, ge=1)
+    verify_cached_models: bool = True  # re-hash a cached model when a process first uses it
     s3_max_concurrency: int = Field(default=16, ge=1)
     s3_part_size_mb: int = Field(default=16, ge=5)
     s3_parallel_files: int = Field(default=4, ge=1)
@@ -71,6 +75,7 @@ class Settings(BaseSettings):
     # tokenizers load only when this is on (and, where a manifest lists them, match its sha256).
     allow_pickle_tokenizers: bool = False
 
+    malloc_arenas: int = Field(default=2, ge=1)  # glibc arenas (see textgen.malloc)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # framework "pt" on a CPU: ONNX Runtime where the model has an export (textgen export-onnx)
     # and onnxruntime is installed ("auto"), or always one of the two.
@@ -125,6 +130,15 @@ class Settings(BaseSettings):
             shapes = [s.strip().lower().split("x") for s in value.split(",") if s.strip()]
             return [(int(batch), int(length)) for batch, length in shapes]
         return value
+
+    @model_validator(mode="after")
+    def _default_within_cap(self) -> Settings:
+        if self.default_max_tokens > self.max_new_tokens_cap:
+            raise ValueError(
+                f"DEFAULT_MAX_TOKENS ({self.default_max_tokens}) is above MAX_NEW_TOKENS_CAP "
+                f"({self.max_new_tokens_cap}): a request without max_tokens would be refused"
+            )
+        return self
 
     @field_validator("model_store")
     @classmethod

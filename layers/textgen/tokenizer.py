@@ -18,6 +18,7 @@ from jinja2 import TemplateError
 from tokenizers import Tokenizer
 
 from textgen.errors import InvalidRequest, ModelLoadFailed
+from textgen.imports import heavy_imports
 
 TOKENIZER_FILE = "tokenizer.json"
 _CONFIG = "tokenizer_config.json"
@@ -63,7 +64,8 @@ class ModelTokenizer:
                 "prompt of your own",
                 field="messages",
             )
-        from transformers.utils.chat_template_utils import render_jinja_template
+        with heavy_imports:  # transformers' lazy imports are not thread-safe
+            from transformers.utils.chat_template_utils import render_jinja_template
 
         try:
             rendered, _ = render_jinja_template(

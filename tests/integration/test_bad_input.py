@@ -72,7 +72,7 @@ CASES: list[tuple[str, dict[str, Any], int, str, str]] = [
         "malformed_body",
         "not valid JSON",
     ),
-    ("not UTF-8", {"content": b"\xff\xfe{}"}, 400, "malformed_body", "not valid JSON"),
+    ("not UTF-8", {"content": b"\xff\xfe{}"}, 400, "malformed_body", "not valid UTF-8"),
     ("body a number", {"json": 42}, 400, "malformed_body", "JSON object"),
     ("empty body", {"content": b""}, 422, "validation_error", "model_name"),
     (

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,35 +107,72 @@ def test_a_client_that_disconnects_frees_its_rows(server: tuple[str, Any]) -> No
     assert stats["steps"] < 1000
 
 
-def test_sigterm_finishes_running_requests_and_refuses_new_ones(server: tuple[str, Any]) -> None:
+def test_sigterm_finishes_running_requests_and_streams_and_refuses_new_ones(
+    server: tuple[str, Any],
+) -> None:
     url, process = server
-    httpx.post(f"{url}/gpt2_model", json=body("gpt2-test", "warm up", 2), timeout=60)
+    httpx.post(f"{url}/gpt2_model", json=body("gpt2-slow", "warm up", 2), timeout=60)
+    stream_body = {"model": "gpt2-slow", "prompt": "A stream:", "max_tokens": 80, "stream": True}
 
-    async def scenario() -> tuple[list[httpx.Response], Any]:
+    async def read_stream(client: httpx.AsyncClient) -> list[str]:
+        async with client.stream("POST", "/v1/completions", json=stream_body) as response:
+            return [line async for line in response.aiter_lines() if line.startswith("data: ")]
+
+    async def scenario() -> tuple[list[httpx.Response], list[str], Any]:
         async with httpx.AsyncClient(base_url=url, timeout=120) as client:
             running = [
-                asyncio.ensure_future(client.post("/gpt2_model", json=body("gpt2-test", p, 60)))
+                asyncio.ensure_future(client.post("/gpt2_model", json=body("gpt2-slow", p, 80)))
                 for p in ("First story:", "Second story:")
             ]
-            while True:  # both are decoding before the signal
+            stream = asyncio.ensure_future(read_stream(client))
+            while True:  # all three are decoding before the signal
                 health = (await client.get("/health")).json()
-                if health["engines"]["gpt2-test:pt"]["running_sequences"] == 2:
+                if health["engines"].get("gpt2-slow:pt", {}).get("running_sequences") == 3:
                     break
                 await asyncio.sleep(0.02)
             process.send_signal(signal.SIGTERM)
             await asyncio.sleep(0.2)
             try:
-                late: Any = await client.post("/gpt2_model", json=body("gpt2-test", "Late", 2))
+                late: Any = await client.post("/gpt2_model", json=body("gpt2-slow", "Late", 2))
             except httpx.TransportError as exc:  # the listening socket is closed already
                 late = exc
-            return list(await asyncio.gather(*running)), late
+            return list(await asyncio.gather(*running)), await stream, late
 
-    finished, late = asyncio.run(scenario())
+    finished, stream_lines, late = asyncio.run(scenario())
     code = process.wait(timeout=60)
 
     assert [r.status_code for r in finished] == [200, 200]
-    assert all(r.json()["results"][0]["generated_tokens"] == 60 for r in finished)
+    assert all(r.json()["results"][0]["generated_tokens"] == 80 for r in finished)
+    assert stream_lines[-1] == "data: [DONE]"
+    assert len(stream_lines) == 80 + 1  # every token, then the end: the stream was not cut
     if isinstance(late, httpx.Response):
         assert late.status_code == 503
         assert late.json()["error"]["type"] == "shutting_down"
     assert code == 0
+
+
+@pytest.mark.parametrize("server", [{"REQUEST_BODY_TIMEOUT_S": "2"}], indirect=True)
+def test_a_trickled_body_times_out_without_holding_the_engine(server: tuple[str, Any]) -> None:
+    url, _ = server
+    host, port = url.removeprefix("http://").split(":")
+    request = body("gpt2-test", "Hello", 3)
+    with socket.create_connection((host, int(port)), timeout=30) as trickler:
+        payload = json.dumps(request).encode()
+        trickler.sendall(
+            b"POST /gpt2_model HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+        )
+        served = []
+        for byte in payload[:20]:  # a byte at a time, slower than the body may take in all
+            try:
+                trickler.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):  # the server gave up on it
+                break
+            served.append(httpx.post(f"{url}/gpt2_model", json=request, timeout=60).status_code)
+            time.sleep(0.3)
+        answer = trickler.recv(65536).decode()
+
+    status_line, _, rest = answer.partition("\r\n")
+    assert status_line.split()[1] == "408", answer
+    assert json.loads(rest[rest.index("{") :])["error"]["type"] == "request_timeout"
+    assert set(served) == {200}  # the service went on serving meanwhile

@@ -24,6 +24,7 @@ def lambda_module(store_dir: Path) -> Iterator[ModuleType]:
     with pytest.MonkeyPatch.context() as env:
         env.setenv("MODEL_STORE", str(store_dir))
         env.setenv("MAX_NEW_TOKENS_CAP", "64")
+        env.setenv("DEFAULT_MAX_TOKENS", "16")
         env.setenv("POWERTOOLS_METRICS_NAMESPACE", "ServerlessTextgenTests")
         get_settings.cache_clear()
         import handlers.app

@@ -38,6 +38,7 @@ def runtime(
             "AWS_REGION": "us-east-1",
             "MODEL_STORE": str(store_dir),
             "MAX_NEW_TOKENS_CAP": "64",
+            "DEFAULT_MAX_TOKENS": "16",
             "POWERTOOLS_METRICS_NAMESPACE": "ServerlessTextgen",
             "POWERTOOLS_TRACE_DISABLED": "true",
             "HOME": str(log.parent),

@@ -13,6 +13,7 @@ from pathlib import Path
 from textgen.backends.base import Backend, Completion
 from textgen.errors import BackendNotInstalled, FrameworkUnavailable
 from textgen.families import Framework
+from textgen.imports import heavy_imports
 from textgen.model_files import ONNX_EXPORT_DIR, ONNX_MODEL_FILE
 from textgen.settings import Settings
 
@@ -53,17 +54,18 @@ def load_backend(framework: Framework, model_dir: Path, settings: Settings) -> B
     runtime = runtime_for(framework, model_dir, settings)
     target, extra = _LOADERS[runtime]
     module_name, function_name = target.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        remedy = f"; install the '{extra}' extra: pip install 'serverless-textgen[{extra}]'"
-        raise BackendNotInstalled(
-            f"framework '{framework}' ({runtime}) needs a package this installation lacks "
-            f"({exc})" + (remedy if extra else ""),
-            framework=str(framework),
-        ) from exc
-    loader = getattr(module, function_name)
-    backend: Backend = loader(model_dir, settings)
+    with heavy_imports:  # one load at a time (see textgen.imports)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            remedy = f"; install the '{extra}' extra: pip install 'serverless-textgen[{extra}]'"
+            raise BackendNotInstalled(
+                f"framework '{framework}' ({runtime}) needs a package this installation lacks "
+                f"({exc})" + (remedy if extra else ""),
+                framework=str(framework),
+            ) from exc
+        loader = getattr(module, function_name)
+        backend: Backend = loader(model_dir, settings)
     return backend
 
 

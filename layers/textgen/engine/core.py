@@ -161,9 +161,12 @@ class Engine(ABC):
         return admitted
 
     def _record_step(self) -> None:
+        now = time.monotonic()
         with self._condition:
-            self._steps.append(time.monotonic())
+            self._steps.append(now)
             self._step_count += 1
+            while self._steps[0] < now - _RATE_WINDOW_S:  # bounded, whoever asks for stats
+                self._steps.popleft()
 
     @abstractmethod
     def _running_rows(self) -> int:

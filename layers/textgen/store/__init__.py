@@ -23,6 +23,7 @@ def open_store(uri: str, settings: Settings, s3_client: Any = None) -> ModelStor
             settings.model_cache_dir,
             max_bytes=settings.model_cache_max_bytes,
             parallel_files=settings.s3_parallel_files,
+            verify=settings.verify_cached_models,
         ),
         transfer=transfer_config_for(settings),
     )

@@ -11,11 +11,13 @@ from textgen.errors import InvalidModelName
 from textgen.families import Framework
 
 # Names become path segments (and S3 key segments): a strict alphabet keeps them from escaping.
-_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# As the OpenAPI documents show it (a JSON Schema regular expression), and as checked here.
+MODEL_NAME_PATTERN = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN.removeprefix("^").removesuffix("$"))
 
 
 def validate_model_name(name: str) -> str:
-    if not _MODEL_NAME.fullmatch(name) or ".." in name:
+    if not _MODEL_NAME.fullmatch(name):
         raise InvalidModelName(
             f"invalid model name {name!r}: use 1-128 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit, without '..' or path separators",

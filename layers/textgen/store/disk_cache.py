@@ -8,7 +8,9 @@ next fill. One file lock per model serialises fills across threads and worker pr
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import logging
 import shutil
 import time
 from collections.abc import Callable
@@ -19,11 +21,12 @@ from typing import BinaryIO
 from filelock import FileLock, Timeout
 
 from textgen.errors import ArtifactCorrupt, CacheBudgetExceeded
-from textgen.manifest import Manifest
+from textgen.manifest import Manifest, sha256_of
 from textgen.staging import remove_stale_staging, staged_folder
 from textgen.store.base import FetchedModel
 
 COMPLETE_MARKER = ".complete"
+logger = logging.getLogger(__name__)
 
 
 class HashingWriter:
@@ -54,10 +57,16 @@ FetchFile = Callable[[str, HashingWriter], None]  # (path in the model, where to
 
 
 class DiskModelCache:
-    def __init__(self, root: Path, max_bytes: int, parallel_files: int = 4) -> None:
+    def __init__(
+        self, root: Path, max_bytes: int, parallel_files: int = 4, verify: bool = True
+    ) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
         self.parallel_files = parallel_files
+        # Re-hash a cached copy the first time this process uses it: a file changed on disk
+        # since it was verified (a bad disk, a hand edit) is caught, and fetched again.
+        self.verify = verify
+        self._verified: set[Path] = set()
 
     def version_dir(self, name: str, manifest: Manifest) -> Path:
         return self.root / name / manifest.digest[:32]
@@ -72,7 +81,7 @@ class DiskModelCache:
 
     def fill(self, name: str, manifest: Manifest, fetch: FetchFile) -> FetchedModel:
         """The verified local copy of this model version, downloading it if no process has yet."""
-        if cached := self.lookup(name, manifest):
+        if cached := self._trusted(name, manifest):
             return cached
         if manifest.total_bytes > self.max_bytes:
             raise CacheBudgetExceeded(
@@ -82,24 +91,50 @@ class DiskModelCache:
             )
         self.root.mkdir(parents=True, exist_ok=True)
         with FileLock(self._lock_path(name)):
-            if cached := self.lookup(name, manifest):  # another process filled it meanwhile
+            if cached := self._trusted(name, manifest):  # another process filled it meanwhile
                 return cached
             remove_stale_staging(self.root / name)
             self._make_room(manifest.total_bytes, keep=name)
             return self._download(name, manifest, fetch)
 
+    def _trusted(self, name: str, manifest: Manifest) -> FetchedModel | None:
+        """The cached copy, if there is one and it still matches its manifest (else removed)."""
+        cached = self.lookup(name, manifest)
+        if cached is None or not self.verify or cached.path in self._verified:
+            return cached
+        for path, entry in manifest.files.items():
+            local = cached.path / path
+            size = local.stat().st_size if local.is_file() else -1
+            if size != entry.size or sha256_of(local) != entry.sha256:
+                logger.warning("cached '%s' file %s changed on disk: fetching again", name, path)
+                shutil.rmtree(cached.path, ignore_errors=True)
+                return None
+        self._verified.add(cached.path)
+        return cached
+
     def _download(self, name: str, manifest: Manifest, fetch: FetchFile) -> FetchedModel:
         target = self.version_dir(name, manifest)
         started = time.perf_counter()
-        with staged_folder(target) as staging:
-            with ThreadPoolExecutor(max_workers=self.parallel_files) as pool:
-                jobs = [
-                    pool.submit(self._fetch_verified, name, path, manifest, staging, fetch)
-                    for path in manifest.files
-                ]
-                for job in jobs:
-                    job.result()
-            (staging / COMPLETE_MARKER).touch()
+        try:
+            with staged_folder(target) as staging:
+                with ThreadPoolExecutor(max_workers=self.parallel_files) as pool:
+                    jobs = [
+                        pool.submit(self._fetch_verified, name, path, manifest, staging, fetch)
+                        for path in manifest.files
+                    ]
+                    for job in jobs:
+                        job.result()
+                (staging / COMPLETE_MARKER).touch()
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # The staging folder is gone again: what was partly written takes no room.
+            raise CacheBudgetExceeded(
+                f"the disk holding MODEL_CACHE_DIR ({self.root}) is full: model '{name}' "
+                f"({manifest.total_bytes} bytes) does not fit; free room or lower "
+                "MODEL_CACHE_MAX_BYTES below the free space",
+                model_name=name,
+            ) from exc
         self._remove_other_versions(name, keep=target)
         return FetchedModel(target, manifest.total_bytes, time.perf_counter() - started)
 

@@ -1,0 +1,265 @@
+"""Soak: a real server under a mix of traffic for a bounded time, and what it leaked.
+
+Starts `textgen serve` on loopback over the test models (or --store), then --clients concurrent
+clients send, for --duration seconds, a seeded random mix: seed-endpoint requests (both
+families), OpenAI completions and chats, streamed and not, clients that disconnect mid-stream,
+and invalid requests of several kinds, each with the statuses it may get. The first fifth of the
+run, and at least WARM_UP_MIN_S, is warm-up: every path has run and the allocator has settled. Reported: requests, statuses, unexpected answers, latency p50/p95/p99 of valid
+requests, tokens/s, and the server's resident memory, threads and open files after warm-up and at
+the end, and its engines' rows once the load stops. The goals: no unexpected status, memory
+growth under 5% after warm-up, no more threads or open files than after warm-up, no engine row
+left. Exit status 1 when one is missed. Reproduce with:
+
+    python bench/load.py [--duration 180] [--clients 16] [--output FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MEMORY_GROWTH_LIMIT = 0.05
+WARM_UP_MIN_S = 15.0
+
+Scenario = Callable[[httpx.AsyncClient, random.Random], Awaitable[tuple[int, int]]]
+
+
+@dataclass
+class Tally:
+    requests: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[str] = field(default_factory=Counter)
+    unexpected: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    tokens: int = 0
+
+
+def seed_body(model: str, rng: random.Random) -> dict[str, Any]:
+    words = " ".join(rng.choice(["cold", "start", "model", "token", "stream"]) for _ in range(6))
+    return {"model_name": model, "prompts": [words] * rng.randint(1, 3), "max_tokens": 16}
+
+
+async def seed_request(client: httpx.AsyncClient, rng: random.Random) -> tuple[int, int]:
+    path, model = rng.choice([("/gpt2_model", "gpt2-test"), ("/llama_model", "llama-test")])
+    response = await client.post(path, json=seed_body(model, rng))
+    results = response.json().get("results", []) if response.status_code == 200 else []
+    return response.status_code, sum(r["generated_tokens"] for r in results)
+
+
+async def completion(client: httpx.AsyncClient, rng: random.Random) -> tuple[int, int]:
+    body = {"model": "gpt2-test", "prompt": "Load", "max_tokens": 12, "n": rng.randint(1, 2)}
+    response = await client.post("/v1/completions", json=body)
+    usage = response.json().get("usage") if response.status_code == 200 else None
+    return response.status_code, usage["completion_tokens"] if usage else 0
+
+
+async def streamed(client: httpx.AsyncClient, rng: random.Random) -> tuple[int, int]:
+    chat = rng.random() < 0.5
+    path = "/v1/chat/completions" if chat else "/v1/completions"
+    body: dict[str, Any] = {"max_tokens": 12, "stream": True, "temperature": 0.8, "seed": 1}
+    if chat:
+        body |= {"model": "llama-chat-test", "messages": [{"role": "user", "content": "Hi"}]}
+    else:
+        body |= {"model": "llama-test", "prompt": "Stream"}
+    chunks = 0
+    async with client.stream("POST", path, json=body) as response:
+        async for line in response.aiter_lines():
+            chunks += line.startswith("data: {")
+        return response.status_code, max(chunks - 2 * chat, 0)
+
+
+async def leaving(client: httpx.AsyncClient, rng: random.Random) -> tuple[int, int]:
+    body = {"model": "gpt2-test", "prompt": "Leave", "max_tokens": 100, "stream": True}
+    async with client.stream("POST", "/v1/completions", json=body) as response:
+        async for _ in response.aiter_lines():
+            break  # the client hangs up after its first line
+        return response.status_code, 0
+
+
+INVALID: list[tuple[str, dict[str, Any], set[int]]] = [
+    ("/gpt2_model", {"content": b"{not json"}, {400}),
+    ("/gpt2_model", {"json": {"model_name": "nope", "prompts": ["x"]}}, {404}),
+    ("/gpt2_model", {"json": {"model_name": "llama-test", "prompts": ["x"]}}, {422}),
+    ("/llama_model", {"json": {"model_name": "../x", "prompts": ["x"]}}, {400}),
+    ("/v1/completions", {"json": {"model": "gpt2-test", "prompt": "x", "n": 9}}, {400}),
+    (
+        "/v1/completions",
+        {"json": {"model": "gpt2-test", "prompt": "x", "max_tokens": 10**9}},
+        {400},
+    ),
+    ("/v1/chat/completions", {"json": {"model": "gpt2-test", "messages": []}}, {400}),
+]
+
+
+async def invalid(client: httpx.AsyncClient, rng: random.Random) -> tuple[int, int]:
+    path, request, expected = rng.choice(INVALID)
+    response = await client.post(path, **request)
+    ok = response.status_code in expected and "error" in response.json()
+    return (response.status_code if ok else -response.status_code), 0
+
+
+SCENARIOS: dict[str, tuple[Scenario, float, set[int]]] = {
+    # name: (run, weight, statuses a valid run may get: 429 when the queue is full)
+    "seed": (seed_request, 3, {200, 429}),
+    "completion": (completion, 2, {200, 429}),
+    "stream": (streamed, 2, {200, 429}),
+    "disconnect": (leaving, 1, {200, 429}),
+    "invalid": (invalid, 2, set(range(400, 430))),
+}
+
+
+def server_figures(pid: int) -> dict[str, int]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+    return {
+        "rss_kb": rss,
+        "threads": len(os.listdir(f"/proc/{pid}/task")),
+        "open_files": len(os.listdir(f"/proc/{pid}/fd")),
+    }
+
+
+async def drive(url: str, duration: float, clients: int, seed: int, tally: Tally) -> None:
+    names = list(SCENARIOS)
+    weights = [SCENARIOS[n][1] for n in names]
+    stop_at = time.monotonic() + duration
+
+    async def client_loop(index: int) -> None:
+        rng = random.Random(seed * 1000 + index)
+        async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+            while time.monotonic() < stop_at:
+                name = rng.choices(names, weights)[0]
+                run, _, allowed = SCENARIOS[name]
+                started = time.perf_counter()
+                try:
+                    status, tokens = await run(client, rng)
+                except httpx.HTTPError as exc:
+                    status, tokens = 0, 0
+                    tally.unexpected.append(f"{name}: {type(exc).__name__}: {exc}")
+                tally.requests[name] += 1
+                tally.statuses[str(abs(status))] += 1
+                if status not in allowed:
+                    tally.unexpected.append(f"{name}: status {status}")
+                elif status == 200 and name != "disconnect":
+                    tally.latencies.append(time.perf_counter() - started)
+                tally.tokens += tokens
+
+    await asyncio.gather(*(client_loop(i) for i in range(clients)))
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
+
+
+def soak(store: Path, duration: float, clients: int, seed: int) -> dict[str, Any]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "MODEL_STORE": str(store),
+        "MAX_QUEUED_REQUESTS": str(4 * clients),
+        "MAX_LOADED_MODELS": "3",  # every model the mix uses stays loaded, as in production
+    }
+    command = [sys.executable, "-m", "handlers.cli", "serve", "--port", str(port)]
+    log = Path(os.environ.get("LOAD_SERVER_LOG", os.devnull)).open("w")  # noqa: SIM115
+    server = subprocess.Popen(
+        [*command, "--log-level", "error"], cwd=REPO_ROOT, env=env, stdout=log, stderr=log
+    )
+    try:
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        warm_up = Tally()
+        warm_up_s = max(duration / 5, WARM_UP_MIN_S)
+        asyncio.run(drive(url, warm_up_s, clients, seed, warm_up))
+        after_warm_up = server_figures(server.pid)
+        tally = Tally()
+        started = time.perf_counter()
+        asyncio.run(drive(url, duration - warm_up_s, clients, seed + 1, tally))
+        elapsed = time.perf_counter() - started
+        engines: dict[str, Any] = {}
+        for _ in range(200):  # the engines finish what the disconnects left, then idle
+            engines = httpx.get(f"{url}/health", timeout=10).json()["engines"]
+            if all(e["running_sequences"] == e["queued_requests"] == 0 for e in engines.values()):
+                break
+            time.sleep(0.05)
+        end = server_figures(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        log.close()
+    growth = end["rss_kb"] / after_warm_up["rss_kb"] - 1
+    rows_left = sum(e["running_sequences"] + e["queued_requests"] for e in engines.values())
+    report = {
+        "duration_s": duration,
+        "clients": clients,
+        "requests": dict(tally.requests),
+        "statuses": dict(tally.statuses),
+        "unexpected": tally.unexpected[:20],
+        "unexpected_count": len(tally.unexpected),
+        "latency_p50_s": percentile(tally.latencies, 0.5),
+        "latency_p95_s": percentile(tally.latencies, 0.95),
+        "latency_p99_s": percentile(tally.latencies, 0.99),
+        "tokens_per_second": tally.tokens / elapsed,
+        "server_after_warm_up": after_warm_up,
+        "server_at_end": end,
+        "memory_growth": growth,
+        "engine_rows_left": rows_left,
+    }
+    report["goals_met"] = {
+        "no_unexpected_status": not tally.unexpected,
+        "memory_flat": growth < MEMORY_GROWTH_LIMIT,
+        "no_leaked_threads": end["threads"] <= after_warm_up["threads"],
+        "no_leaked_files": end["open_files"] <= after_warm_up["open_files"],
+        "no_engine_rows_left": rows_left == 0,
+    }
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=180)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--store", type=Path, help="default: the test models, built here")
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        store = args.store
+        if store is None:
+            sys.path.insert(0, str(REPO_ROOT))
+            from tests.support.models import build_test_store
+
+            store = build_test_store(Path(scratch))
+        report = soak(store, args.duration, args.clients, args.seed)
+    text = json.dumps(report, indent=2) + "\n"
+    if args.output:
+        args.output.write_text(text)
+    print(text)
+    return 0 if all(report["goals_met"].values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
