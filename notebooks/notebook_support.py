@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +25,14 @@ from typing import Any
 
 import httpx
 import matplotlib
+from tqdm import TqdmWarning
+
+# Without ipywidgets, tqdm's notebook bars fall back to text, and say so once per import: noise.
+warnings.filterwarnings("ignore", category=TqdmWarning)
 
 matplotlib.use("Agg")  # headless: figures are saved as PNG files, then displayed
 
-import matplotlib.pyplot as plt
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EVENTS = REPO_ROOT / "tests" / "events"  # made by the SAM CLI (tests/events/generate.sh)
@@ -35,17 +40,23 @@ MOTO = "moto"  # the `s3_endpoint` parameter that starts moto's S3 server on loo
 REGION = "us-east-1"
 
 
-def textgen(*args: str, env: Mapping[str, str] | None = None) -> str:
-    """Run the `textgen` command installed beside this Python; print and return its output."""
+def textgen(*args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> str:
+    """Run the `textgen` command installed beside this Python (in `cwd`); print and return what
+    it says on stdout (an error carries everything it said)."""
     command = [str(Path(sys.executable).with_name("textgen")), *args]
     result = subprocess.run(
-        command, env={**os.environ, **(env or {})}, capture_output=True, text=True, check=False
+        command,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    output = (result.stdout + result.stderr).strip()
     if result.returncode != 0:
+        output = (result.stdout + result.stderr).strip()
         raise RuntimeError(f"textgen {' '.join(args)} failed ({result.returncode}):\n{output}")
-    print(output)
-    return output
+    print(result.stdout.strip())  # its results; stderr has progress and libraries' logs
+    return result.stdout
 
 
 def free_port() -> int:
@@ -201,7 +212,7 @@ def _invoke_lambda(event_name: str, body: str, invocations: int) -> None:
         encoded = event.get("isBase64Encoded")
         event["body"] = base64.b64encode(body.encode()).decode() if encoded else body
         started = time.perf_counter()
-        response = function.handler(event, LambdaContext())
+        response = function.handler(event, LambdaContext(timeout_s=900))  # Lambda's longest
         records.append(
             {
                 "invocation": "cold" if index == 0 else "warm",
