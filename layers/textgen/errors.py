@@ -80,3 +80,9 @@ class ShuttingDown(TextgenError):
     """The service is stopping and takes no new requests."""
 
     kind = "shutting_down"
+
+
+class DownloadFailed(TextgenError):
+    """A pinned public artifact (a model, a data set) could not be fetched from its registry."""
+
+    kind = "download_failed"

@@ -18,12 +18,18 @@ def default_model_store() -> str:
     return str(Path.home() / ".cache" / "serverless-textgen" / "demo-store")
 
 
+def default_download_cache() -> Path:
+    return Path.home() / ".cache" / "serverless-textgen" / "downloads"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="", case_sensitive=False, extra="ignore", env_ignore_empty=True
     )
 
     model_store: str = Field(default_factory=default_model_store)
+    # Pinned public artifacts (the demo's SmolLM2 wheel, the Moby-Dick text), verified by sha256.
+    download_cache_dir: Path = Field(default_factory=default_download_cache)
     max_loaded_models: int = Field(default=2, ge=1)
 
     # The engine of each loaded model: rows decoded together, requests waiting beyond which a 429

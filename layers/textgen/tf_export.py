@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,8 @@ def convertible_config(config: dict[str, Any]) -> dict[str, Any]:
         expect("scale_attn_by_inverse_layer_idx", (None, False))
         expect("reorder_and_upcast_attn", (None, False))
         expect("add_cross_attention", (None, False))
+        # KerasHub's GPT-2 always reads its logits off the token embeddings.
+        expect("tie_word_embeddings", (None, True))
         overrides: dict[str, Any] = {}
     elif family == Family.LLAMA:
         rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
@@ -50,7 +55,6 @@ def convertible_config(config: dict[str, Any]) -> dict[str, Any]:
         expect("hidden_act", ("silu",))
         expect("attention_bias", (None, False))
         expect("mlp_bias", (None, False))
-        expect("tie_word_embeddings", (None, False))
         head_dim = config.get("head_dim")
         if head_dim and head_dim * config.get("num_attention_heads", 0) != config.get(
             "hidden_size"
@@ -90,8 +94,9 @@ def export_tf(model_dir: Path) -> Path:
             "extra: pip install 'serverless-textgen[export]'"
         ) from exc
 
-    causal_lm = _build_causal_lm(model_dir, overrides)
-    check_backbone(causal_lm.backbone.get_config(), config)
+    with _keras_preset(model_dir, config) as preset:
+        causal_lm = _build_causal_lm(preset, overrides)
+    check_backbone(built_settings(causal_lm.backbone), config)
     module = _GenerateModule(causal_lm, tf)
     target = model_dir / TF_EXPORT_DIR
     with staged_folder(target) as staging:
@@ -104,6 +109,41 @@ def export_tf(model_dir: Path) -> Path:
         }
         (staging / TF_METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     return target
+
+
+@contextmanager
+def _keras_preset(model_dir: Path, config: dict[str, Any]) -> Iterator[Path]:
+    """A folder KerasHub's converter can read: the config with `tie_word_embeddings` spelled out
+    (the converter requires the key) and weights it can open. It reads safetensors through numpy,
+    which has no bfloat16, so bfloat16 weights are upcast to float32 (exactly) in a temporary
+    copy; other weight files are linked, not copied."""
+    with tempfile.TemporaryDirectory(prefix="textgen-keras-preset-") as folder:
+        preset = Path(folder)
+        written = {**config, "tie_word_embeddings": bool(config.get("tie_word_embeddings"))}
+        (preset / CONFIG_FILE).write_text(json.dumps(written), encoding="utf-8")
+        for source in model_dir.iterdir():
+            if source.suffix == ".safetensors" and _has_bfloat16(source):
+                _save_upcast(source, preset / source.name)
+            elif source.name.endswith((".safetensors", ".safetensors.index.json")):
+                (preset / source.name).symlink_to(source.resolve())
+        yield preset
+
+
+def _has_bfloat16(weights: Path) -> bool:
+    from safetensors import safe_open
+
+    with safe_open(str(weights), "pt") as f:
+        names = f.keys()  # safe_open is not iterable
+        return any(f.get_slice(key).get_dtype() == "BF16" for key in names)
+
+
+def _save_upcast(source: Path, target: Path) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(source)
+    upcast = {k: t.float() if t.dtype == torch.bfloat16 else t for k, t in tensors.items()}
+    save_file(upcast, target, metadata={"format": "pt"})
 
 
 def _build_causal_lm(model_dir: Path, overrides: dict[str, Any]) -> Any:
@@ -130,6 +170,7 @@ _SAME_AS: dict[Family, dict[str, tuple[str, ...]]] = {
         "num_heads": ("n_head",),
         "hidden_dim": ("n_embd",),
         "max_sequence_length": ("n_positions",),
+        "tie_word_embeddings": ("tie_word_embeddings",),
     },
     Family.LLAMA: {
         "vocabulary_size": ("vocab_size",),
@@ -138,8 +179,16 @@ _SAME_AS: dict[Family, dict[str, tuple[str, ...]]] = {
         "num_key_value_heads": ("num_key_value_heads", "num_attention_heads"),
         "hidden_dim": ("hidden_size",),
         "intermediate_dim": ("intermediate_size",),
+        # Tied: the logits are read off the token embeddings (one variable); untied: lm_head.
+        "tie_word_embeddings": ("tie_word_embeddings",),
     },
 }
+
+
+def built_settings(backbone: Any) -> dict[str, Any]:
+    """The backbone's settings, and whether its token embedding layer really ties the logits to
+    the embeddings (LLaMA's backbone config leaves that out)."""
+    return {**backbone.get_config(), "tie_word_embeddings": backbone.token_embedding.tie_weights}
 
 
 def check_backbone(built: dict[str, Any], config: dict[str, Any]) -> None:

@@ -8,21 +8,24 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.models import TINY_LLAMA
+from tests.support.models import TINY_LLAMA, to_bfloat16
 from tests.support.servers import console_script
-from textgen.demo import build_gpt2, build_llama
+from textgen.demo import SMOLLM2, build_gpt2, build_llama
 
 
 @pytest.fixture(scope="session")
 def tf_store(store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """gpt2-test, llama-test and llama-eps, each with a TensorFlow export, made by the command
-    users run (one process for all three: TensorFlow starts once)."""
+    """gpt2-test, llama-test, llama-eps and llama-tied, each with a TensorFlow export, made by the
+    command users run (one process for all: TensorFlow starts once)."""
     root = tmp_path_factory.mktemp("tf-store")
     for name in ("gpt2-test", "llama-test"):
         shutil.copytree(store_dir / name, root / name)
     # The settings KerasHub's LLaMA converter ignores: an epsilon and rope base of its own.
     build_llama(root / "llama-eps", **{**TINY_LLAMA, "rms_norm_eps": 1e-3, "rope_theta": 500.0})
-    names = ("gpt2-test", "llama-test", "llama-eps")
+    # Tied embeddings in bfloat16 on disk, as SmolLM2 in the demo store.
+    build_llama(root / "llama-tied", **{**TINY_LLAMA, "tie_word_embeddings": True})
+    to_bfloat16(root / "llama-tied")
+    names = ("gpt2-test", "llama-test", "llama-eps", "llama-tied")
     result = subprocess.run(
         [console_script("textgen"), "export-tf", *(str(root / name) for name in names)],
         capture_output=True,
@@ -40,4 +43,19 @@ def engine_store(store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     for name in ("gpt2-test", "llama-test", "llama-chat-test"):
         shutil.copytree(store_dir / name, root / name)
     build_gpt2(root / "gpt2-slow", n_layer=6, n_embd=256, n_head=4)
+    return root
+
+
+@pytest.fixture(scope="session")
+def smollm2_tf_store(demo_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """smollm2-135m with its TensorFlow export (a few minutes on 2 cores: once a session)."""
+    root = tmp_path_factory.mktemp("smollm2-tf")
+    shutil.copytree(demo_store / SMOLLM2, root / SMOLLM2)
+    result = subprocess.run(
+        [console_script("textgen"), "export-tf", str(root / SMOLLM2)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
     return root

@@ -24,6 +24,7 @@ FAMILIES = [
     ("/gpt2_model", "gpt2-test"),
     ("/llama_model", "llama-test"),
     ("/llama_model", "llama-eps"),
+    ("/llama_model", "llama-tied"),
 ]
 
 
@@ -54,6 +55,7 @@ def test_models_show_the_tensorflow_exports(tf_client: TestClient) -> None:
         "gpt2-test": ["pt", "tf"],
         "llama-test": ["pt", "tf"],
         "llama-eps": ["pt", "tf"],
+        "llama-tied": ["pt", "tf"],
     }
 
 

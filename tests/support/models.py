@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
 from textgen.demo import build_gpt2, build_llama
@@ -61,3 +63,10 @@ def set_eos(model_dir: Path, token_id: int) -> None:
     config = json.loads(path.read_text())
     config["eos_token_id"] = token_id
     path.write_text(json.dumps(config))
+
+
+def to_bfloat16(model_dir: Path) -> None:
+    """Store the model's weights in bfloat16, as the demo's SmolLM2 is stored."""
+    path = model_dir / "model.safetensors"
+    tensors = {k: t.to(torch.bfloat16) for k, t in load_file(path).items()}
+    save_file(tensors, path, metadata={"format": "pt"})

@@ -20,6 +20,7 @@ from tests.support.servers import console_script
         ["export-tf"],
         ["export-onnx"],
         ["warm-up"],
+        ["import-gguf"],
     ],
 )
 @pytest.mark.slow

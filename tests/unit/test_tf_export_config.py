@@ -33,6 +33,8 @@ def test_supported_configs_and_the_settings_passed_explicitly() -> None:
         "layer_norm_epsilon": 1e-5,
         "rope_max_wavelength": 500000.0,
     }
+    # Tied embeddings (SmolLM2's) convert: KerasHub reads the logits off the token embeddings.
+    assert convertible_config({**LLAMA, "tie_word_embeddings": True}) == convertible_config(LLAMA)
 
 
 @pytest.mark.parametrize(
@@ -42,7 +44,7 @@ def test_supported_configs_and_the_settings_passed_explicitly() -> None:
         ({**GPT2, "activation_function": "relu"}, "activation_function"),
         ({**GPT2, "layer_norm_epsilon": 1e-6}, "layer_norm_epsilon"),
         ({**LLAMA, "rope_parameters": {"rope_type": "llama3", "rope_theta": 1.0}}, "rope type"),
-        ({**LLAMA, "tie_word_embeddings": True}, "tie_word_embeddings"),
+        ({**GPT2, "tie_word_embeddings": False}, "tie_word_embeddings"),
         ({**LLAMA, "attention_bias": True}, "attention_bias"),
         ({**LLAMA, "head_dim": 32}, "head_dim"),
         ({"model_type": "bert"}, "gpt2 or llama only"),
@@ -69,3 +71,28 @@ def test_a_built_model_unlike_the_pytorch_one_is_refused() -> None:
         check_backbone({**built, "num_layers": 3}, config)
     with pytest.raises(UnsupportedModel, match="not 4 x n_embd"):
         check_backbone({**built, "intermediate_dim": 128}, config)
+
+
+def test_tied_embeddings_must_be_built_tied() -> None:
+    config = {**LLAMA, "vocab_size": 100, "num_hidden_layers": 2, "intermediate_size": 128}
+    built = {
+        "vocabulary_size": 100,
+        "num_layers": 2,
+        "num_query_heads": 4,
+        "num_key_value_heads": 4,
+        "hidden_dim": 64,
+        "intermediate_dim": 128,
+    }
+
+    check_backbone({**built, "tie_word_embeddings": True}, {**config, "tie_word_embeddings": True})
+    check_backbone(
+        {**built, "tie_word_embeddings": False}, {**config, "tie_word_embeddings": False}
+    )
+    with pytest.raises(UnsupportedModel, match="tie_word_embeddings=False where"):
+        check_backbone(
+            {**built, "tie_word_embeddings": False}, {**config, "tie_word_embeddings": True}
+        )
+    with pytest.raises(UnsupportedModel, match="tie_word_embeddings=True where"):
+        check_backbone(
+            {**built, "tie_word_embeddings": True}, {**config, "tie_word_embeddings": False}
+        )

@@ -1,0 +1,90 @@
+"""`textgen import-gguf`: a GGUF file (llama.cpp's format) into a model folder of the store.
+
+Hugging Face's GGUF loader reads the file and dequantizes its weights. A model it loaded keeps
+its GGUF quantization settings and refuses `save_pretrained`, so its weights are copied into a
+fresh model of the same class, which saves as any other (tied embeddings stay tied: the fresh
+model ties them from its config).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from textgen.errors import ArtifactCorrupt, InvalidRequest, ModelLoadFailed, UnsupportedModel
+from textgen.families import Family
+from textgen.staging import staged_folder
+
+# GGUF's `general.architecture` of the families this service serves.
+SUPPORTED_ARCHITECTURES = ("llama", "gpt2")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def gguf_architecture(gguf_file: Path) -> str:
+    """The file's `general.architecture`; a file that is no readable GGUF is refused."""
+    from gguf import GGUFReader
+
+    if not Path(gguf_file).is_file():
+        raise InvalidRequest(f"{gguf_file} is not a file")
+    try:
+        field = GGUFReader(gguf_file).fields["general.architecture"]
+        architecture = field.contents()
+    except (ValueError, IndexError, KeyError, OSError) as exc:  # what a bad file raises there
+        raise ArtifactCorrupt(
+            f"{gguf_file} is not a readable GGUF file (corrupt or truncated?): {exc}"
+        ) from exc
+    if not isinstance(architecture, str):
+        raise ArtifactCorrupt(f"{gguf_file} has no text general.architecture")
+    return architecture
+
+
+def import_gguf(gguf_file: Path, target: Path, dtype: str = "bfloat16") -> Path:
+    """Write `target` (weights as safetensors in `dtype`, tokenizer with its chat template,
+    generation config) from a GGUF file; an existing `target` is left alone."""
+    gguf_file = Path(gguf_file)
+    if dtype not in DTYPES:
+        raise InvalidRequest(f"dtype {dtype!r}: use one of {', '.join(DTYPES)}", field="dtype")
+    if Path(target).exists():
+        raise InvalidRequest(f"{target} already exists; pick another name or remove it first")
+    architecture = gguf_architecture(gguf_file)
+    if architecture not in SUPPORTED_ARCHITECTURES:
+        raise UnsupportedModel(
+            f"{gguf_file.name} holds a {architecture!r} model; this service serves "
+            f"{' and '.join(SUPPORTED_ARCHITECTURES)} models only"
+        )
+    tokenizer, loaded = _load(gguf_file)
+    model_type = loaded.config.model_type
+    if model_type not in {family.value for family in Family}:  # e.g. llama.cpp's "mistral"
+        raise UnsupportedModel(f"{gguf_file.name} loads as a {model_type!r} model, not served here")
+    model = _saveable_copy(loaded).to(DTYPES[dtype])
+    with staged_folder(Path(target)) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+    return Path(target)
+
+
+def _load(gguf_file: Path) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf_file.parent), gguf_file.name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=name, dtype=torch.float32, local_files_only=True
+        )
+    except (ValueError, KeyError, OSError, NotImplementedError) as exc:
+        raise ModelLoadFailed(f"{gguf_file.name} could not be converted: {exc}") from exc
+    return tokenizer, model
+
+
+def _saveable_copy(loaded: Any) -> Any:
+    config = copy.deepcopy(loaded.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the weights are plain tensors now
+    model = type(loaded)(config)  # ties embeddings when the config says so
+    model.load_state_dict(loaded.state_dict(), strict=True)
+    model.generation_config = copy.deepcopy(loaded.generation_config)
+    return model.eval()
