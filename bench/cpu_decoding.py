@@ -8,12 +8,17 @@ On one machine, interleaved (rounds, each system in a fresh process), for GPT-2 
 - torch: the service's engine on PyTorch, float32 (CPU_RUNTIME=torch);
 - onnx: the service's engine on its ONNX export, int8 (`textgen export-onnx`, CPU_RUNTIME=onnx);
 - peer: ONNX Runtime int8 with a plain KV-cache loop, built here (bench/peer_export.py), not
-  through the product's code.
+  through the product's code: signed 8-bit weights (U8S8 kernels), the fastest on x86;
+- peer_u8u8: the same peer with unsigned 8-bit weights, as the product exports them: on x86
+  CPUs without VNNI, ONNX Runtime's U8S8 kernels saturate and the peer's text is garbage (its
+  perplexity below says so), so this is the peer that is right on every CPU.
 
 Reported per system and workload: tokens/s (median of the warm runs), ratio to the peer, peak
 resident memory, seconds from process start to the first token. Then the perplexity of held-out
 Moby-Dick chapters (textgen.moby_dick.HELD_OUT_CHAPTERS) on SmolLM2 through float32 PyTorch, the
-fast path and the peer; and tokens/s with a CPU-burning neighbour on every core. Reproduce with:
+fast path and the peer, as generation meets it: each window's first half is the prompt, its
+second half is decoded a token at a time (teacher-forced) and scored; and tokens/s with a
+CPU-burning neighbour on every core. Reproduce with:
 
     python bench/cpu_decoding.py [--rounds 3] [--output bench/results/cpu_decoding-cpu-2core.json]
 """
@@ -21,6 +26,7 @@ fast path and the peer; and tokens/s with a CPU-burning neighbour on every core.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import math
 import os
@@ -37,14 +43,15 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # the benchmarks beside this one, as bench.*
 
-from bench.generation_throughput import PROMPTS  # noqa: E402
+from bench.prompts import PROMPTS  # noqa: E402
 
 WORKLOADS = {"8x64": (PROMPTS, 64), "1x128": (PROMPTS[:1], 128)}
-SYSTEMS = ("pipeline", "torch", "onnx", "peer")
+SYSTEMS = ("pipeline", "torch", "onnx", "peer", "peer_u8u8")
+PEER_FOLDERS = {"peer": "peer", "peer_u8u8": "peer-u8u8"}
 MODELS = {"gpt2-124m": "gpt2", "smollm2-135m": "llama"}
 WARM_RUNS = 2
-PERPLEXITY_WINDOW = 512  # tokens per scored window
-PERPLEXITY_TOKENS = 2048  # of held-out text, in windows
+PERPLEXITY_WINDOW = 512  # tokens per window: the first half the prompt, the second half scored
+PERPLEXITY_TOKENS = 4096  # of held-out text, in windows
 
 
 # ---- one system, one workload, in a fresh process (--child)
@@ -62,19 +69,28 @@ def child(system: str, model_dir: Path, workload: str, threads: int) -> dict[str
     return {
         "tokens_per_second": len(prompts) * new_tokens / statistics.median(times),
         "first_token_unix": first_token,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. Not getrusage's ru_maxrss: Linux carries that across
+    fork and exec, so a child would report its parent's peak when that was higher."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
 
 
 def _runner(system: str, model_dir: Path, prompts: list[str], new_tokens: int, threads: int) -> Any:
     """A function that generates the workload once and returns its first token's unix time."""
-    if system == "peer":
+    if system in PEER_FOLDERS:
         from tokenizers import Tokenizer
 
         from bench.peer_decode import Peer
 
         tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        peer = Peer(model_dir / "peer", threads)
+        peer = Peer(model_dir / PEER_FOLDERS[system], threads)
         ids = [e.ids for e in tokenizer.encode_batch(prompts)]
 
         def run_peer() -> float:
@@ -122,6 +138,7 @@ def _service_runner(
         device="cpu",
     )
     service = GenerationService(settings, LocalModelStore(model_dir.parent))
+    atexit.register(service.close, 10)  # its engine thread ends before the interpreter does
     family = Family(json.loads((model_dir / "config.json").read_text())["model_type"])
     request = GenerationRequest(model_dir.name, prompts, family, max_tokens=new_tokens, stream=True)
 
@@ -149,40 +166,61 @@ def _service_runner(
 
 
 def perplexities(smollm2: Path, threads: int, cache: Path) -> dict[str, Any]:
-    from textgen.moby_dick import split
     from tokenizers import Tokenizer
 
     from bench.peer_decode import Peer
+    from textgen.moby_dick import split
 
     held_out = "\n\n".join(split(cache).held_out.values())
     tokenizer = Tokenizer.from_file(str(smollm2 / "tokenizer.json"))
     ids = tokenizer.encode(held_out, add_special_tokens=False).ids[:PERPLEXITY_TOKENS]
     windows = [ids[i : i + PERPLEXITY_WINDOW] for i in range(0, len(ids), PERPLEXITY_WINDOW)]
-    scored = sum(len(w) - 1 for w in windows)
+    windows = [w for w in windows if len(w) == PERPLEXITY_WINDOW]
+    context = PERPLEXITY_WINDOW // 2
+    scored = len(windows) * (PERPLEXITY_WINDOW - context)
     results: dict[str, Any] = {"tokens_scored": scored, "window": PERPLEXITY_WINDOW}
     for runtime in ("torch", "onnx"):
-        total = sum(_service_log_likelihood(smollm2, runtime, w, threads) for w in windows)
+        total = _decoded_log_likelihood(smollm2, runtime, windows, context, threads)
         results[runtime] = math.exp(-total / scored)
-    peer = Peer(smollm2 / "peer", threads)
-    results["peer"] = math.exp(-sum(peer.log_likelihood(w) for w in windows) / scored)
-    for name in ("onnx", "peer"):
+    for name, folder in PEER_FOLDERS.items():
+        peer = Peer(smollm2 / folder, threads)
+        total = sum(peer.log_likelihood(w, start=context) for w in windows)
+        results[name] = math.exp(-total / scored)
+    for name in ("onnx", *PEER_FOLDERS):
         results[f"{name}_vs_float32_percent"] = 100 * (results[name] / results["torch"] - 1)
     return results
 
 
-def _service_log_likelihood(model_dir: Path, runtime: str, ids: list[int], threads: int) -> float:
-    """Sum of log-probabilities of ids[1:] given the tokens before each, through the engine."""
+def _decoded_log_likelihood(
+    model_dir: Path, runtime: str, windows: list[list[int]], context: int, threads: int
+) -> float:
+    """Sum over windows of the log-probabilities of window[context:], each predicted by a
+    decoding step of the service's runner after window[:context] went in as a prompt."""
     from textgen.backends import load_backend
-    from textgen.engine import Job
     from textgen.families import Framework
     from textgen.settings import Settings
 
     settings = Settings(cpu_runtime=runtime, torch_threads=threads, device="cpu")  # type: ignore[arg-type]
     backend = load_backend(Framework.PYTORCH, model_dir, settings)
-    job = Job(["(token ids)"], [ids], 0, prompt_logprobs=True)
-    (output,) = backend.engine.submit(job).result()
+    # The engine idles: its runner is the bench's to drive.
+    runner = backend.engine._runner  # type: ignore[attr-defined]
+    total = 0.0
+    for window in windows:
+        (logits,) = runner.add_rows([window[:context]], len(window), all_logits=False)
+        for position in range(context, len(window)):
+            total += _log_softmax(logits)[window[position]]
+            if position + 1 < len(window):
+                logits = runner.step([window[position]])[0]
+        runner.truncate(0)
     backend.engine.close()
-    return sum(s.logprob for s in output.prompt_logprobs or [] if s is not None)
+    return total
+
+
+def _log_softmax(logits: Any) -> Any:
+    import numpy as np
+
+    shifted = np.asarray(logits, dtype=np.float64) - np.max(logits)
+    return shifted - np.log(np.exp(shifted).sum())
 
 
 # ---- the driver
@@ -215,30 +253,30 @@ def run_child(system: str, model_dir: Path, workload: str, threads: int) -> dict
 
 
 def prepare(work: Path, cache: Path) -> dict[str, Path]:
-    """The two models, each with the product's ONNX export and the peer's graph."""
+    """The two models, each with the product's ONNX export and the peer's graph (kept in work
+    when it is given: a rerun skips this)."""
+    from textgen.demo import build_gpt2
     from textgen.gguf_import import import_gguf
     from textgen.public_data import smollm2_gguf
 
-    from textgen.demo import build_gpt2
-
     folders = {"gpt2-124m": work / "gpt2-124m", "smollm2-135m": work / "smollm2-135m"}
-    build_gpt2(folders["gpt2-124m"])  # GPT2Config() defaults: the 124M architecture
-    import_gguf(smollm2_gguf(cache), folders["smollm2-135m"], dtype="float32")
+    if not (folders["gpt2-124m"] / "config.json").is_file():
+        build_gpt2(folders["gpt2-124m"])  # GPT2Config() defaults: the 124M architecture
+    if not (folders["smollm2-135m"] / "config.json").is_file():
+        import_gguf(smollm2_gguf(cache), folders["smollm2-135m"], dtype="float32")
+    peer_export = str(REPO_ROOT / "bench" / "peer_export.py")
     for folder in folders.values():
-        subprocess.run(
-            [sys.executable, "-m", "handlers.cli", "export-onnx", str(folder)],
-            check=True,
-            cwd=REPO_ROOT,
-        )
-        subprocess.run(
-            [
-                sys.executable,
-                str(REPO_ROOT / "bench" / "peer_export.py"),
-                str(folder),
-                str(folder / "peer"),
+        steps = {
+            "onnx": [sys.executable, "-m", "handlers.cli", "export-onnx", str(folder)],
+            "peer": [sys.executable, peer_export, str(folder), str(folder / "peer")],
+            "peer-u8u8": [
+                *(sys.executable, peer_export, str(folder), str(folder / "peer-u8u8")),
+                "--unsigned",
             ],
-            check=True,
-        )
+        }
+        for output, command in steps.items():
+            if not (folder / output).is_dir():
+                subprocess.run(command, check=True, cwd=REPO_ROOT)
     return folders
 
 
@@ -253,6 +291,7 @@ def main() -> int:
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "textgen-public"
     )
     parser.add_argument("--output", type=Path)
+    parser.add_argument("--work", type=Path, help="keep the prepared models here, for reruns")
     parser.add_argument("--child", nargs=4, metavar=("SYSTEM", "MODEL_DIR", "WORKLOAD", "THREADS"))
     args = parser.parse_args()
     if args.child:
@@ -263,7 +302,7 @@ def main() -> int:
     systems = args.systems.split(",")
     figures: dict[str, Any] = {"threads": args.threads, "rounds": args.rounds, "runs": {}}
     with tempfile.TemporaryDirectory() as scratch:
-        folders = prepare(Path(scratch), args.cache)
+        folders = prepare(args.work or Path(scratch), args.cache)
         runs: dict[str, list[dict[str, Any]]] = {}
         for round_index in range(args.rounds):
             order = systems[round_index % len(systems) :] + systems[: round_index % len(systems)]
@@ -281,16 +320,17 @@ def main() -> int:
             }
         for key, row in figures["runs"].items():
             model, workload, _ = key.split("/")
-            peer = figures["runs"].get(f"{model}/{workload}/peer")
-            if peer:
-                row["ratio_to_peer"] = row["tokens_per_second"] / peer["tokens_per_second"]
+            for name in PEER_FOLDERS:
+                peer = figures["runs"].get(f"{model}/{workload}/{name}")
+                if peer:
+                    row[f"ratio_to_{name}"] = row["tokens_per_second"] / peer["tokens_per_second"]
         figures["perplexity_smollm2"] = perplexities(
             folders["smollm2-135m"], args.threads, args.cache
         )
         with neighbours(args.threads):
             figures["with_neighbours"] = {
                 system: run_child(system, folders["smollm2-135m"], "8x64", args.threads)
-                for system in ("torch", "onnx", "peer")
+                for system in ("torch", "onnx", *PEER_FOLDERS)
                 if system in systems
             }
     text = json.dumps(figures, indent=2) + "\n"

@@ -31,16 +31,9 @@ from textgen.service import GenerationRequest, GenerationService
 from textgen.settings import Settings
 from textgen.store import LocalModelStore
 
-PROMPTS = [
-    "The weather today is",
-    "In a shocking finding, scientists discovered a herd of unicorns living in a remote valley",
-    "def fibonacci(n):",
-    "Once upon a time",
-    "The best way to learn a new language is to practise every day and",
-    "Breaking news:",
-    "She opened the door and saw",
-    "Serverless functions start cold, so the first request of a new instance has to",
-]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks, as bench.*
+from bench.prompts import PROMPTS
+
 NEW_TOKENS = 64
 MODEL = "gpt2-124m"
 

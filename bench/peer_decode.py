@@ -64,8 +64,8 @@ class Peer:
             self._next_feeds(feeds, outputs)
         return tokens, first
 
-    def log_likelihood(self, ids: list[int]) -> float:
-        """Sum of log-probabilities of ids[1:] given what precedes each, a token at a time."""
+    def log_likelihood(self, ids: list[int], start: int = 1) -> float:
+        """Sum of log-probabilities of ids[start:] given what precedes each, a token at a time."""
         feeds: dict[str, Any] = self._empty_past(1)
         total = 0.0
         for position, token in enumerate(ids[:-1]):
@@ -75,6 +75,7 @@ class Peer:
             outputs = self.session.run(None, feeds)
             logits = outputs[0][0].astype(np.float64)
             shifted = logits - logits.max()
-            total += float(shifted[ids[position + 1]] - np.log(np.exp(shifted).sum()))
+            if position + 1 >= start:
+                total += float(shifted[ids[position + 1]] - np.log(np.exp(shifted).sum()))
             self._next_feeds(feeds, outputs)
         return total

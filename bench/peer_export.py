@@ -3,10 +3,10 @@
 Written plainly here, independent of the product's code path: its own forward pass of GPT-2 and
 LLaMA on Hugging Face's weights, traced with past keys and values as inputs and outputs, logits
 for the last position only, LLaMA's grouped KV heads not repeated, q/k/v and gate/up fused; then
-int8 weights with per-channel scales by ONNX Runtime's `quantize_dynamic`. bench/peer_decode.py
-runs it. Reproduce with:
+int8 weights with per-channel scales by ONNX Runtime's `quantize_dynamic` (signed; unsigned with
+--unsigned). bench/peer_decode.py runs it. Reproduce with:
 
-    python bench/peer_export.py MODEL_DIR OUT_DIR
+    python bench/peer_export.py MODEL_DIR OUT_DIR [--unsigned]
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ class PeerStep(torch.nn.Module):
         return (last @ self._w("head"), *presents)
 
 
-def build(model_dir: Path, out_dir: Path, quantize: bool = True) -> None:
+def build(model_dir: Path, out_dir: Path, quantize: bool = True, unsigned: bool = False) -> None:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     step = PeerStep(model)
     names = [f"past_{i}_{kind}" for i in range(step.layers) for kind in ("k", "v")]
@@ -184,7 +184,7 @@ def build(model_dir: Path, out_dir: Path, quantize: bool = True) -> None:
         quantize_dynamic(
             traced,
             out_dir / "int8.onnx",
-            weight_type=QuantType.QInt8,
+            weight_type=QuantType.QUInt8 if unsigned else QuantType.QInt8,
             per_channel=True,
             op_types_to_quantize=["MatMul"],
         )
@@ -194,4 +194,4 @@ def build(model_dir: Path, out_dir: Path, quantize: bool = True) -> None:
 
 
 if __name__ == "__main__":
-    build(Path(sys.argv[1]), Path(sys.argv[2]))
+    build(Path(sys.argv[1]), Path(sys.argv[2]), unsigned="--unsigned" in sys.argv[3:])

@@ -23,6 +23,7 @@ TF_SIGNATURE = "serving_default"
 # The fast CPU path's export (textgen export-onnx): the graph and what serving it needs.
 ONNX_EXPORT_DIR = "onnx"
 ONNX_MODEL_FILE = "model.onnx"
+ONNX_PREFILL_FILE = "prefill.onnx"  # float32 graph for prompts, beside an int8 model.onnx
 ONNX_METADATA_FILE = "textgen.json"
 ONNX_EXPORT_FORMAT = 1  # bumped when the graph's inputs or outputs change
 

@@ -4,8 +4,19 @@ The graph is the project's own forward pass (textgen.models), traced with its ke
 explicit inputs and outputs: `past_key_i`/`past_value_i` [batch, kv_heads, past, head_dim] in,
 `present_*` (past plus this step's) out, LLaMA's grouped KV heads kept grouped, q/k/v and
 gate/up fused, and logits only at the positions asked for (`logit_positions`): the last one
-while decoding, every one when scoring a prompt. Weights are quantized to int8 with per-channel
-scales by ONNX Runtime's own quantizer, or kept in float32. Serving needs onnxruntime and numpy
+while decoding, every one when scoring a prompt. Weights are quantized to 8 bits with
+per-channel scales by ONNX Runtime's own quantizer, or kept in float32.
+
+An int8 export keeps the float32 graph too, as prefill.onnx, for prompts. ONNX Runtime quantizes
+activations per tensor: a prompt's tokens go through a matrix product together, one of them (the
+first, which LLaMA-family models turn into an attention sink with huge activations) sets the
+scale for all, and SmolLM2's perplexity scored through an int8 prefill rose by 72%. A decoding
+step quantizes one token per row and loses little; prompts, compute-bound anyway, stay exact.
+
+The 8-bit weights are unsigned (ONNX Runtime's U8U8 kernels), not signed: on x86 CPUs without
+VNNI, ONNX Runtime multiplies u8 activations by s8 weights with VPMADDUBSW, whose 16-bit sums
+saturate, and SmolLM2's held-out perplexity went from 82 to 14,875 (garbage text). U8U8 is exact
+on every CPU; the export cannot know the CPU that will serve it. Serving needs onnxruntime and numpy
 (textgen.backends.onnx_backend); torch is needed only here.
 """
 
@@ -27,6 +38,7 @@ from textgen.model_files import (
     ONNX_EXPORT_FORMAT,
     ONNX_METADATA_FILE,
     ONNX_MODEL_FILE,
+    ONNX_PREFILL_FILE,
 )
 from textgen.models import ForwardBatch, decoder_tensors, load_decoder
 from textgen.staging import staged_folder
@@ -125,21 +137,16 @@ def export_onnx(model_dir: Path, precision: Precision = "int8") -> Path:
         traced = Path(scratch) / "float32.onnx"
         _trace(decoder, traced)
         if precision == "int8":
+            _save(onnx.load(traced), staging / ONNX_PREFILL_FILE)
             quantize_dynamic(
                 traced,
                 Path(scratch) / "int8.onnx",
-                weight_type=QuantType.QInt8,
+                weight_type=QuantType.QUInt8,
                 per_channel=True,
                 op_types_to_quantize=["MatMul"],
             )
             traced = Path(scratch) / "int8.onnx"
-        graph = onnx.load(traced)
-        onnx.save_model(
-            graph,
-            staging / ONNX_MODEL_FILE,
-            save_as_external_data=graph.ByteSize() > _TWO_GIB,
-            location=f"{ONNX_MODEL_FILE}.data",
-        )
+        _save(onnx.load(traced), staging / ONNX_MODEL_FILE)
         for name in ("tokenizer.json",):
             if (model_dir / name).is_file():
                 shutil.copy2(model_dir / name, staging / name)
@@ -152,9 +159,21 @@ def export_onnx(model_dir: Path, precision: Precision = "int8") -> Path:
             "head_dim": decoder.head_dim,
             "vocab_size": decoder.vocab_size,
             "context_length": decoder.context_length,
+            "prefill_model": ONNX_PREFILL_FILE if precision == "int8" else ONNX_MODEL_FILE,
         }
         (staging / ONNX_METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     return target
+
+
+def _save(graph: Any, path: Path) -> None:
+    import onnx
+
+    onnx.save_model(
+        graph,
+        path,
+        save_as_external_data=graph.ByteSize() > _TWO_GIB,
+        location=f"{path.name}.data",
+    )
 
 
 def _trace(decoder: Any, path: Path) -> None:

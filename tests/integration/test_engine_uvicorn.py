@@ -33,8 +33,8 @@ def server(engine_store: Path, request: pytest.FixtureRequest) -> Iterator[tuple
     env: dict[str, str] = {"MODEL_STORE": str(engine_store), **getattr(request, "param", {})}
     port = free_port()
     command = python_module("handlers.cli", "serve", "--port", str(port), "--log-level", "warning")
-    with running_process(command, port, env) as (url, process):
-        yield url, process
+    with running_process(command, port, env) as running:
+        yield running.url, running.process
 
 
 def body(model: str, prompt: str, max_tokens: int) -> dict[str, Any]:

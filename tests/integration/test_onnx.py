@@ -133,6 +133,32 @@ def test_prompt_scoring_matches_pytorch(clients: dict[str, TestClient]) -> None:
     assert np.allclose(values["onnx"], values["torch"], atol=1e-4)
 
 
+def test_int8_prefills_prompts_in_float32_and_decodes_in_int8(
+    clients: dict[str, TestClient],
+) -> None:
+    body = {
+        "prompt": "The farmer watches from the porch while the fox runs.",
+        "max_tokens": 4,
+        "echo": True,
+        "logprobs": 1,
+    }
+    answers = {
+        model: clients["onnx"].post("/v1/completions", json={**body, "model": model}).json()
+        for model in ("gpt2-test", "gpt2-int8")  # the same weights: float32 and int8 exports
+    }
+    prompt_tokens = answers["gpt2-test"]["usage"]["prompt_tokens"]
+    values = {m: a["choices"][0]["logprobs"]["token_logprobs"] for m, a in answers.items()}
+
+    # The prompt went through the float32 prefill graph: exactly float32's scores ...
+    assert np.allclose(
+        values["gpt2-int8"][1:prompt_tokens], values["gpt2-test"][1:prompt_tokens], atol=1e-4
+    )
+    # ... and the generated tokens through the int8 graph, which does not give float32's.
+    assert not np.allclose(
+        values["gpt2-int8"][prompt_tokens:], values["gpt2-test"][prompt_tokens:], atol=1e-4
+    )
+
+
 def test_int8_serves_and_says_so(clients: dict[str, TestClient]) -> None:
     response = clients["onnx"].post(
         "/gpt2_model", json={"model_name": "gpt2-int8", "prompts": PROMPTS, "max_tokens": 8}
@@ -161,6 +187,7 @@ def test_the_export_is_published_with_the_model(onnx_store: Path) -> None:
     assert {"onnx/model.onnx", "onnx/textgen.json", "onnx/tokenizer.json"} <= set(manifest.files)
     metadata = json.loads((onnx_store / "gpt2-int8" / "onnx" / "textgen.json").read_text())
     assert (metadata["precision"], metadata["family"]) == ("int8", "gpt2")
+    assert metadata["prefill_model"] == "prefill.onnx"
 
 
 def test_serving_onnx_imports_neither_torch_nor_transformers(onnx_store: Path) -> None:

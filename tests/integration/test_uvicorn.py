@@ -111,7 +111,8 @@ def test_without_a_registry_serve_starts_with_the_tiny_models_and_says_what_is_m
         "PIP_FIND_LINKS": "",
         "PIP_RETRIES": "0",
     }
-    with running_process(command, port, env, timeout=300) as (url, process):
+    with running_process(command, port, env, timeout=300) as server:
+        url, process = server.url, server.process
         models = httpx.get(f"{url}/models", timeout=10).json()
         missing = httpx.post(
             f"{url}/llama_model",
@@ -119,7 +120,8 @@ def test_without_a_registry_serve_starts_with_the_tiny_models_and_says_what_is_m
             timeout=60,
         )
         process.terminate()
-        output = process.communicate(timeout=60)[0].decode()
+        process.wait(timeout=60)
+        output = server.output()
 
     assert sorted(m["name"] for m in models["models"]) == ["gpt2-tiny", "llama-tiny"]
     assert missing.status_code == 404

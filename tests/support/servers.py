@@ -6,10 +6,13 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -32,8 +35,20 @@ def running_server(
     health_path: str = "/health",
 ) -> Iterator[str]:
     """Run `command` (which must listen on 127.0.0.1:port) until it answers; yield its URL."""
-    with running_process(command, port, env, timeout, health_path) as (url, _):
-        yield url
+    with running_process(command, port, env, timeout, health_path) as server:
+        yield server.url
+
+
+@dataclass
+class RunningProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: IO[bytes]
+
+    def output(self) -> str:
+        """Everything the server printed so far (stdout and stderr)."""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
 
 
 @contextmanager
@@ -43,22 +58,21 @@ def running_process(
     env: Mapping[str, str],
     timeout: float = 120,
     health_path: str = "/health",
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """As running_server, yielding the process too (to signal it)."""
+) -> Iterator[RunningProcess]:
+    """As running_server, yielding the process too (to signal it) and its output. The output goes
+    to a file, not a pipe: a pipe nobody drains fills up and blocks a chatty server (moto logs
+    every request) mid-test."""
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        list(command),
-        cwd=REPO_ROOT,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        list(command), cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log, stderr=log
     )
-    url = f"http://127.0.0.1:{port}"
+    server = RunningProcess(f"http://127.0.0.1:{port}", process, log)
+    url = server.url
     try:
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
-                output = process.stdout.read().decode() if process.stdout else ""
-                raise RuntimeError(f"server exited with {process.returncode}:\n{output}")
+                raise RuntimeError(f"server exited with {process.returncode}:\n{server.output()}")
             try:
                 if httpx.get(f"{url}{health_path}", timeout=1).status_code == 200:
                     break
@@ -67,7 +81,7 @@ def running_process(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"server did not answer on {url} within {timeout} s")
             time.sleep(0.2)
-        yield url, process
+        yield server
     finally:
         process.terminate()
         try:
@@ -75,6 +89,7 @@ def running_process(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        log.close()
 
 
 def python_module(*args: str) -> list[str]:

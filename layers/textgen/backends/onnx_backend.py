@@ -5,6 +5,8 @@ Rows keep their keys and values as the graph carries them, [rows, kv_heads, colu
 per layer, every row ending at the same column: a row with a shorter history is padded on the
 left and its padding masked. A step's present keys and values are the next step's past, handed
 back to ONNX Runtime as they came out (no copy); only rows joining or leaving rearrange them.
+Prompts run through the export's prefill graph (float32 beside an int8 model: see
+textgen.onnx_export), decoding steps through its model graph; both take the same inputs.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from textgen.model_files import (
     ONNX_EXPORT_FORMAT,
     ONNX_METADATA_FILE,
     ONNX_MODEL_FILE,
+    ONNX_PREFILL_FILE,
 )
 from textgen.settings import Settings
 from textgen.tokenizer import ModelTokenizer
@@ -37,10 +40,13 @@ def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
             raise ValueError(
                 f"export format {metadata.get('format')!r}; this service reads {ONNX_EXPORT_FORMAT}"
             )
-        session = ort.InferenceSession(
-            str(export / ONNX_MODEL_FILE),
-            session_options(settings),
-            providers=["CPUExecutionProvider"],
+        prefill_file = metadata.get("prefill_model", ONNX_MODEL_FILE)
+        if prefill_file not in (ONNX_MODEL_FILE, ONNX_PREFILL_FILE):
+            raise ValueError(f"unexpected prefill graph {prefill_file!r}")
+        options = session_options(settings)
+        session, prefill = (
+            ort.InferenceSession(str(export / name), options, providers=["CPUExecutionProvider"])
+            for name in (ONNX_MODEL_FILE, prefill_file)
         )
     except (OSError, ValueError, KeyError, ort.capi.onnxruntime_pybind11_state.Fail) as exc:
         raise ModelLoadFailed(
@@ -48,7 +54,7 @@ def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
             "`textgen export-onnx`"
         ) from exc
     tokens = ModelTokenizer(model_dir)
-    runner = OnnxRunner(session, metadata, tokens.pad_id)
+    runner = OnnxRunner(session, metadata, tokens.pad_id, prefill)
     return StepBackend(
         model_dir.name,
         tokens,
@@ -75,8 +81,11 @@ def session_options(settings: Settings) -> ort.SessionOptions:
 class OnnxRunner:
     """The step engine's runner over an ONNX Runtime session."""
 
-    def __init__(self, session: Any, metadata: dict[str, Any], pad_id: int) -> None:
+    def __init__(
+        self, session: Any, metadata: dict[str, Any], pad_id: int, prefill: Any = None
+    ) -> None:
         self._session = session
+        self._prefill = prefill or session
         self._metadata = metadata
         self._layers = int(metadata["layers"])
         self._kv_heads = int(metadata["kv_heads"])
@@ -106,7 +115,12 @@ class OnnxRunner:
         wanted = np.arange(longest) if all_logits else np.array([longest - 1])
         empty = np.zeros((size, self._kv_heads, 0, self._head_dim), dtype=np.float32)
         logits, presents = self._run(
-            ids, positions, mask, np.tile(wanted, (size, 1)), [empty] * len(self._past_names)
+            ids,
+            positions,
+            mask,
+            np.tile(wanted, (size, 1)),
+            [empty] * len(self._past_names),
+            self._prefill,
         )
         self._join(presents, mask)
         self._lengths = np.concatenate([self._lengths, [len(p) for p in prompts]])
@@ -124,6 +138,7 @@ class OnnxRunner:
             mask,
             np.zeros((size, 1), dtype=np.int64),
             self._past,
+            self._session,
         )
         self._past, self._mask = presents, mask
         self._lengths = self._lengths + 1
@@ -186,8 +201,9 @@ class OnnxRunner:
         mask: np.ndarray,
         logit_positions: np.ndarray,
         past: list[Any],
+        session: Any,
     ) -> tuple[np.ndarray, list[Any]]:
-        binding = self._session.io_binding()
+        binding = session.io_binding()
         for name, array in (
             ("input_ids", ids),
             ("position_ids", np.ascontiguousarray(positions)),
@@ -202,7 +218,7 @@ class OnnxRunner:
                 binding.bind_ortvalue_input(name, value)
         for name in ("logits", *self._present_names):
             binding.bind_output(name, "cpu")
-        self._session.run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
         outputs = binding.get_outputs()
         # The logits are copied (small); the presents stay ONNX Runtime's, for the next step.
         return np.array(outputs[0].numpy()), list(outputs[1:])
