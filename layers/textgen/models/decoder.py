@@ -87,18 +87,6 @@ class AttentionCache(Protocol):
         ...
 
 
-def attend(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    layer: int,
-    batch: ForwardBatch,
-    cache: AttentionCache,
-    scale: float,
-) -> torch.Tensor:
-    return cache.attend(layer, q, k, v, batch, scale)
-
-
 class Decoder(Protocol):
     """A causal LM's forward pass over a KV cache."""
 

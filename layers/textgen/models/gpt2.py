@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from transformers.activations import ACT2FN
 
-from textgen.models.decoder import AttentionCache, ForwardBatch, attend, select_outputs
+from textgen.models.decoder import AttentionCache, ForwardBatch, select_outputs
 from textgen.models.kv_cache import KVCache
 
 # Settings of GPT-2 variants that this forward pass does not implement.
@@ -84,7 +84,7 @@ class GPT2Decoder:
             h = F.layer_norm(x, (self.embed,), *block.ln_1, self.eps)
             qkv = h @ block.attn_w + block.attn_b
             q, k, v = qkv.view(size, length, 3, self.heads, self.head_dim).unbind(2)
-            attended = attend(q, k, v, index, batch, cache, self.scale)
+            attended = cache.attend(index, q, k, v, batch, self.scale)
             x = x + attended @ block.proj_w + block.proj_b
             h = F.layer_norm(x, (self.embed,), *block.ln_2, self.eps)
             h = self.activation(h @ block.fc_w + block.fc_b)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from transformers.activations import ACT2FN
 
-from textgen.models.decoder import AttentionCache, ForwardBatch, attend, select_outputs
+from textgen.models.decoder import AttentionCache, ForwardBatch, select_outputs
 from textgen.models.kv_cache import KVCache
 
 
@@ -120,7 +120,7 @@ class LlamaDecoder:
             q = rotate(q.view(size, length, self.heads, self.head_dim), cos, sin)
             k = rotate(k.view(size, length, self.kv_heads, self.head_dim), cos, sin)
             v = v.view(size, length, self.kv_heads, self.head_dim)
-            x = x + F.linear(attend(q, k, v, index, batch, cache, self.scale), block.o_w, block.o_b)
+            x = x + F.linear(cache.attend(index, q, k, v, batch, self.scale), block.o_w, block.o_b)
             h = rms_norm(x, block.mlp_norm, self.eps)
             gate, up = torch.split(
                 F.linear(h, block.gate_up_w, block.gate_up_b), self.intermediate, -1

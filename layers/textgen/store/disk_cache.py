@@ -136,6 +136,7 @@ class DiskModelCache:
                 model_name=name,
             ) from exc
         self._remove_other_versions(name, keep=target)
+        self._verified.add(target)  # hashed while it streamed in: no second pass this process
         return FetchedModel(target, manifest.total_bytes, time.perf_counter() - started)
 
     @staticmethod
