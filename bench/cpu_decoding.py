@@ -13,7 +13,9 @@ On one machine, interleaved (rounds, each system in a fresh process), for GPT-2 
   CPUs without VNNI, ONNX Runtime's U8S8 kernels saturate and the peer's text is garbage (its
   perplexity below says so), so this is the peer that is right on every CPU.
 
-Reported per system and workload: tokens/s (median of the warm runs), ratio to the peer, peak
+Every system makes every token: the service is asked to ignore the end token (SamplingParams
+ignore_eos), as the peer's loop and the pipeline (min_new_tokens) do, so tokens/s compare equal
+work. Reported per system and workload: tokens/s (median of the warm runs), ratio to the peer, peak
 resident memory, seconds from process start to the first token. Then the perplexity of held-out
 Moby-Dick chapters (textgen.moby_dick.HELD_OUT_CHAPTERS) on SmolLM2 through float32 PyTorch, the
 fast path and the peer, as generation meets it: each window's first half is the prompt, its
@@ -44,6 +46,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # the benchmarks beside this one, as bench.*
 
 from bench.prompts import PROMPTS  # noqa: E402
+from bench.report import report  # noqa: E402
 
 WORKLOADS = {"8x64": (PROMPTS, 64), "1x128": (PROMPTS[:1], 128)}
 SYSTEMS = ("pipeline", "torch", "onnx", "peer", "peer_u8u8")
@@ -125,6 +128,7 @@ def _runner(system: str, model_dir: Path, prompts: list[str], new_tokens: int, t
 def _service_runner(
     system: str, model_dir: Path, prompts: list[str], new_tokens: int, threads: int
 ) -> Any:
+    from textgen.engine import SamplingParams
     from textgen.families import Family
     from textgen.service import GenerationRequest, GenerationService
     from textgen.settings import Settings
@@ -140,7 +144,15 @@ def _service_runner(
     service = GenerationService(settings, LocalModelStore(model_dir.parent))
     atexit.register(service.close, 10)  # its engine thread ends before the interpreter does
     family = Family(json.loads((model_dir / "config.json").read_text())["model_type"])
-    request = GenerationRequest(model_dir.name, prompts, family, max_tokens=new_tokens, stream=True)
+    # Every system makes every token (the peer's loop knows no end token): equal work.
+    request = GenerationRequest(
+        model_dir.name,
+        prompts,
+        family,
+        max_tokens=new_tokens,
+        sampling=SamplingParams(ignore_eos=True),
+        stream=True,
+    )
 
     def run_service() -> float:
         submission = service.submit(request)
@@ -155,7 +167,7 @@ def _service_runner(
 
         asyncio.run(consume())
         outputs = submission.handle.result()
-        if any(len(o.token_ids) != new_tokens and o.finish_reason != "stop" for o in outputs):
+        if any(len(o.token_ids) != new_tokens for o in outputs):
             raise RuntimeError("a prompt ended early")
         return first
 
@@ -192,7 +204,12 @@ def perplexities(smollm2: Path, threads: int, cache: Path) -> dict[str, Any]:
 
 
 def _decoded_log_likelihood(
-    model_dir: Path, runtime: str, windows: list[list[int]], context: int, threads: int
+    model_dir: Path,
+    runtime: str,
+    windows: list[list[int]],
+    context: int,
+    threads: int,
+    torch_dtype: str = "float32",  # explicit: "auto" is bfloat16 on CPUs with AVX512-BF16 or AMX
 ) -> float:
     """Sum over windows of the log-probabilities of window[context:], each predicted by a
     decoding step of the service's runner after window[:context] went in as a prompt."""
@@ -200,19 +217,37 @@ def _decoded_log_likelihood(
     from textgen.families import Framework
     from textgen.settings import Settings
 
-    settings = Settings(cpu_runtime=runtime, torch_threads=threads, device="cpu")  # type: ignore[arg-type]
+    settings = Settings(
+        cpu_runtime=runtime,  # type: ignore[arg-type]
+        torch_dtype=torch_dtype,  # type: ignore[arg-type]
+        torch_threads=threads,
+        device="cpu",
+    )
     backend = load_backend(Framework.PYTORCH, model_dir, settings)
     # The engine idles: its runner is the bench's to drive.
     runner = backend.engine._runner  # type: ignore[attr-defined]
+    total = score_windows(runner, windows, context)
+    backend.engine.close()
+    return total
+
+
+def score_windows(
+    runner: Any, windows: list[list[int]], context: int, take_prompt: Any = None
+) -> float:
+    """Sum over windows of the log-probabilities of window[context:], each predicted by a
+    decoding step of `runner` after window[:context] went in: through the runner's prompt pass,
+    or `take_prompt(prompt, width)`, which returns the logits of the prompt's last token."""
     total = 0.0
     for window in windows:
-        (logits,) = runner.add_rows([window[:context]], len(window), all_logits=False)
+        if take_prompt is None:
+            (logits,) = runner.add_rows([window[:context]], len(window), all_logits=False)
+        else:
+            logits = take_prompt(window[:context], len(window))
         for position in range(context, len(window)):
             total += _log_softmax(logits)[window[position]]
             if position + 1 < len(window):
                 logits = runner.step([window[position]])[0]
         runner.truncate(0)
-    backend.engine.close()
     return total
 
 
@@ -333,10 +368,7 @@ def main() -> int:
                 for system in ("torch", "onnx", *PEER_FOLDERS)
                 if system in systems
             }
-    text = json.dumps(figures, indent=2) + "\n"
-    if args.output:
-        args.output.write_text(text)
-    print(text)
+    report(figures, args.output)
     return 0
 
 

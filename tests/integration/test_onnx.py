@@ -190,6 +190,35 @@ def test_the_export_is_published_with_the_model(onnx_store: Path) -> None:
     assert metadata["prefill_model"] == "prefill.onnx"
 
 
+def weight_zero_points(graph_path: Path) -> list[np.ndarray]:
+    import onnx
+
+    graph = onnx.load(str(graph_path)).graph
+    weights = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    products = [n for n in graph.node if n.op_type == "MatMulInteger"]
+    return [weights[n.input[3]] for n in products if n.input[3] in weights]
+
+
+def test_int8_weights_are_quantized_symmetrically(onnx_store: Path, tmp_path: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    export = onnx_store / "gpt2-int8" / "onnx"
+    # ONNX Runtime's default for the same graph: each channel over its own min..max.
+    default = tmp_path / "default.onnx"
+    quantize_dynamic(
+        export / "prefill.onnx",
+        default,
+        weight_type=QuantType.QUInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul"],
+    )
+
+    exported, defaults = weight_zero_points(export / "model.onnx"), weight_zero_points(default)
+    assert len(exported) == len(defaults) >= 2 * 4 + 1  # 4 products per layer, then the logits
+    assert all((z == 128).all() for z in exported)
+    assert not all((z == 128).all() for z in defaults)  # the check tells the two apart
+
+
 def test_serving_onnx_imports_neither_torch_nor_transformers(onnx_store: Path) -> None:
     script = """
 import json, sys

@@ -23,7 +23,9 @@ def backend(store_dir: Path) -> StepBackend:
     return load_backend(store_dir / "gpt2-test", Settings(model_store=str(store_dir)))
 
 
-def engine_for(backend: StepBackend, **limits: Any) -> tuple[StepEngine, RecordingRunner]:
+def engine_for(
+    backend: StepBackend, eos_ids: frozenset[int] | None = None, **limits: Any
+) -> tuple[StepEngine, RecordingRunner]:
     inner = backend.engine._runner  # the same model, under an engine of the test's own
     assert isinstance(inner, TorchRunner)
     runner = RecordingRunner(TorchRunner(inner._decoder, inner._pad_id))
@@ -31,7 +33,7 @@ def engine_for(backend: StepBackend, **limits: Any) -> tuple[StepEngine, Recordi
         "test",
         runner,
         backend.engine._tokenizer,
-        backend.engine._eos_ids,
+        backend.engine._eos_ids if eos_ids is None else eos_ids,
         EngineLimits(**limits),
         "test",
     )
@@ -69,6 +71,21 @@ def test_rows_of_concurrent_requests_decode_together_and_match_alone(
     assert [len(o.token_ids) for o in outputs] == [4, 7, 10]
     assert max(runner.batch_sizes) == 3  # they really shared steps
     assert runner.batch_sizes[-1] == 1  # and left one by one as they finished
+
+
+def test_ignore_eos_generates_past_the_end_token(backend: StepBackend) -> None:
+    alone = run_alone(backend, PROMPTS[0], 6)
+    end = alone.token_ids[2]
+    assert end not in alone.token_ids[:2], "pick a prompt whose third token is new"
+    steps, _ = engine_for(backend, eos_ids=frozenset({end}))
+    try:
+        stopped = steps.submit(job(backend, [PROMPTS[0]], 6)).result(60)[0]
+        kept = steps.submit(job(backend, [PROMPTS[0]], 6, ignore_eos=True)).result(60)[0]
+    finally:
+        steps.close(30)
+
+    assert (stopped.token_ids, stopped.finish_reason) == (alone.token_ids[:2], "stop")
+    assert (kept.token_ids, kept.finish_reason) == (alone.token_ids, "length")
 
 
 def test_no_more_rows_than_the_batch_size_run_at_once(backend: StepBackend) -> None:

@@ -23,6 +23,9 @@ class SamplingParams:
     repetition_penalty: float = 1.0  # >1 discourages tokens already in the prompt or output
     seed: int | None = None  # same seed and request: same text, whatever runs beside it
     stop: tuple[str, ...] = ()  # the text is cut before the first of these
+    # Generate past the model's end token up to max_tokens (as vLLM's ignore_eos): benchmarks
+    # compare systems on equal work. Not offered over HTTP.
+    ignore_eos: bool = False
 
     @property
     def greedy(self) -> bool:

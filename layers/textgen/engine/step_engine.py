@@ -162,7 +162,8 @@ class StepEngine(Engine):
     def _advance(self, row: _Row, token: int, logits: np.ndarray | None) -> None:
         """Take the row's next token; finish the row if that ends it."""
         job, output = row.job, row.output
-        if token in self._eos_ids:  # the end token itself is not part of the output
+        if token in self._eos_ids and not job.sampling.ignore_eos:
+            # The end token itself is not part of the output.
             self._finish(row, "stop", ())
             return
         output.token_ids.append(token)
