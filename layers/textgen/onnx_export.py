@@ -11,8 +11,9 @@ An int8 export keeps the float32 graph too, as prefill.onnx, for prompts. ONNX R
 activations per tensor: a prompt's tokens go through a matrix product together, one of them (the
 first, which LLaMA-family models turn into an attention sink with huge activations) sets the
 scale for all, and SmolLM2's perplexity scored through an int8 prefill rose by 4.9% (3.5% with the
-first token run apart), against 1.6% through a float32 one (bench/quantization_choices.py). A decoding
-step quantizes one token per row and loses little; prompts, compute-bound anyway, stay exact.
+first token run apart), against 1.6% through a float32 one (bench/quantization_choices.py). A
+decoding step quantizes one token per row and loses little; prompts, compute-bound anyway, stay
+exact.
 
 Each weight channel is quantized symmetrically (zero at 128, the scale set by its largest
 magnitude), not over its own min..max: the asymmetric zero point moved SmolLM2's held-out
