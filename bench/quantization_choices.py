@@ -66,7 +66,8 @@ STEP_ROWS, STEPS = 8, 64
 
 def quantized(float32_graph: Path, keep: tuple[str, ...], symmetric: bool, output: Path) -> Path:
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from textgen.onnx_export import quantize_int8
 
     graph = onnx.load(str(float32_graph), load_external_data=False)
     shapes = {tensor.name: list(tensor.dims) for tensor in graph.graph.initializer}
@@ -81,16 +82,7 @@ def quantized(float32_graph: Path, keep: tuple[str, ...], symmetric: bool, outpu
             for n in weighted[:-1]
             if shapes[n.input[1]][1] == hidden and shapes[n.input[1]][0] > hidden
         ]
-    quantize_dynamic(
-        float32_graph,
-        output,
-        weight_type=QuantType.QUInt8,
-        per_channel=True,
-        op_types_to_quantize=["MatMul"],
-        nodes_to_exclude=excluded,
-        extra_options={"WeightSymmetric": symmetric},
-    )
-    return output
+    return quantize_int8(float32_graph, output, symmetric, tuple(excluded))
 
 
 def continue_prompt(runner: Any, tokens: list[int], session: Any) -> np.ndarray:

@@ -132,7 +132,7 @@ def export_onnx(model_dir: Path, precision: Precision = "int8") -> Path:
         )
     try:
         import onnx
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+        import onnxruntime.quantization  # noqa: F401
     except ImportError as exc:
         raise BackendNotInstalled(
             f"`textgen export-onnx` needs onnx and onnxruntime ({exc}); install the 'onnx' "
@@ -145,15 +145,7 @@ def export_onnx(model_dir: Path, precision: Precision = "int8") -> Path:
         _trace(decoder, traced)
         if precision == "int8":
             _save(onnx.load(traced), staging / ONNX_PREFILL_FILE)
-            quantize_dynamic(
-                traced,
-                Path(scratch) / "int8.onnx",
-                weight_type=QuantType.QUInt8,
-                per_channel=True,
-                op_types_to_quantize=["MatMul"],
-                extra_options={"WeightSymmetric": True},
-            )
-            traced = Path(scratch) / "int8.onnx"
+            traced = quantize_int8(traced, Path(scratch) / "int8.onnx")
         _save(onnx.load(traced), staging / ONNX_MODEL_FILE)
         for name in ("tokenizer.json",):
             if (model_dir / name).is_file():
@@ -171,6 +163,28 @@ def export_onnx(model_dir: Path, precision: Precision = "int8") -> Path:
         }
         (staging / ONNX_METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     return target
+
+
+def quantize_int8(
+    float32_graph: Path,
+    output: Path,
+    symmetric: bool = True,
+    keep_float32: tuple[str, ...] = (),
+) -> Path:
+    """The graph's weighted MatMuls in 8 bits, unsigned, per channel (see the module's note);
+    the nodes named in keep_float32 stay as they are."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        float32_graph,
+        output,
+        weight_type=QuantType.QUInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul"],
+        nodes_to_exclude=list(keep_float32),
+        extra_options={"WeightSymmetric": symmetric},
+    )
+    return output
 
 
 def _save(graph: Any, path: Path) -> None:
