@@ -310,9 +310,19 @@ def prepare(work: Path, cache: Path) -> dict[str, Path]:
             ],
         }
         for output, command in steps.items():
-            if not (folder / output).is_dir():
+            if not (folder / output).is_dir() or _stale_export(folder / output):
                 subprocess.run(command, check=True, cwd=REPO_ROOT)
     return folders
+
+
+def _stale_export(folder: Path) -> bool:
+    """A product export written by an older format of `textgen export-onnx`."""
+    from textgen.model_files import ONNX_EXPORT_FORMAT, ONNX_METADATA_FILE
+
+    metadata = folder / ONNX_METADATA_FILE
+    if not metadata.is_file():
+        return False  # the peer's folders
+    return bool(json.loads(metadata.read_text())["format"] != ONNX_EXPORT_FORMAT)
 
 
 def main() -> int:

@@ -89,16 +89,16 @@ def continue_prompt(runner: Any, tokens: list[int], session: Any) -> np.ndarray:
     """Feed more prompt tokens to the runner's one row (its private state: a bench-only
     variant); the logits of the last."""
     start, count = int(runner._lengths[0]), len(tokens)
-    mask = np.ones((1, start + count), dtype=np.int64)
-    logits, presents = runner._run(
+    runner._reserve(1, start + count)
+    logits = runner._run(
+        session,
+        slice(0, 1),
         np.array([tokens], dtype=np.int64),
         np.arange(start, start + count)[None],
-        mask,
+        np.array([start + count]),
         np.array([[count - 1]], dtype=np.int64),
-        runner._past,
-        session,
     )
-    runner._past, runner._mask, runner._lengths = presents, mask, runner._lengths + count
+    runner._lengths = runner._lengths + count
     result: np.ndarray = logits[0, 0]
     return result
 

@@ -25,7 +25,7 @@ ONNX_EXPORT_DIR = "onnx"
 ONNX_MODEL_FILE = "model.onnx"
 ONNX_PREFILL_FILE = "prefill.onnx"  # float32 graph for prompts, beside an int8 model.onnx
 ONNX_METADATA_FILE = "textgen.json"
-ONNX_EXPORT_FORMAT = 1  # bumped when the graph's inputs or outputs change
+ONNX_EXPORT_FORMAT = 2  # bumped when the graph's inputs or outputs change
 
 
 def read_model_type(config_text: str, model_name: str) -> str:

@@ -1,12 +1,9 @@
 """ONNX Runtime backend: the graph `textgen export-onnx` wrote (int8 weights by default), under the
 step engine. No torch at serving time: onnxruntime, numpy and the model's tokenizer.
 
-Rows keep their keys and values as the graph carries them, [rows, kv_heads, columns, head_dim]
-per layer, every row ending at the same column: a row with a shorter history is padded on the
-left and its padding masked. A step's present keys and values are the next step's past, handed
-back to ONNX Runtime as they came out (no copy); only rows joining or leaving rearrange them.
-Prompts run through the export's prefill graph (float32 beside an int8 model: see
-textgen.onnx_export), decoding steps through its model graph; both take the same inputs.
+The KV cache is the runner's own memory, written in place by the graph (see OnnxRunner). Prompts
+run through the export's prefill graph (float32 beside an int8 model: see textgen.onnx_export),
+decoding steps through its model graph; both take the same inputs.
 """
 
 from __future__ import annotations
@@ -79,7 +76,14 @@ def session_options(settings: Settings) -> ort.SessionOptions:
 
 
 class OnnxRunner:
-    """The step engine's runner over an ONNX Runtime session."""
+    """The step engine's runner over the export's sessions (textgen.onnx_graph).
+
+    Each layer's keys and values live in one buffer per kind, [row capacity, kv_heads, column
+    capacity, head_dim]: rows 0..n-1 are the running ones, each holding its tokens from column 0
+    (right-padded; `_lengths` says how many). A call binds rows a..b of every buffer as both the
+    past and the present of the graph, which writes the new keys and values there in place.
+    Buffers grow by doubling, and go when no row remains.
+    """
 
     def __init__(
         self, session: Any, metadata: dict[str, Any], pad_id: int, prefill: Any = None
@@ -91,12 +95,14 @@ class OnnxRunner:
         self._kv_heads = int(metadata["kv_heads"])
         self._head_dim = int(metadata["head_dim"])
         self._pad_id = pad_id
-        self._past_names = [f"past_{k}_{i}" for i in range(self._layers) for k in ("key", "value")]
-        self._present_names = [n.replace("past_", "present_") for n in self._past_names]
-        self._past: list[Any] = []  # OrtValues [rows, kv_heads, columns, head_dim]
-        self._mask = np.zeros((0, 0), dtype=np.int64)  # [rows, columns]: 1 where a token is
+        self._cache_names = [
+            f"{kind}_{i}" for i in range(self._layers) for kind in ("key", "value")
+        ]
+        self._takes_positions = any(i.name == "position_ids" for i in session.get_inputs())
+        self._buffers: list[np.ndarray] = []  # [row capacity, kv_heads, columns, head_dim]
         self._lengths = np.zeros(0, dtype=np.int64)  # tokens each row holds
         self._order: list[int] | None = None  # rows moved since the last truncate
+        self._bindings: dict[tuple[int, int, int], Any] = {}  # see _binding
 
     @property
     def kv_bytes_per_token(self) -> int:
@@ -104,43 +110,39 @@ class OnnxRunner:
 
     def add_rows(self, prompts: list[list[int]], width: int, all_logits: bool) -> list[np.ndarray]:
         self._apply_moves()
-        size, longest = len(prompts), max(len(p) for p in prompts)
+        first, size = len(self._lengths), len(prompts)
+        longest = max(len(p) for p in prompts)
+        lengths = np.array([len(p) for p in prompts], dtype=np.int64)
+        self._reserve(first + size, longest)
         ids = np.full((size, longest), self._pad_id, dtype=np.int64)
-        mask = np.zeros((size, longest), dtype=np.int64)
-        positions = np.zeros((size, longest), dtype=np.int64)
-        for row, prompt in enumerate(prompts):  # left-padded: every prompt ends at the last column
-            ids[row, longest - len(prompt) :] = prompt
-            mask[row, longest - len(prompt) :] = 1
-            positions[row, longest - len(prompt) :] = np.arange(len(prompt))
-        wanted = np.arange(longest) if all_logits else np.array([longest - 1])
-        empty = np.zeros((size, self._kv_heads, 0, self._head_dim), dtype=np.float32)
-        logits, presents = self._run(
-            ids,
-            positions,
-            mask,
-            np.tile(wanted, (size, 1)),
-            [empty] * len(self._past_names),
+        for row, prompt in enumerate(prompts):
+            ids[row, : len(prompt)] = prompt
+        wanted = np.tile(np.arange(longest), (size, 1)) if all_logits else (lengths - 1)[:, None]
+        logits = self._run(
             self._prefill,
+            slice(first, first + size),
+            ids,
+            np.tile(np.arange(longest), (size, 1)),
+            lengths,
+            wanted,
         )
-        self._join(presents, mask)
-        self._lengths = np.concatenate([self._lengths, [len(p) for p in prompts]])
+        self._lengths = np.concatenate([self._lengths, lengths])
         if all_logits:
-            return [logits[row, longest - len(p) :] for row, p in enumerate(prompts)]
+            return [logits[row, : len(p)] for row, p in enumerate(prompts)]
         return [logits[row, 0] for row in range(size)]
 
     def step(self, tokens: list[int]) -> np.ndarray:
         self._apply_moves()
         size = len(tokens)
-        mask = np.concatenate([self._mask, np.ones((size, 1), dtype=np.int64)], axis=1)
-        logits, presents = self._run(
+        self._reserve(size, int(self._lengths.max()) + 1)
+        logits = self._run(
+            self._session,
+            slice(0, size),
             np.asarray(tokens, dtype=np.int64)[:, None],
             self._lengths[:, None],
-            mask,
+            self._lengths + 1,
             np.zeros((size, 1), dtype=np.int64),
-            self._past,
-            self._session,
         )
-        self._past, self._mask = presents, mask
         self._lengths = self._lengths + 1
         result: np.ndarray = logits[:, 0]
         return result
@@ -155,70 +157,75 @@ class OnnxRunner:
         order = self._order or list(range(len(self._lengths)))
         self._order = None
         if rows == 0:
-            self._past, self._mask, self._lengths = [], self._mask[:0, :0], self._lengths[:0]
+            self._buffers, self._lengths, self._bindings = [], self._lengths[:0], {}
             return
         keep = np.asarray(order[:rows])
-        if len(keep) == len(self._lengths) and (keep == np.arange(rows)).all():
-            return
-        # Columns no remaining row uses (the history of rows that left) go too.
-        start = int(np.argmax(self._mask[keep].any(axis=0)))
-        self._mask = np.ascontiguousarray(self._mask[keep, start:])
+        if not (keep == np.arange(rows)).all():
+            used = int(self._lengths[keep].max())
+            for buffer in self._buffers:  # the right side is gathered first: overlaps are safe
+                buffer[:rows, :, :used] = buffer[keep, :, :used]
         self._lengths = self._lengths[keep]
-        self._past = [
-            ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(p.numpy()[keep, :, start:]))
-            for p in self._past
-        ]
 
     def _apply_moves(self) -> None:
         if self._order is not None:
             self.truncate(len(self._order))
 
-    def _join(self, presents: list[Any], mask: np.ndarray) -> None:
-        """Append new rows after the running ones, padding the shorter history on the left."""
-        if not self._past:
-            self._past, self._mask = presents, mask
+    def _reserve(self, rows: int, columns: int) -> None:
+        """Buffers with room for `rows` rows of `columns` tokens, grown by doubling."""
+        have_rows, have_columns = self._buffers[0].shape[::2] if self._buffers else (0, 0)
+        if rows <= have_rows and columns <= have_columns:
             return
-        width = max(self._mask.shape[1], mask.shape[1])
-
-        def padded(array: np.ndarray, axis: int) -> np.ndarray:
-            missing = width - array.shape[axis]
-            pad = [(0, 0)] * array.ndim
-            pad[axis] = (missing, 0)
-            return np.pad(array, pad) if missing else array
-
-        self._past = [
-            ort.OrtValue.ortvalue_from_numpy(
-                np.concatenate([padded(old.numpy(), 2), padded(new.numpy(), 2)])
-            )
-            for old, new in zip(self._past, presents, strict=True)
-        ]
-        self._mask = np.concatenate([padded(self._mask, 1), padded(mask, 1)])
+        shape = (
+            have_rows if rows <= have_rows else max(rows, 2 * have_rows),
+            self._kv_heads,
+            have_columns if columns <= have_columns else max(columns, 2 * have_columns, 16),
+            self._head_dim,
+        )
+        held, used = len(self._lengths), int(self._lengths.max(initial=0))
+        grown = [np.zeros(shape, dtype=np.float32) for _ in self._cache_names]
+        for new, old in zip(grown, self._buffers, strict=False):  # none at first
+            new[:held, :, :used] = old[:held, :, :used]
+        self._buffers, self._bindings = grown, {}
 
     def _run(
         self,
+        session: Any,
+        rows: slice,
         ids: np.ndarray,
         positions: np.ndarray,
-        mask: np.ndarray,
-        logit_positions: np.ndarray,
-        past: list[Any],
-        session: Any,
-    ) -> tuple[np.ndarray, list[Any]]:
-        binding = session.io_binding()
-        for name, array in (
-            ("input_ids", ids),
-            ("position_ids", np.ascontiguousarray(positions)),
-            ("attention_mask", mask),
-            ("logit_positions", logit_positions),
-        ):
+        lengths: np.ndarray,
+        wanted: np.ndarray,
+    ) -> np.ndarray:
+        """Run `ids` in `rows`, each row holding `lengths` tokens after the call; the logits of
+        the `wanted` positions of `ids`, [rows, wanted, vocab]."""
+        binding = self._binding(session, rows)
+        small = {
+            "input_ids": ids,
+            "seqlens_k": (lengths - 1).astype(np.int32),
+            "total_sequence_length": np.array(lengths.max(), dtype=np.int32),
+            "logit_positions": np.ascontiguousarray(wanted, dtype=np.int64),
+        }
+        if self._takes_positions:
+            small["position_ids"] = np.ascontiguousarray(positions, dtype=np.int64)
+        for name, array in small.items():
             binding.bind_cpu_input(name, array)
-        for name, value in zip(self._past_names, past, strict=True):
-            if isinstance(value, np.ndarray):
-                binding.bind_cpu_input(name, value)
-            else:
-                binding.bind_ortvalue_input(name, value)
-        for name in ("logits", *self._present_names):
-            binding.bind_output(name, "cpu")
         session.run_with_iobinding(binding)
-        outputs = binding.get_outputs()
-        # The logits are copied (small); the presents stay ONNX Runtime's, for the next step.
-        return np.array(outputs[0].numpy()), list(outputs[1:])
+        return np.array(binding.get_outputs()[0].numpy())
+
+    def _binding(self, session: Any, rows: slice) -> Any:
+        """The session's binding of these rows of the buffers, as past and present of every
+        layer: made once while the buffers and rows stay (binding 4 x layers tensors anew
+        each step cost a 1-row SmolLM2 step 15-25%)."""
+        key = (id(session), rows.start, rows.stop)
+        binding = self._bindings.get(key)
+        if binding is None:
+            binding = session.io_binding()
+            binding.bind_output("logits", "cpu")  # first: get_outputs() follows binding order
+            for name, buffer in zip(self._cache_names, self._buffers, strict=True):
+                part = buffer[rows]  # rows are the first axis: a contiguous block
+                for role in ("past", "present"):  # the same memory: written in place
+                    bind = binding.bind_input if role == "past" else binding.bind_output
+                    shape = list(part.shape)
+                    bind(f"{role}_{name}", "cpu", 0, np.float32, shape, part.ctypes.data)
+            self._bindings[key] = binding
+        return binding

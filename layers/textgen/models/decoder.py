@@ -71,7 +71,7 @@ class ForwardBatch:
 
 class AttentionCache(Protocol):
     """Where a layer's keys and values go, and attention over them: the KV cache of the rows
-    being served (KVCache), or the past/present tensors of an exported graph."""
+    being served (KVCache)."""
 
     def attend(
         self,

@@ -44,7 +44,8 @@ class GPT2Decoder:
         self.head_dim = self.embed // self.heads
         self.eps = float(config.layer_norm_epsilon)
         self.scale = self.head_dim**-0.5 if config.scale_attn_weights else 1.0
-        self.activation = ACT2FN[config.activation_function]
+        self.activation_name = str(config.activation_function)
+        self.activation = ACT2FN[self.activation_name]
         w = {k: v.to(device) for k, v in weights.items()}
         self.dtype = w["transformer.wte.weight"].dtype
         self.wte = w["transformer.wte.weight"]

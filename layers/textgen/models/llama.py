@@ -63,7 +63,8 @@ class LlamaDecoder:
         self.eps = float(config.rms_norm_eps)
         self.scale = self.head_dim**-0.5
         self.intermediate = int(config.intermediate_size)
-        self.activation = ACT2FN[config.hidden_act]
+        self.activation_name = str(config.hidden_act)
+        self.activation = ACT2FN[self.activation_name]
         self.rotary = rotary.to(device)
         w = {k: v.to(device) for k, v in weights.items()}
         self.dtype = w["model.embed_tokens.weight"].dtype
