@@ -20,7 +20,7 @@ from handlers.factory import create_app
 from tests.support.engine_checks import PROMPTS, join_mid_decode
 from tests.support.servers import REPO_ROOT, console_script
 from textgen.backends import load_backend
-from textgen.backends.onnx_backend import OnnxRunner
+from textgen.backends.onnx_backend import OnnxRunner, prefill_groups
 from textgen.backends.step_backend import StepBackend
 from textgen.backends.torch_backend import TorchRunner
 from textgen.families import Framework
@@ -30,6 +30,14 @@ from textgen.settings import Settings
 pytestmark = pytest.mark.slow
 
 MIXED = ["Hi", "The quick brown fox jumps over the lazy dog and then", "Numbers: 1, 2, 3"]
+# Three short prompts and a long one: prefilled as two calls (see prefill_groups).
+SPREAD = [
+    "Hi",
+    "Yes",
+    "No way",
+    "It was the best of times, it was the worst of times, it was the age of wisdom, it was "
+    "the age of foolishness, it was the epoch of belief, it was the epoch of incredulity",
+]
 FAMILIES = [("/gpt2_model", "gpt2-test"), ("/llama_model", "llama-test")]
 
 
@@ -79,6 +87,19 @@ def test_onnx_runtime_gives_pytorchs_greedy_tokens(
     assert len({r["generated_text"] for r in answers["onnx"][1]["results"]}) == len(MIXED)
     assert engines["onnx"][f"{model}:pt"]["runtime"] == "onnxruntime-float32"
     assert engines["torch"][f"{model}:pt"]["runtime"] == "torch-float32"
+
+
+@pytest.mark.parametrize(("path", "model"), FAMILIES)
+def test_prompts_of_very_different_lengths_prefill_in_groups_with_pytorchs_tokens(
+    clients: dict[str, TestClient], path: str, model: str, onnx_store: Path
+) -> None:
+    body = {"model_name": model, "prompts": SPREAD, "max_tokens": 6}
+    answers = {rt: c.post(path, json=body).json()["results"] for rt, c in clients.items()}
+
+    assert answers["onnx"] == answers["torch"]
+    backend = load_backend(Framework.PYTORCH, onnx_store / model, Settings())
+    lengths = sorted(len(ids) for ids in backend.encode(SPREAD, 6))
+    assert len(prefill_groups(lengths)) > 1  # the batch really was split
 
 
 @pytest.mark.parametrize("model", ["gpt2-test", "llama-test"])

@@ -75,6 +75,29 @@ def session_options(settings: Settings) -> ort.SessionOptions:
     return options
 
 
+# What one more prefill call costs, in padded tokens (weights read again, per-call work):
+# measured on SmolLM2-135M and GPT-2 124M, 8 prompts of 3 to 17 tokens, 2 cores.
+_CALL_COST_TOKENS = 16
+
+
+def prefill_groups(lengths: list[int]) -> list[tuple[int, int]]:
+    """Split prompts sorted by length into runs [start, stop) that each become one prefill call,
+    padded to its longest: as few padded tokens as possible, each call counted as
+    _CALL_COST_TOKENS more (dynamic programming over the split points)."""
+    best = [0] + [0x7FFFFFFF] * len(lengths)  # best[i]: cost of the first i prompts
+    split = [0] * (len(lengths) + 1)
+    for stop in range(1, len(lengths) + 1):
+        for start in range(stop):
+            cost = best[start] + _CALL_COST_TOKENS + (stop - start) * lengths[stop - 1]
+            if cost < best[stop]:
+                best[stop], split[stop] = cost, start
+    groups, stop = [], len(lengths)
+    while stop:
+        groups.append((split[stop], stop))
+        stop = split[stop]
+    return groups[::-1]
+
+
 class OnnxRunner:
     """The step engine's runner over the export's sessions (textgen.onnx_graph).
 
@@ -111,22 +134,35 @@ class OnnxRunner:
     def add_rows(self, prompts: list[list[int]], width: int, all_logits: bool) -> list[np.ndarray]:
         self._apply_moves()
         first, size = len(self._lengths), len(prompts)
-        longest = max(len(p) for p in prompts)
+        self._reserve(first + size, max(len(p) for p in prompts))
+        # Shortest first, in groups of similar length: a prompt is padded to its group's longest.
+        order = sorted(range(size), key=lambda i: len(prompts[i]))
+        logits: list[np.ndarray] = [np.empty(0)] * size
+        for start, stop in prefill_groups([len(prompts[i]) for i in order]):
+            group = [prompts[i] for i in order[start:stop]]
+            rows = slice(first + start, first + stop)
+            for index, row_logits in zip(
+                order[start:stop], self._prefill_rows(rows, group, all_logits), strict=True
+            ):
+                logits[index] = row_logits
+        self._lengths = np.concatenate([self._lengths, [len(prompts[i]) for i in order]]).astype(
+            np.int64
+        )
+        if order != sorted(order):  # rows back in the prompts' order
+            self._order = [*range(first), *(first + order.index(i) for i in range(size))]
+        return logits
+
+    def _prefill_rows(
+        self, rows: slice, prompts: list[list[int]], all_logits: bool
+    ) -> list[np.ndarray]:
+        size, longest = len(prompts), max(len(p) for p in prompts)
         lengths = np.array([len(p) for p in prompts], dtype=np.int64)
-        self._reserve(first + size, longest)
         ids = np.full((size, longest), self._pad_id, dtype=np.int64)
         for row, prompt in enumerate(prompts):
             ids[row, : len(prompt)] = prompt
-        wanted = np.tile(np.arange(longest), (size, 1)) if all_logits else (lengths - 1)[:, None]
-        logits = self._run(
-            self._prefill,
-            slice(first, first + size),
-            ids,
-            np.tile(np.arange(longest), (size, 1)),
-            lengths,
-            wanted,
-        )
-        self._lengths = np.concatenate([self._lengths, lengths])
+        positions = np.tile(np.arange(longest), (size, 1))
+        wanted = positions if all_logits else (lengths - 1)[:, None]
+        logits = self._run(self._prefill, rows, ids, positions, lengths, wanted)
         if all_logits:
             return [logits[row, : len(p)] for row, p in enumerate(prompts)]
         return [logits[row, 0] for row in range(size)]
