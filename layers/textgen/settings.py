@@ -86,7 +86,9 @@ class Settings(BaseSettings):
     # framework "pt" on a CPU: ONNX Runtime where the model has an export (textgen export-onnx)
     # and onnxruntime is installed ("auto"), or always one of the two.
     cpu_runtime: Literal["auto", "onnx", "torch"] = "auto"
-    onnx_spin_wait: bool = False  # ONNX Runtime's threads spin for work (idle machines only)
+    # How long ONNX Runtime's threads spin for their next piece of work within a step before
+    # sleeping (0: never); between steps they always sleep (bench/spin_wait.py).
+    onnx_spin_wait_us: int = Field(default=20, ge=0)
     # A static KV cache and a decode step compiled per batch-size bucket (CUDA graphs on a GPU);
     # "auto" compiles on CUDA only. The compiled artifacts are saved to and loaded from
     # COMPILE_CACHE_DIR (one file per model), so a fresh process compiles much less.

@@ -68,10 +68,15 @@ def session_options(settings: Settings) -> ort.SessionOptions:
     options.intra_op_num_threads = settings.torch_threads or available_cpus()
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Spinning threads wait for work by burning their core: fastest on an idle machine, ruinous
-    # when other processes want the cores (the step then waits for a descheduled spinner).
-    spin = "1" if settings.onnx_spin_wait else "0"
-    options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    # A step hands its threads hundreds of small pieces of work: a short spin catches the next
+    # one without a trip through the kernel. Spinning long, or between steps (ONNX Runtime's
+    # default), is ruinous beside busy neighbours: a spinner burns the time slice of the thread
+    # it waits for. bench/spin_wait.py measures both sides.
+    spin = settings.onnx_spin_wait_us
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    if spin:
+        options.add_session_config_entry("session.intra_op.spin_duration_us", str(spin))
+        options.add_session_config_entry("session.force_spinning_stop", "1")
     return options
 
 
