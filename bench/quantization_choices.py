@@ -1,8 +1,8 @@
 """Why the fast path's int8 export is built as it is: SmolLM2's held-out perplexity, and the time
 of an 8-row decoding step, through variants of the export, against float32 PyTorch.
 
-Every variant quantizes the same traced graph (the float32 `prefill.onnx` of the product's
-export) with ONNX Runtime's `quantize_dynamic`, unsigned per-channel weights, and is scored as
+Every variant quantizes the same float32 graph (the `prefill.onnx` of the product's export) with
+ONNX Runtime's `quantize_dynamic`, unsigned per-channel weights, and is scored as
 bench/cpu_decoding.py scores: each 512-token window of the held-out chapters is half prompt, and
 its second half is decoded a token at a time, teacher-forced.
 

@@ -10,9 +10,10 @@ in float32.
 An int8 export keeps the float32 graph too, as prefill.onnx, for prompts. ONNX Runtime quantizes
 activations per tensor: a prompt's tokens go through a matrix product together, one of them (the
 first, which LLaMA-family models turn into an attention sink with huge activations) sets the
-scale for all, and SmolLM2's perplexity scored through an int8 prefill rose by 4.4%, against
-1.25% through a float32 one (bench/cpu_decoding.py). A decoding step quantizes one token per row
-and loses little; prompts, compute-bound anyway, stay exact.
+scale for all: SmolLM2's perplexity scored through an int8 prefill rose by 4.9% on the graph
+traced before (bench/quantization_choices.py); through the float32 one it moves by 1.25%
+(bench/cpu_decoding.py). A decoding step quantizes one token per row and loses little; prompts,
+compute-bound anyway, stay exact.
 
 Each weight channel is quantized symmetrically (zero at 128, the scale set by its largest
 magnitude), not over its own min..max: on the graph this project traced before (export format 1)

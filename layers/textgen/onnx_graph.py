@@ -161,6 +161,10 @@ def _llama_layers(writer: _GraphWriter, decoder: Any) -> str:
         raise UnsupportedModel(
             f"no ONNX graph for LLaMA with activation {decoder.activation_name!r}: silu only"
         )
+    if decoder.head_dim % 16:  # GroupQueryAttention's rotary embedding needs it
+        raise UnsupportedModel(
+            f"no ONNX graph for LLaMA with head size {decoder.head_dim}: a multiple of 16 only"
+        )
     rotary = _rotary_tables(writer, decoder)
     x = writer.one("Gather", [writer.weight("embed_tokens", decoder.embed_tokens), "input_ids"])
     eps = float(decoder.eps)
