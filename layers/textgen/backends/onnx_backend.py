@@ -150,11 +150,10 @@ class OnnxRunner:
                 order[start:stop], self._prefill_rows(rows, group, all_logits), strict=True
             ):
                 logits[index] = row_logits
-        self._lengths = np.concatenate([self._lengths, [len(prompts[i]) for i in order]]).astype(
-            np.int64
-        )
-        if order != sorted(order):  # rows back in the prompts' order
-            self._order = [*range(first), *(first + order.index(i) for i in range(size))]
+        sorted_lengths = np.array([len(prompts[i]) for i in order], dtype=np.int64)
+        self._lengths = np.concatenate([self._lengths, sorted_lengths])
+        if order != sorted(order):  # rows back in the prompts' order (applied with the next move)
+            self._order = [*range(first), *(first + np.argsort(order)).tolist()]
         return logits
 
     def _prefill_rows(
@@ -201,10 +200,11 @@ class OnnxRunner:
             self._buffers, self._lengths, self._bindings = [], self._lengths[:0], {}
             return
         keep = np.asarray(order[:rows])
-        if not (keep == np.arange(rows)).all():
-            used = int(self._lengths[keep].max())
+        moved = np.flatnonzero(keep != np.arange(rows))  # only these rows are copied
+        if len(moved):
+            used = int(self._lengths[keep[moved]].max())
             for buffer in self._buffers:  # the right side is gathered first: overlaps are safe
-                buffer[:rows, :, :used] = buffer[keep, :, :used]
+                buffer[moved, :, :used] = buffer[keep[moved], :, :used]
         self._lengths = self._lengths[keep]
 
     def _apply_moves(self) -> None:
@@ -256,7 +256,7 @@ class OnnxRunner:
     def _binding(self, session: Any, rows: slice) -> Any:
         """The session's binding of these rows of the buffers, as past and present of every
         layer: made once while the buffers and rows stay (binding 4 x layers tensors anew
-        each step cost a 1-row SmolLM2 step 15-25%)."""
+        each step is a visible part of a one-row step)."""
         key = (id(session), rows.start, rows.stop)
         binding = self._bindings.get(key)
         if binding is None:
