@@ -10,15 +10,15 @@ in float32.
 An int8 export keeps the float32 graph too, as prefill.onnx, for prompts. ONNX Runtime quantizes
 activations per tensor: a prompt's tokens go through a matrix product together, one of them (the
 first, which LLaMA-family models turn into an attention sink with huge activations) sets the
-scale for all: SmolLM2's perplexity scored through an int8 prefill rose by 4.9% on the graph
-traced before (bench/quantization_choices.py); through the float32 one it moves by 1.25%
-(bench/cpu_decoding.py). A decoding step quantizes one token per row and loses little; prompts,
-compute-bound anyway, stay exact.
+scale for all: SmolLM2's perplexity scored through an int8 prefill rises by 4.4% (3.9% with the
+first token run apart), through the float32 one by 1.25% (bench/quantization_choices.py). A
+decoding step quantizes one token per row and loses little; prompts, compute-bound anyway, stay
+exact.
 
 Each weight channel is quantized symmetrically (zero at 128, the scale set by its largest
-magnitude), not over its own min..max: on the graph this project traced before (export format 1)
-the asymmetric zero point moved SmolLM2's held-out perplexity by +2.0 to 2.3% of float32's, the
-symmetric one by +1.6%, at the same speed (bench/quantization_choices.py).
+magnitude), not over its own min..max: the asymmetric zero point moves SmolLM2's held-out
+perplexity by +2.0% of float32's, the symmetric one by +1.25%, at the same speed
+(bench/quantization_choices.py).
 
 The 8-bit weights are unsigned (ONNX Runtime's U8U8 kernels), not signed: on x86 CPUs without
 VNNI, ONNX Runtime multiplies u8 activations by s8 weights with VPMADDUBSW, whose 16-bit sums
