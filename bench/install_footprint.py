@@ -5,9 +5,10 @@ first, then the runtime dependencies with the variant's extras, then the project
 through container/install.sh where the checkout has it. Its size is that of its site-packages. The
 import time is that of `handlers.lambda_function` in a fresh process (what a Lambda cold start pays
 before the first request), median of several runs. Point --source at a checkout of an older commit
-(`git worktree add`) to measure "before". Reproduce with:
+(`git worktree add`) to measure "before". A variant is "base", an extras list such as "tf", or
+"no-torch": the base install as the Lambda image's WITH_TORCH=false makes it. Reproduce with:
 
-    python bench/install_footprint.py [--source DIR --label NAME] [--variants base,tf] [--runs 5]
+    python bench/install_footprint.py [--source DIR --label NAME] [--variants base,no-torch,tf]
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ def folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
 
 
-def install(source: Path, extras: str, target: Path) -> Path:
+NO_TORCH = "no-torch"
+
+
+def install(source: Path, extras: str, target: Path, with_torch: bool) -> Path:
     venv.create(target, with_pip=True)
     python = target / "bin" / "python"
     script = source / "container" / "install.sh"
@@ -49,6 +53,7 @@ def install(source: Path, extras: str, target: Path) -> Path:
         "SRC": str(source),
         "TORCH_VERSION": TORCH_VERSION,
         "EXTRAS": extras,
+        "WITH_TORCH": "true" if with_torch else "false",
         "PIP_NO_CACHE_DIR": "1",
         "PIP_QUIET": "1",
     }
@@ -74,17 +79,18 @@ def import_seconds(python: Path, runs: int, store: Path) -> list[float]:
     return times
 
 
-def measure(source: Path, extras: str, runs: int) -> dict[str, object]:
+def measure(source: Path, variant: str, runs: int) -> dict[str, object]:
+    extras = "" if variant in ("base", NO_TORCH) else variant
     with tempfile.TemporaryDirectory() as scratch:
-        python = install(source, extras, Path(scratch) / "venv")
+        python = install(source, extras, Path(scratch) / "venv", variant != NO_TORCH)
         site = next((Path(scratch) / "venv" / "lib").glob("python*/site-packages"))
         store = Path(scratch) / "store"
         store.mkdir()
         times = import_seconds(python, runs, store)
-        has_tf = (site / "tensorflow").is_dir()
         return {
             "site_packages_bytes": folder_bytes(site),
-            "tensorflow_bytes": folder_bytes(site / "tensorflow") if has_tf else 0,
+            "tensorflow_bytes": folder_bytes(site / "tensorflow"),
+            "torch_bytes": folder_bytes(site / "torch"),
             "handler_import_seconds": times,
             "handler_import_median_s": statistics.median(times),
         }
@@ -94,15 +100,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--source", type=Path, default=REPO_ROOT, help="project checkout")
     parser.add_argument("--label", default="this checkout", help="what --source is, for the report")
-    parser.add_argument("--variants", default="base,tf", help="'base' or an extras list")
+    parser.add_argument(
+        "--variants", default="base,no-torch,tf", help="'base', 'no-torch' or an extras list"
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
 
     figures = {}
     for variant in args.variants.split(","):
-        extras = "" if variant == "base" else variant
-        figures[variant] = measure(args.source.resolve(), extras, args.runs)
+        figures[variant] = measure(args.source.resolve(), variant, args.runs)
         print(variant, json.dumps(figures[variant]), file=sys.stderr)
     report = {"source": args.label, "python": sys.version.split()[0], "variants": figures}
     text = json.dumps(report, indent=2) + "\n"

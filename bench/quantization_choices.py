@@ -1,18 +1,21 @@
 """Why the fast path's int8 export is built as it is: SmolLM2's held-out perplexity, and the time
 of an 8-row decoding step, through variants of the export, against float32 PyTorch.
 
-Every variant quantizes the same float32 graph (the `prefill.onnx` of the product's export) with
-ONNX Runtime's `quantize_dynamic`, unsigned per-channel weights, and is scored as
-bench/cpu_decoding.py scores: each 512-token window of the held-out chapters is half prompt, and
-its second half is decoded a token at a time, teacher-forced.
+The decoding graph of every variant quantizes the same float32 graph (textgen.onnx_graph, written
+here from the model) with ONNX Runtime's `quantize_dynamic`, unsigned per-channel weights; prompts
+go through one of: the export's prompt graph (8 bits, each token's activations over their own
+range), the float32 graph, or the decoding graph itself (one activation range per tensor). Each is
+scored as bench/cpu_decoding.py scores: each 512-token window of the held-out chapters is half
+prompt, and its second half is decoded a token at a time, teacher-forced.
 
 - export: what `textgen export-onnx` writes: int8 decoding steps, each weight channel quantized
-  symmetrically (zero point 128), float32 prompts;
-- asymmetric_weights: the same with ONNX Runtime's default, each channel over its own min..max;
-- int8_prompts: the export, with prompts through its int8 graph too (one graph, less memory);
-- int8_prompts_first_token_apart: prompts through the int8 graph, each prompt's first token in a
-  call of its own, so that its outlier activations (the attention sink) set no other token's
-  activation scale;
+  symmetrically (zero point 128); prompts through its per-token int8 graph;
+- float32_prompts: the export with prompts in float32 (the export before the per-token graph:
+  two more copies of the weights in memory);
+- asymmetric_weights: the export with ONNX Runtime's default, each channel over its own min..max;
+- per_tensor_prompts: prompts through the decoding graph (one range per tensor);
+- per_tensor_prompts_first_token_apart: the same, each prompt's first token in a call of its
+  own, so that its outlier activations (the attention sink) set no other token's range;
 - torch_bfloat16: not ONNX: the engine on PyTorch in bfloat16, the 16-bit CPU path;
 - float32_lm_head / float32_down_proj: the export, but with the output projection, or every MLP
   down projection, left in float32.
@@ -41,7 +44,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "layers")]
 
 import numpy as np  # noqa: E402
+import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
+import torch  # noqa: E402
 
 from bench.cpu_decoding import (  # noqa: E402
     PERPLEXITY_TOKENS,
@@ -52,14 +57,15 @@ from bench.cpu_decoding import (  # noqa: E402
 from bench.prompts import PROMPTS  # noqa: E402
 from bench.report import report  # noqa: E402
 
-# variant: (MatMuls kept in float32, symmetric weights, prompts in int8, first token apart)
+# variant: (MatMuls kept in float32, symmetric weights, prompt graph, first token apart)
 VARIANTS = {
-    "export": ((), True, False, False),
-    "asymmetric_weights": ((), False, False, False),
-    "int8_prompts": ((), True, True, False),
-    "int8_prompts_first_token_apart": ((), True, True, True),
-    "float32_lm_head": (("lm_head",), True, False, False),
-    "float32_down_proj": (("down_proj",), True, False, False),
+    "export": ((), True, "int8_rows", False),
+    "float32_prompts": ((), True, "float32", False),
+    "asymmetric_weights": ((), False, "int8_rows", False),
+    "per_tensor_prompts": ((), True, "decoding", False),
+    "per_tensor_prompts_first_token_apart": ((), True, "decoding", True),
+    "float32_lm_head": (("lm_head",), True, "int8_rows", False),
+    "float32_down_proj": (("down_proj",), True, "int8_rows", False),
 }
 STEP_ROWS, STEPS = 8, 64
 
@@ -142,6 +148,8 @@ def main() -> int:
 
     from textgen.backends.onnx_backend import OnnxRunner, session_options
     from textgen.moby_dick import split
+    from textgen.models import load_decoder
+    from textgen.onnx_graph import build_graph
     from textgen.settings import Settings
     from textgen.tokenizer import ModelTokenizer
 
@@ -173,15 +181,23 @@ def main() -> int:
         "vs_float32_percent": 100 * (value / float32 - 1),
     }
     print("torch_bfloat16", figures["torch_bfloat16"], file=sys.stderr, flush=True)
-    float32_prompts = ort.InferenceSession(str(export / "prefill.onnx"), options)
+    embedding = np.load(export / "embedding.npy", mmap_mode="r")
     with tempfile.TemporaryDirectory() as scratch:
-        for name, (keep, symmetric, int8_prompts, apart) in VARIANTS.items():
+        float32_graph = Path(scratch) / "float32.onnx"
+        onnx.save(
+            build_graph(load_decoder(model, torch.float32, torch.device("cpu")), "llama"),
+            float32_graph,
+        )
+        prompt_sessions = {
+            "int8_rows": ort.InferenceSession(str(export / "prefill.onnx"), options),
+            "float32": ort.InferenceSession(str(float32_graph), options),
+        }
+        for name, (keep, symmetric, prompt_graph, apart) in VARIANTS.items():
             output = Path(scratch) / f"{name}.onnx"
-            graph = quantized(export / "prefill.onnx", keep, symmetric, output)
+            graph = quantized(float32_graph, keep, symmetric, output)
             decode = ort.InferenceSession(str(graph), options)
-            runner = OnnxRunner(
-                decode, metadata, pad_id, decode if int8_prompts else float32_prompts
-            )
+            prompts_session = prompt_sessions.get(prompt_graph, decode)
+            runner = OnnxRunner(decode, metadata, pad_id, prompts_session, embedding)
             value = perplexity(runner, windows, apart, decode)
             figures[name] = {
                 "perplexity": value,

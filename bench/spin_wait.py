@@ -28,6 +28,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "layers")]
 
+import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
 from bench.cpu_decoding import neighbours  # noqa: E402
@@ -78,13 +79,14 @@ def main() -> int:
     metadata = json.loads((export / "textgen.json").read_text())
     tokenizer = Tokenizer.from_file(str(model / "tokenizer.json"))
     prompts = [e.ids for e in tokenizer.encode_batch(PROMPTS[:ROWS])]
+    embedding = np.load(export / "embedding.npy", mmap_mode="r")
     runners = {}
     for name, spin_us in SETTINGS_US.items():
         options = session_options(args.threads, spin_us)
         decode, prefill = (
             ort.InferenceSession(str(export / f), options) for f in ("model.onnx", "prefill.onnx")
         )
-        runners[name] = OnnxRunner(decode, metadata, 0, prefill)
+        runners[name] = OnnxRunner(decode, metadata, 0, prefill, embedding)
     figures: dict[str, Any] = {"threads": args.threads, "rounds": args.rounds}
     for condition, burners in (("idle", 0), ("two_neighbours", 2)):
         samples: dict[str, list[float]] = {name: [] for name in runners}

@@ -7,12 +7,21 @@
 #                      (comma-separated extras, e.g. "tf"; none by default)
 #   install.sh app     the project itself, its dependencies already in place
 #
+# WITH_TORCH=false (default true) leaves torch out, and the packages only its path uses: such an
+# installation serves models through their ONNX exports (textgen export-onnx) only.
+#
 # $SRC is the folder holding pyproject.toml, container/, handlers/ and layers/ (default /src).
 set -eu
 src="${SRC:-/src}"
+case "${WITH_TORCH:-true}" in
+  true|false) ;;
+  *) echo "install.sh: WITH_TORCH must be true or false, not '${WITH_TORCH}'" >&2; exit 2 ;;
+esac
 case "${1:-}" in
   torch)
-    if [ -n "${TORCH_INDEX:-}" ]; then
+    if [ "${WITH_TORCH:-true}" = false ]; then
+      echo "install.sh: WITH_TORCH=false, torch left out"
+    elif [ -n "${TORCH_INDEX:-}" ]; then
       pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
     else
       pip install "torch==${TORCH_VERSION}"
@@ -20,8 +29,10 @@ case "${1:-}" in
     ;;
   deps)
     requirements="$(mktemp)"
+    without=""
+    if [ "${WITH_TORCH:-true}" = false ]; then without="--without-torch"; fi
     python "${src}/container/requirements.py" "${src}/pyproject.toml" --extras "${EXTRAS:-}" \
-      > "${requirements}"
+      ${without} > "${requirements}"
     pip install -r "${requirements}"
     rm -f "${requirements}"
     ;;

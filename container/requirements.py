@@ -2,7 +2,9 @@
 
 The runtime dependencies, plus those of the extras named with --extras (comma-separated; an extra
 that names the project's own other extras brings theirs). The images install torch first, from
-the PyTorch index of their target (CPU or CUDA), in a layer of its own; then these.
+the PyTorch index of their target (CPU or CUDA), in a layer of its own; then these. With
+--without-torch, also without the packages that only the PyTorch path uses (an image that serves
+ONNX exports only).
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ import tomllib
 
 # Name and extras of a requirement; a regular expression, because the images' build Python has
 # no `packaging` to import before anything is installed.
+# Used only beside torch: the GGUF import (`gguf`, and `accelerate`, which transformers' GGUF
+# loader requires) converts through PyTorch. transformers stays: chat templates render with it.
+ONLY_WITH_TORCH = frozenset({"torch", "gguf", "accelerate"})
+
 _NAME_AND_EXTRAS = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?")
 
 
@@ -24,13 +30,16 @@ def _name_and_extras(requirement: str) -> tuple[str, set[str]]:
     return match.group(1).lower().replace("_", "-"), extras
 
 
-def requirements(pyproject_path: str, extras: tuple[str, ...] = ()) -> list[str]:
+def requirements(
+    pyproject_path: str, extras: tuple[str, ...] = (), without_torch: bool = False
+) -> list[str]:
     with open(pyproject_path, "rb") as handle:
         project = tomllib.load(handle)["project"]
     optional: dict[str, list[str]] = project.get("optional-dependencies", {})
     found: list[str] = []
     pending = [*project["dependencies"], *(f"{project['name']}[{extra}]" for extra in extras)]
     seen_extras: set[str] = set()
+    left_out = ONLY_WITH_TORCH if without_torch else frozenset({"torch"})
     while pending:
         requirement = pending.pop(0)
         name, requirement_extras = _name_and_extras(requirement)
@@ -40,7 +49,7 @@ def requirements(pyproject_path: str, extras: tuple[str, ...] = ()) -> list[str]
                     raise SystemExit(f"pyproject.toml has no extra {extra!r}")
                 seen_extras.add(extra)
                 pending.extend(optional[extra])
-        elif name != "torch" and requirement not in found:
+        elif name not in left_out and requirement not in found:
             found.append(requirement)
     return found
 
@@ -49,9 +58,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("pyproject")
     parser.add_argument("--extras", default="", help="comma-separated extras, e.g. tf")
+    parser.add_argument(
+        "--without-torch", action="store_true", help="leave out what only PyTorch uses"
+    )
     args = parser.parse_args()
     extras = tuple(e.strip() for e in args.extras.split(",") if e.strip())
-    print("\n".join(requirements(args.pyproject, extras)))
+    print("\n".join(requirements(args.pyproject, extras, args.without_torch)))
 
 
 if __name__ == "__main__":

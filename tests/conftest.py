@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,4 +57,20 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory, download_cache: Path) -
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return root
+
+
+@pytest.fixture(scope="session")
+def onnx_store(store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny models with float32 exports, and gpt2-test again as gpt2-int8 with int8."""
+    root = tmp_path_factory.mktemp("onnx-store")
+    for name in ("gpt2-test", "llama-test", "llama-chat-test"):
+        shutil.copytree(store_dir / name, root / name)
+    shutil.copytree(store_dir / "gpt2-test", root / "gpt2-int8")
+    for precision, names in (("float32", ["gpt2-test", "llama-test"]), ("int8", ["gpt2-int8"])):
+        command = [console_script("textgen"), "export-onnx", "--precision", precision]
+        result = subprocess.run(
+            [*command, *(str(root / n) for n in names)], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
     return root

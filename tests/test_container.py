@@ -16,8 +16,10 @@ import httpx
 import pytest
 from packaging.requirements import Requirement
 
-from container.requirements import requirements
+from container.requirements import ONLY_WITH_TORCH, requirements
 from tests.support.dockerfile import parse
+from tests.support.lambda_runtime import RuntimeApiEmulator, body_of
+from tests.support.lambda_support import load_event
 from tests.support.servers import REPO_ROOT, free_port, running_server
 
 DOCKERFILE = parse(REPO_ROOT / "Dockerfile")
@@ -99,10 +101,10 @@ def test_images_have_no_tensorflow_unless_asked() -> None:
     assert not any(Requirement(r).name == "torch" for r in with_tf), "torch has a step of its own"
 
 
-@pytest.mark.slow
-def test_the_install_steps_give_a_working_lambda_environment(tmp_path: Path) -> None:
-    # What the image build runs, in a fresh virtual environment instead of an image: the same
-    # script and steps, the default EXTRAS, torch from the default index instead of PyTorch's.
+def install_like_the_image(tmp_path: Path, **build_args: str) -> tuple[Path, dict[str, str]]:
+    """What the lambda image's build runs, in a fresh virtual environment instead of an image: the
+    same script and steps, the default EXTRAS, torch from the default index instead of PyTorch's.
+    Returns the environment's bin folder and the environment variables it was built with."""
     source = tmp_path / "src"
     source.mkdir()
     for part in ("pyproject.toml", "README.md", "container", "handlers", "layers"):
@@ -116,6 +118,7 @@ def test_the_install_steps_give_a_working_lambda_environment(tmp_path: Path) -> 
         "SRC": str(source),
         "TORCH_VERSION": DOCKERFILE.global_args["TORCH_VERSION"],
         "PIP_NO_CACHE_DIR": "1",
+        **build_args,
     }
     env.pop("VIRTUAL_ENV", None)
     for step in install_steps("lambda"):
@@ -127,6 +130,12 @@ def test_the_install_steps_give_a_working_lambda_environment(tmp_path: Path) -> 
             check=False,
         )
         assert done.returncode == 0, done.stderr[-3000:]
+    return bin_dir, env
+
+
+@pytest.mark.slow
+def test_the_install_steps_give_a_working_lambda_environment(tmp_path: Path) -> None:
+    bin_dir, env = install_like_the_image(tmp_path)
 
     probe = (
         "import importlib.util, handlers.lambda_function as f; "
@@ -142,6 +151,73 @@ def test_the_install_steps_give_a_working_lambda_environment(tmp_path: Path) -> 
     )
     assert image_like.returncode == 0, image_like.stderr[-3000:]
     assert image_like.stdout.split() == ["True", "True"]
+
+
+def test_the_lambda_image_can_leave_torch_out() -> None:
+    declared = [i.arguments for i in DOCKERFILE.stages["lambda"].all("ARG")]
+    pyproject = str(REPO_ROOT / "pyproject.toml")
+    default = {Requirement(r).name for r in requirements(pyproject)}
+    without = {Requirement(r).name for r in requirements(pyproject, without_torch=True)}
+
+    assert "WITH_TORCH=true" in declared  # today's image unless asked
+    # accelerate requires torch: left in, pip would install torch again.
+    assert default - without == {"accelerate", "gguf"}
+    assert "transformers" in without  # chat templates render with it
+
+
+@pytest.mark.slow
+def test_an_environment_without_torch_serves_onnx_exports_under_the_runtime_client(
+    tmp_path: Path, onnx_store: Path
+) -> None:
+    bin_dir, env = install_like_the_image(tmp_path, WITH_TORCH="false")
+    # The Lambda base image brings AWS's runtime interface client; a virtual environment does not.
+    pip = [str(bin_dir / "python"), "-m", "pip", "install", "-q", "awslambdaric>=3.0,<5"]
+    subprocess.run(pip, env=env, check=True, capture_output=True)
+    names = sorted(ONLY_WITH_TORCH)
+    probe = f"import importlib.util as u; print([m for m in {names} if u.find_spec(m)])"
+    installed = subprocess.run(
+        [str(bin_dir / "python"), "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    assert installed.stdout.strip() == "[]"
+
+    (handler,) = DOCKERFILE.stages["lambda"].last("CMD").exec_form() or []
+    exported = load_event("rest-gpt2-model")  # gpt2-test, exported
+    not_exported = load_event("rest-llama-model-original-shape")
+    for parameters in ("queryStringParameters", "multiValueQueryStringParameters"):
+        name = not_exported[parameters]["model_name"]
+        not_exported[parameters]["model_name"] = (
+            ["llama-chat-test"] if isinstance(name, list) else "llama-chat-test"
+        )
+    with RuntimeApiEmulator() as emulator, (tmp_path / "stdout.log").open("w") as out:
+        runtime_env = {
+            "PATH": f"{bin_dir}{os.pathsep}/usr/bin:/bin",
+            "AWS_LAMBDA_RUNTIME_API": emulator.address,
+            "AWS_LAMBDA_FUNCTION_NAME": "textgen",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3008",
+            "AWS_REGION": "us-east-1",
+            "MODEL_STORE": str(onnx_store),
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "HOME": str(tmp_path),
+        }
+        process = subprocess.Popen(
+            [str(bin_dir / "python"), "-m", "awslambdaric", handler],
+            cwd=tmp_path,  # not the checkout: only what was installed
+            env=runtime_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            served = body_of(emulator.invoke(exported))
+            refused = body_of(emulator.invoke(not_exported))
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+
+    assert served[0] == 200, served
+    assert [r["generated_tokens"] for r in served[1]["results"]] == [5, 5]
+    assert refused[0] == 501, refused  # the check tells a served model from a refused one
+    assert refused[1]["error"]["type"] == "backend_not_installed"
+    assert "textgen export-onnx" in refused[1]["error"]["message"]
 
 
 @pytest.mark.parametrize("target", ["lambda", "gpu"])

@@ -35,11 +35,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from textgen.errors import BackendNotInstalled, UnsupportedModel
 from textgen.model_files import (
     CONFIG_FILE,
+    ONNX_EMBEDDING_FILE,
     ONNX_EXPORT_DIR,
     ONNX_EXPORT_FORMAT,
     ONNX_METADATA_FILE,
@@ -47,7 +49,7 @@ from textgen.model_files import (
     ONNX_PREFILL_FILE,
 )
 from textgen.models import load_decoder
-from textgen.onnx_graph import build_graph
+from textgen.onnx_graph import build_graph, token_embedding
 from textgen.staging import staged_folder
 
 Precision = Literal["int8", "float32"]
@@ -76,10 +78,13 @@ def export_onnx(model_dir: Path, precision: Precision = "int8") -> Path:
         float32 = build_graph(decoder, config["model_type"])
         if precision == "float32":
             _save(float32, staging / ONNX_MODEL_FILE)
-        else:  # the float32 graph stays, for prompts
-            _save(float32, staging / ONNX_PREFILL_FILE)
-            int8 = quantize_int8(staging / ONNX_PREFILL_FILE, Path(scratch) / "int8.onnx")
+        else:
+            _save(float32, Path(scratch) / "float32.onnx")
+            int8 = quantize_int8(Path(scratch) / "float32.onnx", Path(scratch) / "int8.onnx")
             _save(onnx.load(int8), staging / ONNX_MODEL_FILE)
+            prompts = build_graph(decoder, config["model_type"], int8_rows=True)
+            _save(prompts, staging / ONNX_PREFILL_FILE)
+        np.save(staging / ONNX_EMBEDDING_FILE, token_embedding(decoder, config["model_type"]))
         for name in ("tokenizer.json",):
             if (model_dir / name).is_file():
                 shutil.copy2(model_dir / name, staging / name)
@@ -93,6 +98,7 @@ def export_onnx(model_dir: Path, precision: Precision = "int8") -> Path:
             "vocab_size": decoder.vocab_size,
             "context_length": decoder.context_length,
             "prefill_model": ONNX_PREFILL_FILE if precision == "int8" else ONNX_MODEL_FILE,
+            "embedding": ONNX_EMBEDDING_FILE,
         }
         (staging / ONNX_METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     return target

@@ -15,8 +15,10 @@ traced before (each node costs ONNX Runtime about 2 microseconds, whatever its s
 Inputs: input_ids [rows, length]; seqlens_k [rows] int32, each row's length after this call
 minus one; total_sequence_length, int32 scalar: the longest row's length after this call;
 logit_positions [rows, k]: the tokens whose logits are wanted; GPT-2 only: position_ids [rows,
-length]; and past_key_i / past_value_i. Outputs: logits [rows, k, vocab] and present_key_i /
-present_value_i (the same buffers, when bound to them).
+length]; past_key_i / past_value_i; and embedding [vocab, hidden], the token embedding table: an
+input, not a weight, so that an export's two graphs read one copy (the runner's, mapped from the
+export's embedding.npy) instead of holding one each. Outputs: logits [rows, k, vocab] and
+present_key_i / present_value_i (the same buffers, when bound to them).
 
 A prompt runs alone (new rows, empty cache, one call); a decoding step is one token per row.
 """
@@ -29,25 +31,31 @@ import numpy as np
 import torch
 
 from textgen.errors import UnsupportedModel
+from textgen.model_files import ONNX_EMBEDDING_INPUT as EMBEDDING
 
 _MS_DOMAIN = "com.microsoft"
 _OPSET = 17
 
 
 class _GraphWriter:
-    """Nodes and initializers, with names made up as they come."""
+    """Nodes and initializers, with names made up as they come. With `int8_rows`, every weighted
+    product is written in 8 bits with each token's activations quantized on their own (see
+    `linear`); otherwise in float32."""
 
-    def __init__(self) -> None:
-        from onnx import helper, numpy_helper
+    def __init__(self, int8_rows: bool = False) -> None:
+        from onnx import TensorProto, helper, numpy_helper
 
         self._helper, self._numpy_helper = helper, numpy_helper
+        self._uint8, self._float = TensorProto.UINT8, TensorProto.FLOAT
+        self.int8_rows = int8_rows
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
+        self._constants: set[str] = set()
         self._count = 0
 
     def weight(self, name: str, tensor: torch.Tensor | np.ndarray) -> str:
-        array = tensor.detach().float().numpy() if isinstance(tensor, torch.Tensor) else tensor
-        self.initializers.append(self._numpy_helper.from_array(np.ascontiguousarray(array), name))
+        array = np.ascontiguousarray(_numpy(tensor))
+        self.initializers.append(self._numpy_helper.from_array(array, name))
         return name
 
     def node(
@@ -71,13 +79,77 @@ class _GraphWriter:
     def one(self, op: str, inputs: list[str], **attributes: Any) -> str:
         return self.node(op, inputs, **attributes)[0]
 
-    def linear(self, x: str, name: str, weight: torch.Tensor, bias: torch.Tensor | None) -> str:
-        """x @ weight (weight as [in, out]): a MatMul on an initializer, which the int8
-        quantizer turns into DynamicQuantizeMatMul."""
-        out = self.one("MatMul", [x, self.weight(name, weight)])
+    def linear(
+        self,
+        x: str,
+        name: str,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        output: str | None = None,
+    ) -> str:
+        """x @ weight (weight as [in, out]), plus bias: a MatMul on an initializer (which the
+        int8 quantizer turns into DynamicQuantizeMatMul), or its int8_rows form."""
+        product = None if bias is not None else output
+        if self.int8_rows:
+            out = self._int8_rows_matmul(x, name, _numpy(weight), product)
+        else:
+            out = self.node("MatMul", [x, self.weight(name, weight)], [product] if product else 1)[
+                0
+            ]
         if bias is not None:
-            out = self.one("Add", [out, self.weight(f"{name}.bias", bias)])
+            out = self.node(
+                "Add", [out, self.weight(f"{name}.bias", bias)], [output] if output else 1
+            )[0]
         return out
+
+    def _int8_rows_matmul(self, x: str, name: str, weight: np.ndarray, output: str | None) -> str:
+        """x @ weight in 8 bits, every token's activations quantized over their own min..max
+        (ONNX Runtime's DynamicQuantizeMatMul takes one range for the whole tensor: over a
+        prompt, its largest activation coarsens every other token's). Weights as the int8
+        export's: unsigned, symmetric per output channel, zero point 128 (U8U8 kernels).
+        A token's zero point z is taken out after the integer product: sum((a - z) * w) =
+        sum(a * w) - z * sum(w), as MatMulInteger takes one zero point for all of A."""
+        scale = np.abs(weight).max(axis=0) / 127
+        scale[scale == 0] = 1
+        quantized = np.round(weight / scale) + 128
+        column_sums = (quantized - 128).sum(axis=0).astype(np.float32)
+        zero = self._shared("float_0", np.float32(0))
+        high = self.one("Max", [self.one("ReduceMax", [x], axes=[-1], keepdims=1), zero])
+        low = self.one("Min", [self.one("ReduceMin", [x], axes=[-1], keepdims=1), zero])
+        row_scale = self.one(
+            "Max",
+            [
+                self.one(
+                    "Div",
+                    [self.one("Sub", [high, low]), self._shared("float_255", np.float32(255))],
+                ),
+                self._shared("smallest_scale", np.float32(1e-12)),
+            ],
+        )
+        row_zero = self.one("Round", [self.one("Div", [self.one("Neg", [low]), row_scale])])
+        shifted = self.one("Add", [self.one("Round", [self.one("Div", [x, row_scale])]), row_zero])
+        clipped = self.one("Clip", [shifted, zero, self._shared("float_255", np.float32(255))])
+        products = self.one(
+            "MatMulInteger",
+            [
+                self.one("Cast", [clipped], to=self._uint8),
+                self.weight(f"{name}.u8", quantized.astype(np.uint8)),
+                "",
+                self.weight(f"{name}.zero_point", np.full(scale.shape, 128, np.uint8)),
+            ],
+        )
+        correction = self.one("Mul", [row_zero, self.weight(f"{name}.column_sums", column_sums)])
+        exact = self.one("Sub", [self.one("Cast", [products], to=self._float), correction])
+        rows_scaled = self.one("Mul", [exact, row_scale])
+        channel_scale = self.weight(f"{name}.scale", scale.astype(np.float32))
+        return self.node("Mul", [rows_scaled, channel_scale], [output] if output else 1)[0]
+
+    def _shared(self, name: str, value: np.ndarray | np.generic) -> str:
+        """A constant initializer used by many nodes, added once."""
+        if name not in self._constants:
+            self._constants.add(name)
+            self.weight(name, np.asarray(value))
+        return name
 
 
 _CONTRIB_OPS = {
@@ -89,11 +161,13 @@ _CONTRIB_OPS = {
 }
 
 
-def build_graph(decoder: Any, family: str) -> Any:
-    """The float32 ModelProto of one step of `decoder` (a textgen.models decoder)."""
+def build_graph(decoder: Any, family: str, int8_rows: bool = False) -> Any:
+    """The ModelProto of one step of `decoder` (a textgen.models decoder): in float32, or with
+    `int8_rows` its weighted products in 8 bits, each token's activations on a scale of their own
+    (the int8 export's graph for prompts)."""
     from onnx import TensorProto, helper
 
-    writer = _GraphWriter()
+    writer = _GraphWriter(int8_rows)
     layers = len(decoder.blocks)
     inputs = [
         helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["rows", "length"]),
@@ -124,10 +198,12 @@ def build_graph(decoder: Any, family: str) -> Any:
         hidden = _llama_layers(writer, decoder)
     else:
         raise UnsupportedModel(f"no ONNX graph for a {family!r} model: gpt2 or llama only")
+    table = token_embedding(decoder, family)
+    inputs.append(helper.make_tensor_value_info(EMBEDDING, TensorProto.FLOAT, list(table.shape)))
     # Only the wanted positions reach the output projection (the vocabulary-sized product).
     wanted = writer.one("Unsqueeze", ["logit_positions", writer.weight("minus_one", _ints([-1]))])
     selected = writer.one("GatherND", [hidden, wanted], batch_dims=1)
-    writer.node("MatMul", [selected, writer.weight("lm_head", decoder.lm_head.T)], ["logits"])
+    writer.linear(selected, "lm_head", decoder.lm_head.T, None, output="logits")
     graph = helper.make_graph(
         writer.nodes, "textgen_step", inputs, outputs, initializer=writer.initializers
     )
@@ -166,7 +242,7 @@ def _llama_layers(writer: _GraphWriter, decoder: Any) -> str:
             f"no ONNX graph for LLaMA with head size {decoder.head_dim}: a multiple of 16 only"
         )
     rotary = _rotary_tables(writer, decoder)
-    x = writer.one("Gather", [writer.weight("embed_tokens", decoder.embed_tokens), "input_ids"])
+    x = writer.one("Gather", [EMBEDDING, "input_ids"])
     eps = float(decoder.eps)
     h = writer.one(
         "SimplifiedLayerNormalization",
@@ -225,7 +301,7 @@ def _gpt2_layers(writer: _GraphWriter, decoder: Any) -> str:
             f"no ONNX graph for GPT-2 with activation {decoder.activation_name!r}: "
             f"{', '.join(_GPT2_ACTIVATIONS)} only"
         )
-    tokens = writer.one("Gather", [writer.weight("wte", decoder.wte), "input_ids"])
+    tokens = writer.one("Gather", [EMBEDDING, "input_ids"])
     positions = writer.one("Gather", [writer.weight("wpe", decoder.wpe), "position_ids"])
     x = writer.one("Add", [tokens, positions])
     eps = float(decoder.eps)
@@ -274,6 +350,15 @@ def _gpt2_layers(writer: _GraphWriter, decoder: Any) -> str:
             epsilon=eps,
         )
     return h
+
+
+def token_embedding(decoder: Any, family: str) -> np.ndarray:
+    """The table a graph of `decoder` takes as its embedding input, [vocab, hidden] float32."""
+    return np.ascontiguousarray(_numpy(decoder.wte if family == "gpt2" else decoder.embed_tokens))
+
+
+def _numpy(tensor: torch.Tensor | np.ndarray) -> np.ndarray:
+    return tensor.detach().float().numpy() if isinstance(tensor, torch.Tensor) else tensor
 
 
 def _ints(values: list[int]) -> np.ndarray:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.support.dockerfile import parse
-from tests.support.lambda_runtime import Outcome, RuntimeApiEmulator
+from tests.support.lambda_runtime import RuntimeApiEmulator, body_of
 from tests.support.lambda_support import load_event
 from tests.support.servers import REPO_ROOT
 
@@ -55,14 +53,6 @@ def runtime(
         finally:
             process.terminate()
             process.wait(timeout=20)
-
-
-def body_of(outcome: Outcome) -> tuple[int, Any]:
-    assert outcome.kind == "response", outcome
-    body = outcome.payload["body"]
-    if outcome.payload.get("isBase64Encoded"):
-        body = base64.b64decode(body).decode()
-    return outcome.payload["statusCode"], json.loads(body)
 
 
 def test_generation_through_the_runtime_client(runtime: tuple[RuntimeApiEmulator, Path]) -> None:

@@ -6,6 +6,7 @@ invocation error (https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html
 
 from __future__ import annotations
 
+import base64
 import json
 import queue
 import threading
@@ -22,6 +23,15 @@ PREFIX = "/2018-06-01/runtime"
 class Outcome:
     kind: str  # "response" or "error"
     payload: Any
+
+
+def body_of(outcome: Outcome) -> tuple[int, Any]:
+    """Status and JSON body of an API Gateway response the handler returned."""
+    assert outcome.kind == "response", outcome
+    body = outcome.payload["body"]
+    if outcome.payload.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode()
+    return outcome.payload["statusCode"], json.loads(body)
 
 
 def _trace_id() -> str:

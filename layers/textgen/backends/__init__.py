@@ -17,12 +17,23 @@ from textgen.imports import heavy_imports
 from textgen.model_files import ONNX_EXPORT_DIR, ONNX_MODEL_FILE
 from textgen.settings import Settings
 
-# runtime -> "module:function" building a Backend from a local model folder, and the install
-# extra that brings the runtime's packages where the base install lacks them.
-_LOADERS: dict[str, tuple[str, str | None]] = {
-    "torch": ("textgen.backends.torch_backend:load_backend", None),
-    "onnx": ("textgen.backends.onnx_backend:load_backend", "onnx"),
-    "tensorflow": ("textgen.backends.tf_backend:load_backend", "tf"),
+# runtime -> "module:function" building a Backend from a local model folder, and what to do
+# where this installation lacks the runtime's packages.
+_LOADERS: dict[str, tuple[str, str]] = {
+    # Only an installation made without torch (the Lambda image's WITH_TORCH=false) lacks it.
+    "torch": (
+        "textgen.backends.torch_backend:load_backend",
+        "this installation serves ONNX exports only: create the model's with `textgen "
+        "export-onnx <model folder>` and publish it, or install torch",
+    ),
+    "onnx": (
+        "textgen.backends.onnx_backend:load_backend",
+        "install the 'onnx' extra: pip install 'serverless-textgen[onnx]'",
+    ),
+    "tensorflow": (
+        "textgen.backends.tf_backend:load_backend",
+        "install the 'tf' extra: pip install 'serverless-textgen[tf]'",
+    ),
 }
 
 
@@ -52,16 +63,15 @@ def _on_gpu(settings: Settings) -> bool:
 
 def load_backend(framework: Framework, model_dir: Path, settings: Settings) -> Backend:
     runtime = runtime_for(framework, model_dir, settings)
-    target, extra = _LOADERS[runtime]
+    target, remedy = _LOADERS[runtime]
     module_name, function_name = target.split(":")
     with heavy_imports:  # one load at a time (see textgen.imports)
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            remedy = f"; install the '{extra}' extra: pip install 'serverless-textgen[{extra}]'"
             raise BackendNotInstalled(
                 f"framework '{framework}' ({runtime}) needs a package this installation lacks "
-                f"({exc})" + (remedy if extra else ""),
+                f"({exc}); {remedy}",
                 framework=str(framework),
             ) from exc
         loader = getattr(module, function_name)

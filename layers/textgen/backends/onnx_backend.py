@@ -2,8 +2,10 @@
 step engine. No torch at serving time: onnxruntime, numpy and the model's tokenizer.
 
 The KV cache is the runner's own memory, written in place by the graph (see OnnxRunner). Prompts
-run through the export's prefill graph (float32 beside an int8 model: see textgen.onnx_export),
-decoding steps through its model graph; both take the same inputs.
+run through the export's prefill graph (beside an int8 model, its int8 graph with each token
+quantized on its own: see textgen.onnx_export), decoding steps through its model graph; both take
+the same inputs, among them the token embedding table, mapped once from the export's
+embedding.npy (pages are read as tokens use them).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from textgen.backends.step_backend import StepBackend
 from textgen.cpu import available_cpus
 from textgen.errors import ModelLoadFailed
 from textgen.model_files import (
+    ONNX_EMBEDDING_FILE,
+    ONNX_EMBEDDING_INPUT,
     ONNX_EXPORT_DIR,
     ONNX_EXPORT_FORMAT,
     ONNX_METADATA_FILE,
@@ -45,13 +49,14 @@ def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
             ort.InferenceSession(str(export / name), options, providers=["CPUExecutionProvider"])
             for name in (ONNX_MODEL_FILE, prefill_file)
         )
+        embedding = _embedding(export, metadata)
     except (OSError, ValueError, KeyError, ort.capi.onnxruntime_pybind11_state.Fail) as exc:
         raise ModelLoadFailed(
             f"the ONNX export of '{model_dir.name}' cannot be loaded: {exc}; re-create it with "
             "`textgen export-onnx`"
         ) from exc
     tokens = ModelTokenizer(model_dir)
-    runner = OnnxRunner(session, metadata, tokens.pad_id, prefill)
+    runner = OnnxRunner(session, metadata, tokens.pad_id, prefill, embedding)
     return StepBackend(
         model_dir.name,
         tokens,
@@ -61,6 +66,17 @@ def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
         settings,
         runtime=f"onnxruntime-{metadata.get('precision', 'float32')}",
     )
+
+
+def _embedding(export: Path, metadata: dict[str, Any]) -> np.ndarray:
+    """The export's token embedding table, memory-mapped: read-only, shared by both graphs."""
+    name = metadata.get("embedding")
+    if name != ONNX_EMBEDDING_FILE:
+        raise ValueError(f"unexpected embedding file {name!r}")
+    table: np.ndarray = np.load(export / name, mmap_mode="r")
+    if table.dtype != np.float32 or table.ndim != 2 or not table.flags.c_contiguous:
+        raise ValueError(f"{name} is not a [vocab, hidden] float32 table")
+    return table
 
 
 def session_options(settings: Settings) -> ort.SessionOptions:
@@ -114,10 +130,19 @@ class OnnxRunner:
     """
 
     def __init__(
-        self, session: Any, metadata: dict[str, Any], pad_id: int, prefill: Any = None
+        self,
+        session: Any,
+        metadata: dict[str, Any],
+        pad_id: int,
+        prefill: Any = None,
+        embedding: np.ndarray | None = None,
     ) -> None:
         self._session = session
         self._prefill = prefill or session
+        takes_embedding = any(i.name == ONNX_EMBEDDING_INPUT for i in session.get_inputs())
+        if takes_embedding != (embedding is not None):
+            raise ValueError("the graph's embedding input and the table given disagree")
+        self._embedding = embedding
         self._metadata = metadata
         self._layers = int(metadata["layers"])
         self._kv_heads = int(metadata["kv_heads"])
@@ -262,6 +287,11 @@ class OnnxRunner:
         if binding is None:
             binding = session.io_binding()
             binding.bind_output("logits", "cpu")  # first: get_outputs() follows binding order
+            if self._embedding is not None:
+                table = self._embedding
+                binding.bind_input(
+                    ONNX_EMBEDDING_INPUT, "cpu", 0, np.float32, list(table.shape), table.ctypes.data
+                )
             for name, buffer in zip(self._cache_names, self._buffers, strict=True):
                 part = buffer[rows]  # rows are the first axis: a contiguous block
                 for role in ("past", "present"):  # the same memory: written in place
