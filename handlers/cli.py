@@ -221,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the fast CPU path's ONNX graph of a model folder",
         description="Write MODEL_DIR/onnx/ for each MODEL_DIR: the model's decode step as an "
         "ONNX graph with its KV cache as inputs and outputs, int8 weights (per-channel scales) "
-        "by default, with a float32 graph for prompts beside it. Framework 'pt' requests then "
+        "by default, with an int8 graph for prompts beside it that quantizes each token on its "
+        "own, and the token embedding table both read. Framework 'pt' requests then "
         "run on ONNX Runtime on a CPU (CPU_RUNTIME). Needs the 'onnx' extra.",
     )
     onnx.add_argument(

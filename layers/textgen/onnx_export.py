@@ -7,13 +7,15 @@ asked for (`logit_positions`): the last one while decoding, every one when scori
 Weights are quantized to 8 bits with per-channel scales by ONNX Runtime's own quantizer, or kept
 in float32.
 
-An int8 export keeps the float32 graph too, as prefill.onnx, for prompts. ONNX Runtime quantizes
-activations per tensor: a prompt's tokens go through a matrix product together, one of them (the
-first, which LLaMA-family models turn into an attention sink with huge activations) sets the
-scale for all: SmolLM2's perplexity scored through an int8 prefill rises by 4.4% (3.9% with the
-first token run apart), through the float32 one by 1.25% (bench/quantization_choices.py). A
-decoding step quantizes one token per row and loses little; prompts, compute-bound anyway, stay
-exact.
+An int8 export has two graphs with the same 8-bit weights. The decoding graph (model.onnx) is
+the float32 graph quantized by ONNX Runtime's quantizer, whose products quantize activations with
+one range per tensor: right for a step's one token per row, not for a prompt, where one token (the
+first, which LLaMA-family models turn into an attention sink with huge activations) sets the range
+for all: SmolLM2's perplexity scored through it rises by 4.4%. Prompts go through prefill.onnx,
+written with every token's activations quantized over their own range (textgen.onnx_graph,
+int8_rows): as close to float32 as float32 prompts were, at a quarter of their weights' memory
+(bench/quantization_choices.py). Both graphs take the token embedding table as an input, saved
+once as embedding.npy.
 
 Each weight channel is quantized symmetrically (zero at 128, the scale set by its largest
 magnitude), not over its own min..max: the asymmetric zero point moves SmolLM2's held-out

@@ -83,7 +83,7 @@ class _GraphWriter:
         self,
         x: str,
         name: str,
-        weight: torch.Tensor,
+        weight: torch.Tensor | np.ndarray,
         bias: torch.Tensor | None,
         output: str | None = None,
     ) -> str:

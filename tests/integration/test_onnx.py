@@ -23,6 +23,7 @@ from textgen.backends import load_backend
 from textgen.backends.onnx_backend import OnnxRunner, prefill_groups
 from textgen.backends.step_backend import StepBackend
 from textgen.backends.torch_backend import TorchRunner
+from textgen.errors import ModelLoadFailed
 from textgen.families import Framework
 from textgen.manifest import build_manifest
 from textgen.settings import Settings
@@ -296,3 +297,35 @@ def test_export_refuses_a_family_it_cannot_export(store_dir: Path, tmp_path: Pat
 
     assert result.returncode == 1
     assert "gpt2 or llama only" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("damage", "refused"),
+    [
+        ("old_format", "export format 2"),
+        ("embedding_dtype", "float32 table"),
+        ("embedding_missing", "embedding.npy"),
+        (None, None),  # live check: the same copy, undamaged, loads
+    ],
+)
+def test_an_export_it_cannot_read_is_a_clear_load_error(
+    onnx_store: Path, tmp_path: Path, damage: str | None, refused: str | None
+) -> None:
+    model = shutil.copytree(onnx_store / "gpt2-int8", tmp_path / "gpt2-int8")
+    export = model / "onnx"
+    if damage == "old_format":
+        metadata = json.loads((export / "textgen.json").read_text())
+        (export / "textgen.json").write_text(json.dumps({**metadata, "format": 2}))
+    elif damage == "embedding_dtype":
+        np.save(export / "embedding.npy", np.load(export / "embedding.npy").astype(np.float64))
+    elif damage == "embedding_missing":
+        (export / "embedding.npy").unlink()
+
+    if refused is None:
+        backend = load_backend(Framework.PYTORCH, model, Settings())
+        assert backend.engine.runtime == "onnxruntime-int8"
+        backend.engine.close()
+        return
+    with pytest.raises(ModelLoadFailed, match=refused) as raised:
+        load_backend(Framework.PYTORCH, model, Settings())
+    assert "textgen export-onnx" in str(raised.value)
