@@ -19,7 +19,7 @@ once as embedding.npy.
 
 Each weight channel is quantized symmetrically (zero at 128, the scale set by its largest
 magnitude), not over its own min..max: the asymmetric zero point moves SmolLM2's held-out
-perplexity by +2.0% of float32's, the symmetric one by +1.25%, at the same speed
+perplexity by +2.8% of float32's, the symmetric one by +1.25%, at the same speed
 (bench/quantization_choices.py).
 
 The 8-bit weights are unsigned (ONNX Runtime's U8U8 kernels), not signed: on x86 CPUs without

@@ -93,13 +93,9 @@ class _GraphWriter:
         if self.int8_rows:
             out = self._int8_rows_matmul(x, name, _numpy(weight), product)
         else:
-            out = self.node("MatMul", [x, self.weight(name, weight)], [product] if product else 1)[
-                0
-            ]
+            (out,) = self.node("MatMul", [x, self.weight(name, weight)], _names(product))
         if bias is not None:
-            out = self.node(
-                "Add", [out, self.weight(f"{name}.bias", bias)], [output] if output else 1
-            )[0]
+            (out,) = self.node("Add", [out, self.weight(f"{name}.bias", bias)], _names(output))
         return out
 
     def _int8_rows_matmul(self, x: str, name: str, weight: np.ndarray, output: str | None) -> str:
@@ -142,7 +138,8 @@ class _GraphWriter:
         exact = self.one("Sub", [self.one("Cast", [products], to=self._float), correction])
         rows_scaled = self.one("Mul", [exact, row_scale])
         channel_scale = self.weight(f"{name}.scale", scale.astype(np.float32))
-        return self.node("Mul", [rows_scaled, channel_scale], [output] if output else 1)[0]
+        (out,) = self.node("Mul", [rows_scaled, channel_scale], _names(output))
+        return out
 
     def _shared(self, name: str, value: np.ndarray | np.generic) -> str:
         """A constant initializer used by many nodes, added once."""
@@ -350,6 +347,11 @@ def _gpt2_layers(writer: _GraphWriter, decoder: Any) -> str:
             epsilon=eps,
         )
     return h
+
+
+def _names(output: str | None) -> list[str] | int:
+    """A node's outputs: the one name given, or one name to be made up."""
+    return [output] if output else 1
 
 
 def token_embedding(decoder: Any, family: str) -> np.ndarray:

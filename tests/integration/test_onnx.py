@@ -305,6 +305,7 @@ def test_export_refuses_a_family_it_cannot_export(store_dir: Path, tmp_path: Pat
         ("old_format", "export format 2"),
         ("embedding_dtype", "float32 table"),
         ("embedding_missing", "embedding.npy"),
+        ("embedding_rows", "rows for"),
         (None, None),  # live check: the same copy, undamaged, loads
     ],
 )
@@ -318,6 +319,8 @@ def test_an_export_it_cannot_read_is_a_clear_load_error(
         (export / "textgen.json").write_text(json.dumps({**metadata, "format": 2}))
     elif damage == "embedding_dtype":
         np.save(export / "embedding.npy", np.load(export / "embedding.npy").astype(np.float64))
+    elif damage == "embedding_rows":
+        np.save(export / "embedding.npy", np.load(export / "embedding.npy")[:-1])
     elif damage == "embedding_missing":
         (export / "embedding.npy").unlink()
 

@@ -76,6 +76,8 @@ def _embedding(export: Path, metadata: dict[str, Any]) -> np.ndarray:
     table: np.ndarray = np.load(export / name, mmap_mode="r")
     if table.dtype != np.float32 or table.ndim != 2 or not table.flags.c_contiguous:
         raise ValueError(f"{name} is not a [vocab, hidden] float32 table")
+    if table.shape[0] != int(metadata["vocab_size"]):
+        raise ValueError(f"{name} has {table.shape[0]} rows for {metadata['vocab_size']} tokens")
     return table
 
 
