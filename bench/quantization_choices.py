@@ -3,8 +3,9 @@ of an 8-row decoding step, through variants of the export, against float32 PyTor
 
 The decoding graph of every variant quantizes the same float32 graph (textgen.onnx_graph, written
 here from the model) with ONNX Runtime's `quantize_dynamic`, unsigned per-channel weights; prompts
-go through one of: the export's prompt graph (8 bits, each token's activations over their own
-range), the float32 graph, or the decoding graph itself (one activation range per tensor). Each is
+go through one of: a prompt graph written as the export writes it, with the variant's own 8-bit
+weights and each token's activations over their own range; the float32 graph; or the decoding
+graph itself (one activation range per tensor). Each is
 scored as bench/cpu_decoding.py scores: each 512-token window of the held-out chapters is half
 prompt, and its second half is decoded a token at a time, teacher-forced.
 
@@ -12,13 +13,14 @@ prompt, and its second half is decoded a token at a time, teacher-forced.
   symmetrically (zero point 128); prompts through its per-token int8 graph;
 - float32_prompts: the export with prompts in float32 (the export before the per-token graph:
   two more copies of the weights in memory);
-- asymmetric_weights: the export with ONNX Runtime's default, each channel over its own min..max;
+- asymmetric_weights: the export with ONNX Runtime's default, each channel over its own min..max
+  (in both graphs);
 - per_tensor_prompts: prompts through the decoding graph (one range per tensor);
 - per_tensor_prompts_first_token_apart: the same, each prompt's first token in a call of its
   own, so that its outlier activations (the attention sink) set no other token's range;
 - torch_bfloat16: not ONNX: the engine on PyTorch in bfloat16, the 16-bit CPU path;
 - float32_lm_head / float32_down_proj: the export, but with the output projection, or every MLP
-  down projection, left in float32.
+  down projection, left in float32 (in both graphs).
 
 Decoding-step times (8 rows, median of 3) are indicative only: run this on a quiet machine.
 
@@ -59,13 +61,13 @@ from bench.report import report  # noqa: E402
 
 # variant: (MatMuls kept in float32, symmetric weights, prompt graph, first token apart)
 VARIANTS = {
-    "export": ((), True, "int8_rows", False),
+    "export": ((), True, "per_token", False),
     "float32_prompts": ((), True, "float32", False),
-    "asymmetric_weights": ((), False, "int8_rows", False),
+    "asymmetric_weights": ((), False, "per_token", False),
     "per_tensor_prompts": ((), True, "decoding", False),
     "per_tensor_prompts_first_token_apart": ((), True, "decoding", True),
-    "float32_lm_head": (("lm_head",), True, "int8_rows", False),
-    "float32_down_proj": (("down_proj",), True, "int8_rows", False),
+    "float32_lm_head": (("lm_head",), True, "per_token", False),
+    "float32_down_proj": (("down_proj",), True, "per_token", False),
 }
 STEP_ROWS, STEPS = 8, 64
 
@@ -149,7 +151,7 @@ def main() -> int:
     from textgen.backends.onnx_backend import OnnxRunner, session_options
     from textgen.moby_dick import split
     from textgen.models import load_decoder
-    from textgen.onnx_graph import build_graph
+    from textgen.onnx_graph import build_graph, int8_weights
     from textgen.settings import Settings
     from textgen.tokenizer import ModelTokenizer
 
@@ -182,21 +184,22 @@ def main() -> int:
     }
     print("torch_bfloat16", figures["torch_bfloat16"], file=sys.stderr, flush=True)
     embedding = np.load(export / "embedding.npy", mmap_mode="r")
+    decoder = load_decoder(model, torch.float32, torch.device("cpu"))
     with tempfile.TemporaryDirectory() as scratch:
         float32_graph = Path(scratch) / "float32.onnx"
-        onnx.save(
-            build_graph(load_decoder(model, torch.float32, torch.device("cpu")), "llama"),
-            float32_graph,
-        )
-        prompt_sessions = {
-            "int8_rows": ort.InferenceSession(str(export / "prefill.onnx"), options),
-            "float32": ort.InferenceSession(str(float32_graph), options),
-        }
+        onnx.save(build_graph(decoder, "llama"), float32_graph)
+        float32_session = ort.InferenceSession(str(float32_graph), options)
         for name, (keep, symmetric, prompt_graph, apart) in VARIANTS.items():
             output = Path(scratch) / f"{name}.onnx"
             graph = quantized(float32_graph, keep, symmetric, output)
             decode = ort.InferenceSession(str(graph), options)
-            prompts_session = prompt_sessions.get(prompt_graph, decode)
+            prompts_session = decode
+            if prompt_graph == "float32":
+                prompts_session = float32_session
+            elif prompt_graph == "per_token":
+                per_token = Path(scratch) / f"{name}-prompts.onnx"
+                onnx.save(build_graph(decoder, "llama", int8_weights(onnx.load(graph))), per_token)
+                prompts_session = ort.InferenceSession(str(per_token), options)
             runner = OnnxRunner(decode, metadata, pad_id, prompts_session, embedding)
             value = perplexity(runner, windows, apart, decode)
             figures[name] = {

@@ -13,13 +13,14 @@
 # $SRC is the folder holding pyproject.toml, container/, handlers/ and layers/ (default /src).
 set -eu
 src="${SRC:-/src}"
-case "${WITH_TORCH:-true}" in
+with_torch="${WITH_TORCH:-true}"
+case "${with_torch}" in
   true|false) ;;
-  *) echo "install.sh: WITH_TORCH must be true or false, not '${WITH_TORCH}'" >&2; exit 2 ;;
+  *) echo "install.sh: WITH_TORCH must be true or false, not '${with_torch}'" >&2; exit 2 ;;
 esac
 case "${1:-}" in
   torch)
-    if [ "${WITH_TORCH:-true}" = false ]; then
+    if [ "${with_torch}" = false ]; then
       echo "install.sh: WITH_TORCH=false, torch left out"
     elif [ -n "${TORCH_INDEX:-}" ]; then
       pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
@@ -30,7 +31,7 @@ case "${1:-}" in
   deps)
     requirements="$(mktemp)"
     without=""
-    if [ "${WITH_TORCH:-true}" = false ]; then without="--without-torch"; fi
+    if [ "${with_torch}" = false ]; then without="--without-torch"; fi
     python "${src}/container/requirements.py" "${src}/pyproject.toml" --extras "${EXTRAS:-}" \
       ${without} > "${requirements}"
     pip install -r "${requirements}"

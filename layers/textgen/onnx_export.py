@@ -12,10 +12,10 @@ the float32 graph quantized by ONNX Runtime's quantizer, whose products quantize
 one range per tensor: right for a step's one token per row, not for a prompt, where one token (the
 first, which LLaMA-family models turn into an attention sink with huge activations) sets the range
 for all: SmolLM2's perplexity scored through it rises by 4.4%. Prompts go through prefill.onnx,
-written with every token's activations quantized over their own range (textgen.onnx_graph,
-int8_rows): as close to float32 as float32 prompts were, at a quarter of their weights' memory
-(bench/quantization_choices.py). Both graphs take the token embedding table as an input, saved
-once as embedding.npy.
+written with the decoding graph's own 8-bit weights (read back from it, bit for bit) and every
+token's activations quantized over their own range (textgen.onnx_graph): as close to float32 as
+float32 prompts were, at a quarter of their weights' memory (bench/quantization_choices.py).
+Both graphs take the token embedding table as an input, saved once as embedding.npy.
 
 Each weight channel is quantized symmetrically (zero at 128, the scale set by its largest
 magnitude), not over its own min..max: the asymmetric zero point moves SmolLM2's held-out
@@ -51,7 +51,7 @@ from textgen.model_files import (
     ONNX_PREFILL_FILE,
 )
 from textgen.models import load_decoder
-from textgen.onnx_graph import build_graph, token_embedding
+from textgen.onnx_graph import build_graph, int8_weights, token_embedding
 from textgen.staging import staged_folder
 
 Precision = Literal["int8", "float32"]
@@ -82,9 +82,11 @@ def export_onnx(model_dir: Path, precision: Precision = "int8") -> Path:
             _save(float32, staging / ONNX_MODEL_FILE)
         else:
             _save(float32, Path(scratch) / "float32.onnx")
-            int8 = quantize_int8(Path(scratch) / "float32.onnx", Path(scratch) / "int8.onnx")
-            _save(onnx.load(int8), staging / ONNX_MODEL_FILE)
-            prompts = build_graph(decoder, config["model_type"], int8_rows=True)
+            int8 = onnx.load(
+                quantize_int8(Path(scratch) / "float32.onnx", Path(scratch) / "int8.onnx")
+            )
+            _save(int8, staging / ONNX_MODEL_FILE)
+            prompts = build_graph(decoder, config["model_type"], int8_weights(int8))
             _save(prompts, staging / ONNX_PREFILL_FILE)
         np.save(staging / ONNX_EMBEDDING_FILE, token_embedding(decoder, config["model_type"]))
         for name in ("tokenizer.json",):

@@ -25,6 +25,8 @@ A prompt runs alone (new rows, empty cache, one call); a decoding step is one to
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,17 +39,45 @@ _MS_DOMAIN = "com.microsoft"
 _OPSET = 17
 
 
-class _GraphWriter:
-    """Nodes and initializers, with names made up as they come. With `int8_rows`, every weighted
-    product is written in 8 bits with each token's activations quantized on their own (see
-    `linear`); otherwise in float32."""
+@dataclass(frozen=True)
+class Int8Weight:
+    """A weight in 8 bits, per output channel: weight ~ (values - zero_point) * scale."""
 
-    def __init__(self, int8_rows: bool = False) -> None:
+    values: np.ndarray  # uint8 [in, out]
+    scale: np.ndarray  # float32 [out]
+    zero_point: np.ndarray  # uint8 [out]
+
+
+def int8_weights(graph: Any) -> dict[str, Int8Weight]:
+    """The 8-bit weights ONNX Runtime's quantizer wrote into `graph` (a ModelProto), by the name
+    of the float32 weight each replaced: it writes NAME_quantized, NAME_scale, NAME_zero_point."""
+    from onnx import numpy_helper
+
+    arrays = {t.name: t for t in graph.graph.initializer}
+    found = {}
+    for name in arrays:
+        if name.endswith("_quantized"):
+            base = name.removesuffix("_quantized")
+            values, scale, zero_point = (
+                numpy_helper.to_array(arrays[f"{base}{suffix}"])
+                for suffix in ("_quantized", "_scale", "_zero_point")
+            )
+            found[base] = Int8Weight(values, scale, zero_point)
+    return found
+
+
+class _GraphWriter:
+    """Nodes and initializers, with names made up as they come. Weighted products are written
+    in float32, or, for the weights given in `int8` (a decoding graph's, see int8_weights), in
+    8 bits with each token's activations quantized on their own (see `linear`)."""
+
+    def __init__(self, int8: Mapping[str, Int8Weight] | None = None) -> None:
         from onnx import TensorProto, helper, numpy_helper
 
         self._helper, self._numpy_helper = helper, numpy_helper
         self._uint8, self._float = TensorProto.UINT8, TensorProto.FLOAT
-        self.int8_rows = int8_rows
+        self.int8 = dict(int8 or {})
+        self.int8_used: set[str] = set()
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self._constants: set[str] = set()
@@ -88,27 +118,27 @@ class _GraphWriter:
         output: str | None = None,
     ) -> str:
         """x @ weight (weight as [in, out]), plus bias: a MatMul on an initializer (which the
-        int8 quantizer turns into DynamicQuantizeMatMul), or its int8_rows form."""
+        int8 quantizer turns into DynamicQuantizeMatMul), or with the weight's 8-bit form when
+        one was given."""
         product = None if bias is not None else output
-        if self.int8_rows:
-            out = self._int8_rows_matmul(x, name, _numpy(weight), product)
+        if name in self.int8:
+            self.int8_used.add(name)
+            out = self._int8_rows_matmul(x, name, self.int8[name], product)
         else:
             (out,) = self.node("MatMul", [x, self.weight(name, weight)], _names(product))
         if bias is not None:
             (out,) = self.node("Add", [out, self.weight(f"{name}.bias", bias)], _names(output))
         return out
 
-    def _int8_rows_matmul(self, x: str, name: str, weight: np.ndarray, output: str | None) -> str:
+    def _int8_rows_matmul(self, x: str, name: str, weight: Int8Weight, output: str | None) -> str:
         """x @ weight in 8 bits, every token's activations quantized over their own min..max
         (ONNX Runtime's DynamicQuantizeMatMul takes one range for the whole tensor: over a
-        prompt, its largest activation coarsens every other token's). Weights as the int8
-        export's: unsigned, symmetric per output channel, zero point 128 (U8U8 kernels).
-        A token's zero point z is taken out after the integer product: sum((a - z) * w) =
-        sum(a * w) - z * sum(w), as MatMulInteger takes one zero point for all of A."""
-        scale = np.abs(weight).max(axis=0) / 127
-        scale[scale == 0] = 1
-        quantized = np.round(weight / scale) + 128
-        column_sums = (quantized - 128).sum(axis=0).astype(np.float32)
+        prompt, its largest activation coarsens every other token's). The weight is the
+        decoding graph's own, bit for bit. A token's zero point z is taken out after the integer
+        product: sum((a - z) * w) = sum(a * w) - z * sum(w), as MatMulInteger takes one zero
+        point for all of A."""
+        centred = weight.values.astype(np.int32) - weight.zero_point.astype(np.int32)
+        column_sums = centred.sum(axis=0).astype(np.float32)
         zero = self._shared("float_0", np.float32(0))
         high = self.one("Max", [self.one("ReduceMax", [x], axes=[-1], keepdims=1), zero])
         low = self.one("Min", [self.one("ReduceMin", [x], axes=[-1], keepdims=1), zero])
@@ -129,15 +159,15 @@ class _GraphWriter:
             "MatMulInteger",
             [
                 self.one("Cast", [clipped], to=self._uint8),
-                self.weight(f"{name}.u8", quantized.astype(np.uint8)),
+                self.weight(f"{name}.u8", weight.values),
                 "",
-                self.weight(f"{name}.zero_point", np.full(scale.shape, 128, np.uint8)),
+                self.weight(f"{name}.zero_point", weight.zero_point),
             ],
         )
         correction = self.one("Mul", [row_zero, self.weight(f"{name}.column_sums", column_sums)])
         exact = self.one("Sub", [self.one("Cast", [products], to=self._float), correction])
         rows_scaled = self.one("Mul", [exact, row_scale])
-        channel_scale = self.weight(f"{name}.scale", scale.astype(np.float32))
+        channel_scale = self.weight(f"{name}.scale", weight.scale)
         (out,) = self.node("Mul", [rows_scaled, channel_scale], _names(output))
         return out
 
@@ -158,13 +188,13 @@ _CONTRIB_OPS = {
 }
 
 
-def build_graph(decoder: Any, family: str, int8_rows: bool = False) -> Any:
+def build_graph(decoder: Any, family: str, int8: Mapping[str, Int8Weight] | None = None) -> Any:
     """The ModelProto of one step of `decoder` (a textgen.models decoder): in float32, or with
-    `int8_rows` its weighted products in 8 bits, each token's activations on a scale of their own
-    (the int8 export's graph for prompts)."""
+    the 8-bit weights of `int8` (by weight name: int8_weights of the quantized decoding graph),
+    each token's activations on a scale of their own (the int8 export's graph for prompts)."""
     from onnx import TensorProto, helper
 
-    writer = _GraphWriter(int8_rows)
+    writer = _GraphWriter(int8)
     layers = len(decoder.blocks)
     inputs = [
         helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["rows", "length"]),
@@ -201,6 +231,8 @@ def build_graph(decoder: Any, family: str, int8_rows: bool = False) -> Any:
     wanted = writer.one("Unsqueeze", ["logit_positions", writer.weight("minus_one", _ints([-1]))])
     selected = writer.one("GatherND", [hidden, wanted], batch_dims=1)
     writer.linear(selected, "lm_head", decoder.lm_head.T, None, output="logits")
+    if unused := set(writer.int8) - writer.int8_used:  # names that match no weight: a mistake
+        raise ValueError(f"8-bit weights for no product of the graph: {sorted(unused)[:3]}")
     graph = helper.make_graph(
         writer.nodes, "textgen_step", inputs, outputs, initializer=writer.initializers
     )

@@ -26,6 +26,7 @@ from textgen.backends.torch_backend import TorchRunner
 from textgen.errors import ModelLoadFailed
 from textgen.families import Framework
 from textgen.manifest import build_manifest
+from textgen.onnx_graph import int8_weights
 from textgen.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -135,13 +136,14 @@ def test_decoding_writes_the_cache_in_place(onnx_store: Path, model: str) -> Non
     runner = OnnxRunner(
         inner._session, inner._metadata, inner._pad_id, inner._prefill, inner._embedding
     )
-    prompt = backend.encode(["The quick brown fox"], 4)[0]
-    runner.add_rows([prompt], len(prompt) + 4, all_logits=False)
+    new_tokens = 24  # past the 16 columns a cache would start with if it grew as it went
+    prompt = backend.encode(["The quick brown fox"], new_tokens)[0]
+    runner.add_rows([prompt], len(prompt) + new_tokens, all_logits=False)
     buffers = list(runner._buffers)
     column = len(prompt)  # where the next token's keys go
     before = [b[0, :, column].copy() for b in buffers]
 
-    runner.step([prompt[-1]])
+    logits = runner.step([prompt[-1]])
 
     assert all(a is b for a, b in zip(runner._buffers, buffers, strict=True))  # no new cache
     written = [
@@ -150,6 +152,13 @@ def test_decoding_writes_the_cache_in_place(onnx_store: Path, model: str) -> Non
     assert all(written)  # every layer's keys and values landed in the runner's own memory
     untouched = [not b[0, :, column + 1].any() for b in buffers]
     assert all(untouched)  # live check: the columns after it did not change
+
+    for _ in range(new_tokens - 1):  # the rest of the row: the cache was made whole at once
+        next_logits = runner.step([int(logits[0].argmax())])
+        assert all(a is b for a, b in zip(runner._buffers, buffers, strict=True))
+        # The logits land in the runner's own memory each step, not in a new array.
+        assert np.shares_memory(next_logits, logits)
+        logits = next_logits
 
 
 def test_prompt_scoring_matches_pytorch(clients: dict[str, TestClient]) -> None:
@@ -255,10 +264,29 @@ def test_int8_weights_are_quantized_symmetrically(onnx_store: Path, tmp_path: Pa
     )
 
     exported, defaults = weight_zero_points(export / "model.onnx"), weight_zero_points(default)
-    prompts = weight_zero_points(export / "prefill.onnx")
-    assert len(exported) == len(prompts) == len(defaults) >= 2 * 4 + 1  # 4 a layer, the logits
-    assert all((z == 128).all() for z in exported + prompts)
+    assert len(exported) == len(defaults) >= 2 * 4 + 1  # 4 a layer, the logits
+    assert all((z == 128).all() for z in exported)
     assert not all((z == 128).all() for z in defaults)  # the check tells the two apart
+
+
+def test_the_prompt_graph_has_the_decoding_graphs_8_bit_weights(onnx_store: Path) -> None:
+    import onnx
+
+    export = onnx_store / "gpt2-int8" / "onnx"
+    decoding = int8_weights(onnx.load(str(export / "model.onnx")))
+    prompts = onnx.load(str(export / "prefill.onnx")).graph
+    arrays = {t.name: onnx.numpy_helper.to_array(t) for t in prompts.initializer}
+    products = [n for n in prompts.node if n.op_type == "MatMulInteger"]
+    assert len(products) == len(decoding) >= 2 * 4 + 1  # every product of the decoding graph
+    for name, weight in decoding.items():
+        assert np.array_equal(arrays[f"{name}.u8"], weight.values)
+        assert np.array_equal(arrays[f"{name}.zero_point"], weight.zero_point)
+        assert np.array_equal(arrays[f"{name}.scale"], weight.scale)
+    # Live check: the comparison tells two products of one shape apart (two layers' same one).
+    first = next(iter(decoding))
+    shape = decoding[first].values.shape
+    second = next(n for n, w in decoding.items() if n != first and w.values.shape == shape)
+    assert not np.array_equal(arrays[f"{first}.u8"], decoding[second].values)
 
 
 def test_serving_onnx_imports_neither_torch_nor_transformers(onnx_store: Path) -> None:

@@ -269,3 +269,31 @@ def test_the_python_api_streams_tokens_as_they_come(settings: Settings) -> None:
         assert len(mine) == 10  # one event per token, as it was generated
         assert mine[-1].finish_reason == "length"
         assert all(e.finish_reason is None for e in mine[:-1])
+
+
+def test_a_streaming_caller_is_woken_once_a_step_whatever_its_rows(
+    backend: StepBackend, engine: tuple[StepEngine, RecordingRunner]
+) -> None:
+    steps, runner = engine
+    streamed = job(backend, PROMPTS, 6)
+    streamed.handle.stream_requested = True
+    wakes = 0
+    plain_wake = streamed.handle.wake
+
+    def counted_wake() -> None:
+        nonlocal wakes
+        wakes += 1
+        plain_wake()
+
+    streamed.handle.wake = counted_wake  # type: ignore[method-assign]
+    runner.gate.clear()  # every row admitted in one cycle
+    steps.submit(streamed)
+    runner.gate.set()
+    outputs = streamed.handle.result(60)
+    assert steps.close(30)  # its last cycle's wake done
+
+    assert [len(o.token_ids) for o in outputs] == [6] * len(PROMPTS)
+    # One cycle prefills (its first token) and steps; then a step a token. A wake per event
+    # (a row's token) would be 6 per row.
+    assert len(runner.batch_sizes) == 5
+    assert wakes == len(runner.batch_sizes)

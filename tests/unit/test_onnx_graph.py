@@ -15,7 +15,7 @@ from onnx import TensorProto, helper
 
 from textgen.errors import UnsupportedModel
 from textgen.onnx_export import quantize_int8
-from textgen.onnx_graph import _GraphWriter, build_graph
+from textgen.onnx_graph import Int8Weight, _GraphWriter, build_graph, int8_weights
 
 
 def decoder(**overrides: object) -> SimpleNamespace:
@@ -49,9 +49,9 @@ def test_what_it_can_express_gets_past_the_checks(family: str, activation: str) 
         build_graph(decoder(activation_name=activation), family)
 
 
-def one_product(weight: np.ndarray, int8_rows: bool) -> Any:
+def one_product(weight: np.ndarray, int8: dict[str, Int8Weight] | None = None) -> Any:
     """A graph of one weighted product, y = x @ weight, as the builder writes it."""
-    writer = _GraphWriter(int8_rows)
+    writer = _GraphWriter(int8)
     writer.linear("x", "weight", weight, None, output="y")
     rows, columns = ["rows", weight.shape[0]], ["rows", weight.shape[1]]
     graph = helper.make_graph(
@@ -72,9 +72,10 @@ def test_int8_rows_quantizes_each_token_over_its_own_range(tmp_path: Path) -> No
     x[0] *= 1000  # a token with huge activations, as LLaMA's first token has
     x[2] = np.abs(x[2]) + 5  # one whose range lies far from zero
     exact = x @ weight
-    onnx.save(one_product(weight, int8_rows=True), tmp_path / "rows.onnx")
-    onnx.save(one_product(weight, int8_rows=False), tmp_path / "float32.onnx")
+    onnx.save(one_product(weight), tmp_path / "float32.onnx")
     quantize_int8(tmp_path / "float32.onnx", tmp_path / "tensor.onnx")  # the decoding graph's
+    weights = int8_weights(onnx.load(tmp_path / "tensor.onnx"))
+    onnx.save(one_product(weight, weights), tmp_path / "rows.onnx")
 
     def errors(graph: Path) -> np.ndarray:
         session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
@@ -85,3 +86,30 @@ def test_int8_rows_quantizes_each_token_over_its_own_range(tmp_path: Path) -> No
     assert (errors(tmp_path / "rows.onnx") < 0.02).all()
     # Live check: one range for the whole tensor, set by the huge token, loses the others.
     assert errors(tmp_path / "tensor.onnx")[1] > 0.1
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_the_8_bit_weights_read_back_are_the_quantizers(tmp_path: Path, symmetric: bool) -> None:
+    rng = np.random.default_rng(1)
+    weight = rng.standard_normal((64, 32)).astype(np.float32) + 0.5  # off-centre columns
+    onnx.save(one_product(weight), tmp_path / "float32.onnx")
+    quantize_int8(tmp_path / "float32.onnx", tmp_path / "int8.onnx", symmetric)
+
+    (read,) = int8_weights(onnx.load(tmp_path / "int8.onnx")).values()
+
+    assert read.values.dtype == np.uint8 and read.values.shape == weight.shape
+    assert read.scale.shape == read.zero_point.shape == (weight.shape[1],)  # per output channel
+    restored = (read.values.astype(np.float32) - read.zero_point) * read.scale
+    assert np.abs(restored - weight).max() <= read.scale.max()  # within a step of each weight
+    assert ((read.zero_point == 128).all()) == symmetric  # the check tells the two apart
+
+
+def test_8_bit_weights_that_match_no_product_are_refused(store_dir: Path) -> None:
+    import torch
+
+    from textgen.models import load_decoder
+
+    tiny = load_decoder(store_dir / "gpt2-test", torch.float32, torch.device("cpu"))
+    stray = Int8Weight(np.zeros((2, 2), np.uint8), np.ones(2, np.float32), np.zeros(2, np.uint8))
+    with pytest.raises(ValueError, match="no product of the graph: \\['not_a_weight'\\]"):
+        build_graph(tiny, "gpt2", {"not_a_weight": stray})

@@ -128,7 +128,9 @@ class OnnxRunner:
     capacity, head_dim]: rows 0..n-1 are the running ones, each holding its tokens from column 0
     (right-padded; `_lengths` says how many). A call binds rows a..b of every buffer as both the
     past and the present of the graph, which writes the new keys and values there in place.
-    Buffers grow by doubling, and go when no row remains.
+    Joining rows get their whole width at once (growing mid-request copied every layer's cache;
+    pages not written yet cost no memory), more by doubling; buffers go when no row remains.
+    A step's logits land in the runner's own buffer too.
     """
 
     def __init__(
@@ -157,7 +159,9 @@ class OnnxRunner:
         self._buffers: list[np.ndarray] = []  # [row capacity, kv_heads, columns, head_dim]
         self._lengths = np.zeros(0, dtype=np.int64)  # tokens each row holds
         self._order: list[int] | None = None  # rows moved since the last truncate
-        self._bindings: dict[tuple[int, int, int], Any] = {}  # see _binding
+        self._step_logits = np.zeros((0, 1, 0), dtype=np.float32)  # [row capacity, 1, vocab]
+        self._vocab = int(metadata["vocab_size"])
+        self._bindings: dict[tuple[int, int, int, bool], Any] = {}  # see _binding
 
     @property
     def kv_bytes_per_token(self) -> int:
@@ -166,7 +170,7 @@ class OnnxRunner:
     def add_rows(self, prompts: list[list[int]], width: int, all_logits: bool) -> list[np.ndarray]:
         self._apply_moves()
         first, size = len(self._lengths), len(prompts)
-        self._reserve(first + size, max(len(p) for p in prompts))
+        self._reserve(first + size, width)  # whole rows at once: no regrowth mid-request
         # Shortest first, in groups of similar length: a prompt is padded to its group's longest.
         order = sorted(range(size), key=lambda i: len(prompts[i]))
         logits: list[np.ndarray] = [np.empty(0)] * size
@@ -209,8 +213,11 @@ class OnnxRunner:
             self._lengths[:, None],
             self._lengths + 1,
             np.zeros((size, 1), dtype=np.int64),
+            steps=True,
         )
         self._lengths = self._lengths + 1
+        # Not copied: the engine is done with a step's logits before the next step (a copy of
+        # 8 rows of 50k logits is a visible part of GPT-2's step).
         result: np.ndarray = logits[:, 0]
         return result
 
@@ -225,6 +232,7 @@ class OnnxRunner:
         self._order = None
         if rows == 0:
             self._buffers, self._lengths, self._bindings = [], self._lengths[:0], {}
+            self._step_logits = np.zeros((0, 1, 0), dtype=np.float32)
             return
         keep = np.asarray(order[:rows])
         moved = np.flatnonzero(keep != np.arange(rows))  # only these rows are copied
@@ -254,6 +262,8 @@ class OnnxRunner:
         for new, old in zip(grown, self._buffers, strict=False):  # none at first
             new[:held, :, :used] = old[:held, :, :used]
         self._buffers, self._bindings = grown, {}
+        if shape[0] != len(self._step_logits):
+            self._step_logits = np.zeros((shape[0], 1, self._vocab), dtype=np.float32)
 
     def _run(
         self,
@@ -263,10 +273,12 @@ class OnnxRunner:
         positions: np.ndarray,
         lengths: np.ndarray,
         wanted: np.ndarray,
+        steps: bool = False,
     ) -> np.ndarray:
         """Run `ids` in `rows`, each row holding `lengths` tokens after the call; the logits of
-        the `wanted` positions of `ids`, [rows, wanted, vocab]."""
-        binding = self._binding(session, rows)
+        the `wanted` positions of `ids`, [rows, wanted, vocab]: a copy, or for a step (one token
+        and its logits per row) a view of _step_logits, valid until the next step."""
+        binding = self._binding(session, rows, steps)
         small = {
             "input_ids": ids,
             "seqlens_k": (lengths - 1).astype(np.int32),
@@ -278,17 +290,25 @@ class OnnxRunner:
         for name, array in small.items():
             binding.bind_cpu_input(name, array)
         session.run_with_iobinding(binding)
-        return np.array(binding.get_outputs()[0].numpy())
+        if steps:
+            return self._step_logits[rows]
+        return np.array(binding.get_outputs()[0].numpy())  # a copy: the binding reuses it
 
-    def _binding(self, session: Any, rows: slice) -> Any:
+    def _binding(self, session: Any, rows: slice, steps: bool) -> Any:
         """The session's binding of these rows of the buffers, as past and present of every
         layer: made once while the buffers and rows stay (binding 4 x layers tensors anew
-        each step is a visible part of a one-row step)."""
-        key = (id(session), rows.start, rows.stop)
+        each step is a visible part of a one-row step). A binding for steps writes its logits
+        into _step_logits; any other leaves them to ONNX Runtime (their shape varies)."""
+        key = (id(session), rows.start, rows.stop, steps)
         binding = self._bindings.get(key)
         if binding is None:
             binding = session.io_binding()
-            binding.bind_output("logits", "cpu")  # first: get_outputs() follows binding order
+            if steps:
+                logits = self._step_logits[rows]
+                shape = list(logits.shape)
+                binding.bind_output("logits", "cpu", 0, np.float32, shape, logits.ctypes.data)
+            else:
+                binding.bind_output("logits", "cpu")  # first: get_outputs() follows binding order
             if self._embedding is not None:
                 table = self._embedding
                 binding.bind_input(

@@ -68,7 +68,11 @@ class RequestHandle:
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
 
-    def push(self, event: TokenEvent | None, output: SequenceOutput | None = None) -> None:
+    def push(
+        self, event: TokenEvent | None, output: SequenceOutput | None = None, wake: bool = True
+    ) -> None:
+        """Record an event or a finished output; `wake=False` leaves waking the caller to a later
+        `wake()` (an engine pushing several rows' tokens in one step wakes its caller once)."""
         with self._lock:
             if event is not None and self.stream_requested:
                 self._events.append(event)
@@ -77,16 +81,17 @@ class RequestHandle:
                 if all(o is not None for o in self._outputs):
                     self.finished_at = time.monotonic()
                     self._done.set()
-        self._wake()
+        if wake:
+            self.wake()
 
     def fail(self, error: BaseException) -> None:
         with self._lock:
             self._error = error
             self.finished_at = time.monotonic()
             self._done.set()
-        self._wake()
+        self.wake()
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
         for loop, event in list(self._wakeups):
             # A closed loop raises RuntimeError: nobody is waiting there any more.
             with contextlib.suppress(RuntimeError):

@@ -13,7 +13,13 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from textgen.engine.core import Engine
-from textgen.engine.handle import FinishReason, SequenceOutput, TokenEvent, TokenLogprob
+from textgen.engine.handle import (
+    FinishReason,
+    RequestHandle,
+    SequenceOutput,
+    TokenEvent,
+    TokenLogprob,
+)
 from textgen.engine.job import EngineLimits, Job
 from textgen.engine.sampling import choose_token, log_softmax, row_generator
 from textgen.engine.text import RowText
@@ -29,7 +35,8 @@ class StepRunner(Protocol):
         ...
 
     def step(self, tokens: list[int]) -> np.ndarray:
-        """One token for each running row, in row order; the logits that follow [rows, vocab]."""
+        """One token for each running row, in row order; the logits that follow [rows, vocab]
+        (a runner may reuse their memory at its next call)."""
         ...
 
     def move_row(self, source: int, target: int) -> None:
@@ -72,6 +79,7 @@ class StepEngine(Engine):
         self._tokenizer = tokenizer
         self._eos_ids = eos_ids
         self._rows: list[_Row] = []
+        self._pushed: set[RequestHandle] = set()  # handles given events this cycle
 
     def _running_rows(self) -> int:
         return len(self._rows)
@@ -89,6 +97,14 @@ class StepEngine(Engine):
         )
 
     def _cycle(self, admitted: list[Job]) -> None:
+        try:
+            self._run_cycle(admitted)
+        finally:  # each caller woken once a cycle, not once a row
+            pushed, self._pushed = self._pushed, set()
+            for handle in pushed:
+                handle.wake()
+
+    def _run_cycle(self, admitted: list[Job]) -> None:
         for row in self._rows:
             if row.job.handle.cancelled:
                 self._finish(row, "cancelled", ())
@@ -182,7 +198,8 @@ class StepEngine(Engine):
             self._finish(row, "time_limit", (token,))
         elif job.handle.stream_requested:
             logprobs = tuple(output.logprobs[-1:])
-            job.handle.push(TokenEvent(output.index, row.text.release(), (token,), None, logprobs))
+            event = TokenEvent(output.index, row.text.release(), (token,), None, logprobs)
+            self._push(job.handle, event)
 
     def _finish(self, row: _Row, reason: FinishReason, new_ids: tuple[int, ...]) -> None:
         row.finished = True
@@ -191,7 +208,13 @@ class StepEngine(Engine):
         output.text = row.text.text
         logprobs = tuple(output.logprobs[-1:]) if new_ids else ()
         event = TokenEvent(output.index, row.text.release(final=True), new_ids, reason, logprobs)
-        row.job.handle.push(event, output)
+        self._push(row.job.handle, event, output)
+
+    def _push(
+        self, handle: RequestHandle, event: TokenEvent, output: SequenceOutput | None = None
+    ) -> None:
+        handle.push(event, output, wake=False)
+        self._pushed.add(handle)
 
     def _drop_finished(self) -> None:
         """Close the gaps finished rows leave by moving the last rows into them."""
