@@ -54,7 +54,7 @@ PEER_FOLDERS = {"peer": "peer", "peer_u8u8": "peer-u8u8"}
 MODELS = {"gpt2-124m": "gpt2", "smollm2-135m": "llama"}
 WARM_RUNS = 2
 PERPLEXITY_WINDOW = 512  # tokens per window: the first half the prompt, the second half scored
-PERPLEXITY_TOKENS = 4096  # of held-out text, in windows
+PERPLEXITY_TOKENS = 8192  # of held-out text, in windows
 
 
 # ---- one system, one workload, in a fresh process (--child)

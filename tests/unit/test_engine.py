@@ -293,7 +293,7 @@ def test_a_streaming_caller_is_woken_once_a_step_whatever_its_rows(
     assert steps.close(30)  # its last cycle's wake done
 
     assert [len(o.token_ids) for o in outputs] == [6] * len(PROMPTS)
-    # One cycle prefills (its first token) and steps; then a step a token. A wake per event
-    # (a row's token) would be 6 per row.
+    # The first cycle prefills (the first tokens, woken at once) and steps; then a step a
+    # token. A wake per event (a row's token) would be 6 per row.
     assert len(runner.batch_sizes) == 5
-    assert wakes == len(runner.batch_sizes)
+    assert wakes == 1 + len(runner.batch_sizes)

@@ -99,10 +99,8 @@ class StepEngine(Engine):
     def _cycle(self, admitted: list[Job]) -> None:
         try:
             self._run_cycle(admitted)
-        finally:  # each caller woken once a cycle, not once a row
-            pushed, self._pushed = self._pushed, set()
-            for handle in pushed:
-                handle.wake()
+        finally:
+            self._wake_pushed()
 
     def _run_cycle(self, admitted: list[Job]) -> None:
         for row in self._rows:
@@ -112,6 +110,7 @@ class StepEngine(Engine):
         if admitted:
             self._start(admitted)
             self._drop_finished()  # rows that ended with their first token
+            self._wake_pushed()  # first tokens out now, not after the step
         if self._rows:
             self._step(self._rows)
             self._drop_finished()
@@ -215,6 +214,13 @@ class StepEngine(Engine):
     ) -> None:
         handle.push(event, output, wake=False)
         self._pushed.add(handle)
+
+    def _wake_pushed(self) -> None:
+        """Wake each caller given events since the last wake once, not once a row: a wake is a
+        write to its event loop's pipe, and a thread woken to compete for the cores."""
+        pushed, self._pushed = self._pushed, set()
+        for handle in pushed:
+            handle.wake()
 
     def _drop_finished(self) -> None:
         """Close the gaps finished rows leave by moving the last rows into them."""
