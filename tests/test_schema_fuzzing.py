@@ -19,6 +19,11 @@ from tests.support.servers import console_script, free_port, python_module, runn
 pytestmark = pytest.mark.slow
 
 EXAMPLES_PER_ROUTE = 40
+WARM_MODELS = [
+    ("gpt2_model", "gpt2-test"),
+    ("llama_model", "llama-test"),
+    ("llama_model", "llama-chat-test"),
+]
 
 
 def test_every_route_answers_as_its_openapi_documents_say(store_dir: Path, tmp_path: Path) -> None:
@@ -26,6 +31,15 @@ def test_every_route_answers_as_its_openapi_documents_say(store_dir: Path, tmp_p
     command = python_module("handlers.cli", "serve", "--port", str(port), "--log-level", "warning")
     limits = {"MAX_NEW_TOKENS_CAP": "8", "DEFAULT_MAX_TOKENS": "8", "MAX_PROMPTS": "4"}
     with running_server(command, port, {"MODEL_STORE": str(store_dir), **limits}) as url:
+        # Loaded first: a cold load (torch and transformers imported) can outlast the 10 s that
+        # schemathesis allows a response, and response times are checked on a warm service.
+        for endpoint, model in WARM_MODELS:
+            warmed = httpx.post(
+                f"{url}/{endpoint}",
+                json={"model_name": model, "prompts": ["Hello"], "max_tokens": 1},
+                timeout=120,
+            )
+            assert warmed.status_code == 200, warmed.text
         fuzzed = subprocess.run(
             [
                 console_script("schemathesis"),

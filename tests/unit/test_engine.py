@@ -286,8 +286,12 @@ def test_a_streaming_caller_is_woken_once_a_step_whatever_its_rows(
         plain_wake()
 
     streamed.handle.wake = counted_wake  # type: ignore[method-assign]
-    runner.gate.clear()  # every row admitted in one cycle
+    runner.gate.clear()  # the first step waits: the first tokens must not
     steps.submit(streamed)
+    waited = time.monotonic() + 30
+    while not wakes and time.monotonic() < waited:
+        time.sleep(0.01)
+    assert wakes == 1 and not runner.batch_sizes  # woken with the prefill's tokens, before a step
     runner.gate.set()
     outputs = streamed.handle.result(60)
     assert steps.close(30)  # its last cycle's wake done
