@@ -3,10 +3,10 @@ bench/cpu_decoding.py's workloads, its graph calls timed apart from the rest.
 
 Per decoding step (the request's wall time over its steps): all of it, the part inside the
 runner's graph calls (ONNX Runtime and binding their inputs; in checkouts before the logits stayed
-in place, also copying them out), and the rest (scheduling, choosing
-tokens, detokenizing, events to the streaming caller, growing the cache). Run it in this checkout
-and in an older one (a worktree with this file copied in) to compare the engine's own costs; the
-graph's share moves with the host's load, the rest much less.
+in place, also copying them out), and the rest (scheduling, choosing tokens, detokenizing, events
+to the streaming caller, growing the cache). Run it in this checkout and in an older one (a
+worktree with this file copied in) to compare the engine's own costs; the graph's share moves
+with the host's load, the rest much less.
 
 Reproduce (WORK: the --work folder of a bench/cpu_decoding.py run, which holds the exports):
 
