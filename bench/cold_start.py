@@ -35,7 +35,7 @@ from pathlib import Path
 import boto3
 from boto3.s3.transfer import TransferConfig
 
-from textgen.demo import build_gpt2
+from textgen.demo.store import build_gpt2
 from textgen.store.publish import publish
 
 BUCKET = "bench-models"

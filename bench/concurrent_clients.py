@@ -168,7 +168,7 @@ def main() -> int:
         if args.model_dir:
             (store / MODEL).symlink_to(args.model_dir.resolve())
         else:
-            from textgen.demo import build_gpt2
+            from textgen.demo.store import build_gpt2
 
             build_gpt2(store / MODEL)  # GPT2Config() defaults: the 124M architecture
         port = free_port()

@@ -17,8 +17,8 @@ Every system makes every token: the service is asked to ignore the end token (Sa
 ignore_eos), as the peer's loop and the pipeline (min_new_tokens) do, so tokens/s compare equal
 work. Reported per system and workload: tokens/s (median of the warm runs), ratio to the peer, peak
 resident memory, seconds from process start to the first token. Then the perplexity of held-out
-Moby-Dick chapters (textgen.moby_dick.HELD_OUT_CHAPTERS) on SmolLM2 through float32 PyTorch, the
-fast path and the peer, as generation meets it: each window's first half is the prompt, its
+Moby-Dick chapters (textgen.demo.moby_dick.HELD_OUT_CHAPTERS) on SmolLM2 through float32 PyTorch,
+the fast path and the peer, as generation meets it: each window's first half is the prompt, its
 second half is decoded a token at a time (teacher-forced) and scored; and tokens/s with a
 CPU-burning neighbour on every core. Reproduce with:
 
@@ -181,7 +181,7 @@ def perplexities(smollm2: Path, threads: int, cache: Path) -> dict[str, Any]:
     from tokenizers import Tokenizer
 
     from bench.peer_decode import Peer
-    from textgen.moby_dick import split
+    from textgen.demo.moby_dick import split
 
     held_out = "\n\n".join(split(cache).held_out.values())
     tokenizer = Tokenizer.from_file(str(smollm2 / "tokenizer.json"))
@@ -290,9 +290,9 @@ def run_child(system: str, model_dir: Path, workload: str, threads: int) -> dict
 def prepare(work: Path, cache: Path) -> dict[str, Path]:
     """The two models, each with the product's ONNX export and the peer's graph (kept in work
     when it is given: a rerun skips this)."""
-    from textgen.demo import build_gpt2
-    from textgen.gguf_import import import_gguf
-    from textgen.public_data import smollm2_gguf
+    from textgen.convert.gguf_import import import_gguf
+    from textgen.demo.public_data import smollm2_gguf
+    from textgen.demo.store import build_gpt2
 
     folders = {"gpt2-124m": work / "gpt2-124m", "smollm2-135m": work / "smollm2-135m"}
     if not (folders["gpt2-124m"] / "config.json").is_file():

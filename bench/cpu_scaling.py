@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from textgen.demo import build_gpt2
+from textgen.demo.store import build_gpt2
 from textgen.families import Family
 from textgen.service import GenerationRequest, GenerationService
 from textgen.settings import Settings

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
-from textgen.demo import build_gpt2
+from textgen.demo.store import build_gpt2
 from textgen.families import Family
 from textgen.service import GenerationRequest, GenerationService
 from textgen.settings import Settings

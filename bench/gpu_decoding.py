@@ -71,7 +71,7 @@ SMOKE_SHAPES: dict[str, dict[str, Any]] = {
 
 
 def build(folder: Path, shape: dict[str, Any]) -> Path:
-    from textgen.demo import build_gpt2, build_llama
+    from textgen.demo.store import build_gpt2, build_llama
 
     config = {k: v for k, v in shape.items() if k != "family"}
     if shape["family"] == "gpt2":

@@ -107,7 +107,7 @@ def main() -> int:
     sides = {"before": args.before.resolve(), "after": REPO_ROOT}
     times: dict[str, list[float]] = {name: [] for name in sides}
     with tempfile.TemporaryDirectory() as scratch:
-        from textgen.demo import build_gpt2
+        from textgen.demo.store import build_gpt2
 
         store = Path(scratch) / "store"
         build_gpt2(store / "gpt2-124m")  # GPT2Config() defaults: the 124M architecture

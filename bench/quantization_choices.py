@@ -1,13 +1,13 @@
 """Why the fast path's int8 export is built as it is: SmolLM2's held-out perplexity, and the time
 of an 8-row decoding step, through variants of the export, against float32 PyTorch.
 
-The decoding graph of every variant quantizes the same float32 graph (textgen.onnx_graph, written
-here from the model) with ONNX Runtime's `quantize_dynamic`, unsigned per-channel weights; prompts
-go through one of: a prompt graph written as the export writes it, with the variant's own 8-bit
-weights and each token's activations over their own range; the float32 graph; or the decoding
-graph itself (one activation range per tensor). Each is
-scored as bench/cpu_decoding.py scores: each 512-token window of the held-out chapters is half
-prompt, and its second half is decoded a token at a time, teacher-forced.
+The decoding graph of every variant quantizes the same float32 graph (textgen.convert.onnx_graph,
+written here from the model) with ONNX Runtime's `quantize_dynamic`, unsigned per-channel weights;
+prompts go through one of: a prompt graph written as the export writes it, with the variant's own
+8-bit weights and each token's activations over their own range; the float32 graph; or the decoding
+graph itself (one activation range per tensor). Each is scored as bench/cpu_decoding.py scores: each
+512-token window of the held-out chapters is half prompt, and its second half is decoded a token at
+a time, teacher-forced.
 
 - export: what `textgen export-onnx` writes: int8 decoding steps, each weight channel quantized
   symmetrically (zero point 128); prompts through its per-token int8 graph;
@@ -75,7 +75,7 @@ STEP_ROWS, STEPS = 8, 64
 def quantized(float32_graph: Path, keep: tuple[str, ...], symmetric: bool, output: Path) -> Path:
     import onnx
 
-    from textgen.onnx_export import quantize_int8
+    from textgen.convert.onnx_export import quantize_int8
 
     graph = onnx.load(str(float32_graph), load_external_data=False)
     shapes = {tensor.name: list(tensor.dims) for tensor in graph.graph.initializer}
@@ -149,11 +149,11 @@ def main() -> int:
     from tokenizers import Tokenizer
 
     from textgen.backends.onnx_backend import OnnxRunner, session_options
-    from textgen.moby_dick import split
+    from textgen.backends.tokenizer import ModelTokenizer
+    from textgen.convert.onnx_graph import build_graph, int8_weights
+    from textgen.demo.moby_dick import split
     from textgen.models import load_decoder
-    from textgen.onnx_graph import build_graph, int8_weights
     from textgen.settings import Settings
-    from textgen.tokenizer import ModelTokenizer
 
     model = args.work / "smollm2-135m"
     export = model / "onnx"

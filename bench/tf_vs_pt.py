@@ -16,12 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from textgen.demo import build_gpt2
+from textgen.convert.tf_export import export_tf
+from textgen.demo.store import build_gpt2
 from textgen.families import Family, Framework
 from textgen.service import GenerationRequest, GenerationService
 from textgen.settings import Settings
 from textgen.store import LocalModelStore
-from textgen.tf_export import export_tf
 
 PROMPTS = [f"Prompt {i}: the weather today is" + " very" * i for i in range(8)]
 NEW_TOKENS = 64

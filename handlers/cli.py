@@ -41,7 +41,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _ensure_demo_store(root: Path, settings: Settings) -> bool:
     """Build what the demo store lacks; False (having said what and how to add it) when a model
     could not be fetched."""
-    from textgen.demo import build_demo_store
+    from textgen.demo.store import build_demo_store
 
     def fetching(spec: str) -> None:
         print(
@@ -73,7 +73,7 @@ def _demo_store(args: argparse.Namespace) -> int:
 
 
 def _import_gguf(args: argparse.Namespace) -> int:
-    from textgen.gguf_import import import_gguf
+    from textgen.convert.gguf_import import import_gguf
     from textgen.store import validate_model_name
 
     store = args.store or Settings().model_store
@@ -124,7 +124,7 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _export_tf(args: argparse.Namespace) -> int:
-    from textgen.tf_export import export_tf
+    from textgen.convert.tf_export import export_tf
 
     for model_dir in args.model_dirs:  # one process for all: TensorFlow starts once
         target = export_tf(Path(model_dir))
@@ -133,7 +133,7 @@ def _export_tf(args: argparse.Namespace) -> int:
 
 
 def _export_onnx(args: argparse.Namespace) -> int:
-    from textgen.onnx_export import export_onnx
+    from textgen.convert.onnx_export import export_onnx
 
     for model_dir in args.model_dirs:
         target = export_onnx(Path(model_dir), precision=args.precision)

@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.models import TINY_LLAMA, to_bfloat16
 from tests.support.servers import console_script
-from textgen.demo import SMOLLM2, build_gpt2, build_llama
+from textgen.demo.store import SMOLLM2, build_gpt2, build_llama
 
 
 @pytest.fixture(scope="session")

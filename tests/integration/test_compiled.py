@@ -19,7 +19,7 @@ from tests.support.servers import REPO_ROOT
 from textgen.backends import load_backend
 from textgen.backends.compiled_runner import CompiledRunner
 from textgen.backends.step_backend import StepBackend
-from textgen.backends.torch_backend import TorchRunner
+from textgen.backends.torch_runner import TorchRunner
 from textgen.engine import Job
 from textgen.errors import InvalidRequest
 from textgen.families import Framework

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from textgen import moby_dick
+from textgen.demo import moby_dick
+from textgen.demo.public_data import MOBY_DICK_TARBALL, fetch
 from textgen.manifest import sha256_of
-from textgen.public_data import MOBY_DICK_TARBALL, fetch
 
 pytestmark = pytest.mark.slow
 

@@ -22,11 +22,11 @@ from tests.support.servers import REPO_ROOT, console_script
 from textgen.backends import load_backend
 from textgen.backends.onnx_backend import OnnxRunner, prefill_groups
 from textgen.backends.step_backend import StepBackend
-from textgen.backends.torch_backend import TorchRunner
+from textgen.backends.torch_runner import TorchRunner
+from textgen.convert.onnx_graph import int8_weights
 from textgen.errors import ModelLoadFailed
 from textgen.families import Framework
 from textgen.manifest import build_manifest
-from textgen.onnx_graph import int8_weights
 from textgen.settings import Settings
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ from safetensors import safe_open
 
 from handlers.factory import create_app
 from tests.support.chat import chat_prompts
-from textgen.demo import SMOLLM2
+from textgen.demo.store import SMOLLM2
 from textgen.settings import Settings
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from handlers.factory import create_app
 from tests.support.chat import chat_prompts
 from tests.support.parity import divergence_margin
-from textgen.demo import SMOLLM2
+from textgen.demo.store import SMOLLM2
 from textgen.engine.handle import SequenceOutput
 from textgen.families import Family, Framework
 from textgen.service import GenerationRequest

@@ -19,7 +19,7 @@ from tests.support.servers import (
     running_process,
     running_server,
 )
-from textgen.demo import SMOLLM2
+from textgen.demo.store import SMOLLM2
 
 pytestmark = pytest.mark.slow
 

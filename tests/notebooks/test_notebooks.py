@@ -12,7 +12,7 @@ import papermill
 import pytest
 
 from tests.support.servers import REPO_ROOT
-from textgen.demo import SMOLLM2
+from textgen.demo.store import SMOLLM2
 
 pytestmark = pytest.mark.slow
 

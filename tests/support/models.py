@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
-from textgen.demo import build_gpt2, build_llama
+from textgen.demo.store import build_gpt2, build_llama
 
 # A larger initializer spread makes greedy choices decisive, so float noise cannot flip a token.
 TINY_GPT2: dict[str, Any] = {

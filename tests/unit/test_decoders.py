@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from tests.support.models import TINY_GPT2, TINY_LLAMA
-from textgen.demo import build_gpt2, build_llama
+from textgen.demo.store import build_gpt2, build_llama
 from textgen.models import ForwardBatch, load_decoder
 
 CPU = torch.device("cpu")

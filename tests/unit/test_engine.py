@@ -12,7 +12,8 @@ import pytest
 
 from tests.support.engine_checks import PROMPTS, RecordingRunner, job, join_mid_decode
 from textgen.backends.step_backend import StepBackend
-from textgen.backends.torch_backend import TorchRunner, load_backend
+from textgen.backends.torch_backend import load_backend
+from textgen.backends.torch_runner import TorchRunner
 from textgen.engine import EngineLimits, SamplingParams, SequenceOutput, StepEngine
 from textgen.errors import InvalidRequest, Overloaded
 from textgen.settings import Settings

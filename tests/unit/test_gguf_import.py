@@ -9,8 +9,8 @@ import pytest
 from gguf import GGUFWriter
 
 from handlers.cli import main
+from textgen.convert.gguf_import import gguf_architecture, import_gguf
 from textgen.errors import ArtifactCorrupt, UnsupportedModel
-from textgen.gguf_import import gguf_architecture, import_gguf
 
 
 def write_gguf(path: Path, architecture: str) -> Path:

@@ -13,9 +13,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
+from textgen.convert.onnx_export import quantize_int8
+from textgen.convert.onnx_graph import Int8Weight, _GraphWriter, build_graph, int8_weights
 from textgen.errors import UnsupportedModel
-from textgen.onnx_export import quantize_int8
-from textgen.onnx_graph import Int8Weight, _GraphWriter, build_graph, int8_weights
 
 
 def decoder(**overrides: object) -> SimpleNamespace:

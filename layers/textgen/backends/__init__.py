@@ -11,9 +11,9 @@ import importlib.util
 from pathlib import Path
 
 from textgen.backends.base import Backend, Completion
+from textgen.backends.imports import heavy_imports
 from textgen.errors import BackendNotInstalled, FrameworkUnavailable
 from textgen.families import Framework
-from textgen.imports import heavy_imports
 from textgen.model_files import ONNX_EXPORT_DIR, ONNX_MODEL_FILE
 from textgen.settings import Settings
 
@@ -65,7 +65,7 @@ def load_backend(framework: Framework, model_dir: Path, settings: Settings) -> B
     runtime = runtime_for(framework, model_dir, settings)
     target, remedy = _LOADERS[runtime]
     module_name, function_name = target.split(":")
-    with heavy_imports:  # one load at a time (see textgen.imports)
+    with heavy_imports:  # one load at a time (see textgen.backends.imports)
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from textgen.backends.torch_backend import TorchRunner, _to_numpy
+from textgen.backends.torch_runner import TorchRunner, to_numpy
 from textgen.models import Decoder, ForwardBatch, decoder_tensors
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class CompiledRunner(TorchRunner):
 
     def step(self, tokens: list[int]) -> np.ndarray:
         logits, _ = self._run(tokens)
-        return _to_numpy(logits)
+        return to_numpy(logits)
 
     def step_greedy(self, tokens: list[int]) -> list[int]:
         _, chosen = self._run(tokens)

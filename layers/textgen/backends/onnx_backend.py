@@ -1,12 +1,11 @@
 """ONNX Runtime backend: the graph `textgen export-onnx` wrote (int8 weights by default), under the
 step engine. No torch at serving time: onnxruntime, numpy and the model's tokenizer.
 
-The KV cache is the runner's own memory, written in place by the graph (see OnnxRunner). Prompts
-run through the export's prefill graph (beside an int8 model, its int8 graph with each token
-quantized on its own: see textgen.onnx_export), decoding steps through its model graph; both take
-the same inputs, among them the token embedding table, mapped once from the export's
-embedding.npy (pages are read as tokens use them).
-"""
+The KV cache is the runner's own memory, written in place by the graph (see OnnxRunner). Prompts run
+through the export's prefill graph (beside an int8 model, its int8 graph with each token quantized
+on its own: see textgen.convert.onnx_export), decoding steps through its model graph; both take the
+same inputs, among them the token embedding table, mapped once from the export's embedding.npy
+(pages are read as tokens use them)."""
 
 from __future__ import annotations
 
@@ -17,8 +16,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from textgen.backends.cpu import available_cpus
 from textgen.backends.step_backend import StepBackend
-from textgen.cpu import available_cpus
+from textgen.backends.tokenizer import ModelTokenizer
 from textgen.errors import ModelLoadFailed
 from textgen.model_files import (
     ONNX_EMBEDDING_FILE,
@@ -30,7 +30,6 @@ from textgen.model_files import (
     ONNX_PREFILL_FILE,
 )
 from textgen.settings import Settings
-from textgen.tokenizer import ModelTokenizer
 
 
 def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
@@ -122,7 +121,7 @@ def prefill_groups(lengths: list[int]) -> list[tuple[int, int]]:
 
 
 class OnnxRunner:
-    """The step engine's runner over the export's sessions (textgen.onnx_graph).
+    """The step engine's runner over the export's sessions (textgen.convert.onnx_graph).
 
     Each layer's keys and values live in one buffer per kind, [row capacity, kv_heads, column
     capacity, head_dim]: rows 0..n-1 are the running ones, each holding its tokens from column 0

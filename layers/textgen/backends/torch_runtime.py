@@ -6,7 +6,7 @@ import threading
 
 import torch
 
-from textgen.cpu import available_cpus, has_fast_bfloat16
+from textgen.backends.cpu import available_cpus
 from textgen.settings import Settings
 
 _configured = threading.Lock()
@@ -35,5 +35,7 @@ def select_dtype(settings: Settings, device: torch.device) -> torch.dtype:
         return dtype
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    # On a CPU, bfloat16 pays only where it is native (AMX or AVX512-BF16).
-    return torch.bfloat16 if has_fast_bfloat16() else torch.float32
+    # On a CPU, float32: its kernels give a row the same result whatever shares the batch, and
+    # bfloat16's (even where native, AMX or AVX512-BF16) do not, so a request's greedy or seeded
+    # text would depend on its neighbours. bfloat16 stays a choice (TORCH_DTYPE=bfloat16).
+    return torch.float32

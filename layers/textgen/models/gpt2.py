@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from transformers.activations import ACT2FN
 
-from textgen.models.decoder import AttentionCache, ForwardBatch, select_outputs
 from textgen.models.kv_cache import KVCache
+from textgen.models.types import AttentionCache, ForwardBatch, select_outputs
 
 # Settings of GPT-2 variants that this forward pass does not implement.
 _UNSUPPORTED = {"scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False}

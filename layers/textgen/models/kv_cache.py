@@ -8,13 +8,10 @@ between steps without re-padding anyone. Running rows are kept as a prefix 0..n-
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 
-if TYPE_CHECKING:
-    from textgen.models.decoder import ForwardBatch
+from textgen.models.types import ForwardBatch
 
 
 class KVCache:

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from transformers.activations import ACT2FN
 
-from textgen.models.decoder import AttentionCache, ForwardBatch, select_outputs
 from textgen.models.kv_cache import KVCache
+from textgen.models.types import AttentionCache, ForwardBatch, select_outputs
 
 
 @dataclass

@@ -1,21 +1,21 @@
 """`textgen export-onnx`: a model folder's decoding step as an ONNX graph, for the fast CPU path.
 
 The graph is written node by node from the project's own decoder (textgen.models) with ONNX
-Runtime's fused operators (textgen.onnx_graph): the KV cache is updated in place, LLaMA's grouped
-KV heads stay grouped, q/k/v and gate/up are fused, and logits are computed only at the positions
-asked for (`logit_positions`): the last one while decoding, every one when scoring a prompt.
-Weights are quantized to 8 bits with per-channel scales by ONNX Runtime's own quantizer, or kept
-in float32.
+Runtime's fused operators (textgen.convert.onnx_graph): the KV cache is updated in place, LLaMA's
+grouped KV heads stay grouped, q/k/v and gate/up are fused, and logits are computed only at the
+positions asked for (`logit_positions`): the last one while decoding, every one when scoring a
+prompt. Weights are quantized to 8 bits with per-channel scales by ONNX Runtime's own quantizer, or
+kept in float32.
 
-An int8 export has two graphs with the same 8-bit weights. The decoding graph (model.onnx) is
-the float32 graph quantized by ONNX Runtime's quantizer, whose products quantize activations with
-one range per tensor: right for a step's one token per row, not for a prompt, where one token (the
+An int8 export has two graphs with the same 8-bit weights. The decoding graph (model.onnx) is the
+float32 graph quantized by ONNX Runtime's quantizer, whose products quantize activations with one
+range per tensor: right for a step's one token per row, not for a prompt, where one token (the
 first, which LLaMA-family models turn into an attention sink with huge activations) sets the range
 for all: SmolLM2's perplexity scored through it rises by 4.4%. Prompts go through prefill.onnx,
 written with the decoding graph's own 8-bit weights (read back from it, bit for bit) and every
-token's activations quantized over their own range (textgen.onnx_graph): as close to float32 as
-float32 prompts were, at a quarter of their weights' memory (bench/quantization_choices.py).
-Both graphs take the token embedding table as an input, saved once as embedding.npy.
+token's activations quantized over their own range (textgen.convert.onnx_graph): as close to float32
+as float32 prompts were, at a quarter of their weights' memory (bench/quantization_choices.py). Both
+graphs take the token embedding table as an input, saved once as embedding.npy.
 
 Each weight channel is quantized symmetrically (zero at 128, the scale set by its largest
 magnitude), not over its own min..max: the asymmetric zero point moves SmolLM2's held-out
@@ -40,6 +40,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from textgen.convert.onnx_graph import build_graph, int8_weights, token_embedding
 from textgen.errors import BackendNotInstalled, UnsupportedModel
 from textgen.model_files import (
     CONFIG_FILE,
@@ -51,7 +52,6 @@ from textgen.model_files import (
     ONNX_PREFILL_FILE,
 )
 from textgen.models import load_decoder
-from textgen.onnx_graph import build_graph, int8_weights, token_embedding
 from textgen.staging import staged_folder
 
 Precision = Literal["int8", "float32"]

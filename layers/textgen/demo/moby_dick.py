@@ -11,8 +11,8 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from textgen.demo.public_data import MOBY_DICK_TARBALL, fetch
 from textgen.errors import ArtifactCorrupt
-from textgen.public_data import MOBY_DICK_TARBALL, fetch
 
 CHAPTERS = 135
 # Every tenth chapter, spread over the whole book: 13 chapters, about 9% of the text.

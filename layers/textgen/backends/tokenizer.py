@@ -17,8 +17,8 @@ from typing import Any
 from jinja2 import TemplateError
 from tokenizers import Tokenizer
 
+from textgen.backends.imports import heavy_imports
 from textgen.errors import InvalidRequest, ModelLoadFailed
-from textgen.imports import heavy_imports
 
 TOKENIZER_FILE = "tokenizer.json"
 _CONFIG = "tokenizer_config.json"

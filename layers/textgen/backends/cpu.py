@@ -36,10 +36,3 @@ def cpu_flags(cpuinfo: Path = _CPUINFO) -> frozenset[str]:
     except OSError:
         pass
     return frozenset()
-
-
-def has_fast_bfloat16(flags: frozenset[str] | None = None) -> bool:
-    """Whether the CPU computes in bfloat16 natively (AMX or AVX512-BF16); elsewhere it is
-    emulated, and slower than float32."""
-    found = cpu_flags() if flags is None else flags
-    return bool({"amx_bf16", "avx512_bf16"} & found)
