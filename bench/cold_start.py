@@ -38,6 +38,9 @@ from boto3.s3.transfer import TransferConfig
 from textgen.demo.store import build_gpt2
 from textgen.store.publish import publish
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks, as bench.*
+from bench.report import report
+
 BUCKET = "bench-models"
 MODEL = "gpt2-124m"
 REPO = Path(__file__).resolve().parents[1]
@@ -197,8 +200,7 @@ def main() -> int:
             f"{service['first_generation']:.2f}s  | import+fetch+load {total:.2f}s "
             f"= {total / baseline_total:.2f}x baseline"
         )
-    if args.output:
-        args.output.write_text(json.dumps(figures, indent=2) + "\n")
+    report(figures, args.output)
     return 0
 
 

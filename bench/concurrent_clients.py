@@ -28,6 +28,9 @@ from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks, as bench.*
+from bench.report import report
+
 MODEL = "gpt2-124m"
 PROMPT_TEXT = (
     "Serverless functions start cold, so the first request of a new instance has to fetch the "
@@ -198,10 +201,7 @@ def main() -> int:
             file=sys.stderr,
         )
     print(f"ratio {figures['throughput_ratio']:.2f}x", file=sys.stderr)
-    text = json.dumps(figures, indent=2) + "\n"
-    if args.output:
-        args.output.write_text(text)
-    print(text)
+    report(figures, args.output)
     return 0
 
 

@@ -155,18 +155,18 @@ def _service_runner(
     )
 
     def run_service() -> float:
-        submission = service.submit(request)
+        generation = service.submit(request)
         first = 0.0
 
         async def consume() -> None:
             nonlocal first
-            async for _ in submission.handle.events():
+            async for _ in generation.events():
                 first = first or time.time()
 
         import asyncio
 
         asyncio.run(consume())
-        outputs = submission.handle.result()
+        outputs = generation.wait()
         if any(len(o.token_ids) != new_tokens for o in outputs):
             raise RuntimeError("a prompt ended early")
         return first

@@ -11,8 +11,8 @@ Reproduce with:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +24,9 @@ from textgen.families import Family
 from textgen.service import GenerationRequest, GenerationService
 from textgen.settings import Settings
 from textgen.store import LocalModelStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks, as bench.*
+from bench.report import report
 
 PROMPTS = [f"Request number {i} asks the model to continue this sentence:" for i in range(8)]
 NEW_TOKENS = 64
@@ -58,10 +61,7 @@ def main() -> int:
                 f"({figures[str(threads)] / figures[next(iter(figures))]:.2f}x the first)",
                 flush=True,
             )
-    if args.output:
-        args.output.write_text(
-            json.dumps({"tokens_per_second_by_threads": figures}, indent=2) + "\n"
-        )
+    report({"tokens_per_second_by_threads": figures}, args.output)
     return 0
 
 

@@ -13,7 +13,6 @@ prints the ratios. Reproduce with:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from textgen.store import LocalModelStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks, as bench.*
 from bench.prompts import PROMPTS
+from bench.report import report
 
 NEW_TOKENS = 64
 MODEL = "gpt2-124m"
@@ -166,10 +166,7 @@ def main() -> int:
                 f" | identical texts {row['identical_texts']}",
                 flush=True,
             )
-    if args.output:
-        args.output.write_text(json.dumps(figures, indent=2) + "\n")
-    json.dump(figures, sys.stdout, indent=2)
-    print()
+    report(figures, args.output)
     return 0
 
 

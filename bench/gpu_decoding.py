@@ -30,6 +30,9 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks, as bench.*
+from bench.report import report
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHAPES: dict[str, dict[str, Any]] = {
     "gpt2-124m": {"family": "gpt2"},
@@ -191,10 +194,7 @@ def main() -> int:
             check=True,
         )
         figures["http_clients"] = json.loads(http.stdout[http.stdout.index("{") :])
-    text = json.dumps(figures, indent=2) + "\n"
-    if args.output:
-        args.output.write_text(text)
-    print(text)
+    report(figures, args.output)
     return 0
 
 

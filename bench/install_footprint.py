@@ -23,6 +23,9 @@ import tempfile
 import venv
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks, as bench.*
+from bench.report import report
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TORCH_VERSION = "2.13.0"
 IMPORT_PROBE = (
@@ -111,11 +114,8 @@ def main() -> int:
     for variant in args.variants.split(","):
         figures[variant] = measure(args.source.resolve(), variant, args.runs)
         print(variant, json.dumps(figures[variant]), file=sys.stderr)
-    report = {"source": args.label, "python": sys.version.split()[0], "variants": figures}
-    text = json.dumps(report, indent=2) + "\n"
-    if args.output:
-        args.output.write_text(text)
-    print(text)
+    summary = {"source": args.label, "python": sys.version.split()[0], "variants": figures}
+    report(summary, args.output)
     return 0
 
 

@@ -23,27 +23,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks, as bench.*
+from bench.report import report
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EVENT = REPO_ROOT / "tests" / "events" / "rest-gpt2-model.json"
 
 _PROBE = """
 import json, sys, time
-from dataclasses import dataclass
-
-@dataclass
-class Context:
-    function_name: str = "textgen"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 3008
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:textgen"
-    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
-    log_group_name: str = "/aws/lambda/textgen"
-    log_stream_name: str = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
 
 import handlers.lambda_function as module
+from handlers.lambda_context import LocalLambdaContext
 import textgen
 assert textgen.__file__.startswith(sys.argv[1]), textgen.__file__
 event = json.loads(open(sys.argv[2]).read())
@@ -51,7 +41,7 @@ invocations = int(sys.argv[3])
 seconds = []
 for index in range(invocations + 1):
     started = time.perf_counter()
-    response = module.handler(event, Context())
+    response = module.handler(event, LocalLambdaContext(remaining_ms=60_000))
     elapsed = time.perf_counter() - started
     assert response["statusCode"] == 200, response["body"]
     if index:
@@ -117,17 +107,14 @@ def main() -> int:
                 times[name] += latencies(checkout, store, event, args.invocations)
                 print(f"round {round_index + 1} {name}: {times[name][-args.invocations :]}")
     medians = {name: statistics.median(values) for name, values in times.items()}
-    report = {
+    summary = {
         "new_tokens": args.new_tokens,
         "invocations_per_side": len(times["after"]),
         "median_seconds": medians,
         "after_over_before": medians["after"] / medians["before"],
         "latencies": times,
     }
-    text = json.dumps(report, indent=2) + "\n"
-    if args.output:
-        args.output.write_text(text)
-    print(text)
+    report(summary, args.output)
     return 0
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import socket
@@ -35,6 +34,10 @@ from typing import Any
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # the benchmarks, as bench.*; the tests' model builders
+
+from bench.report import report  # noqa: E402
+
 MEMORY_GROWTH_LIMIT = 0.05
 WARM_UP_MIN_S = 15.0
 
@@ -211,7 +214,7 @@ def soak(store: Path, duration: float, clients: int, seed: int) -> dict[str, Any
         log.close()
     growth = end["rss_kb"] / after_warm_up["rss_kb"] - 1
     rows_left = sum(e["running_sequences"] + e["queued_requests"] for e in engines.values())
-    report = {
+    summary = {
         "duration_s": duration,
         "clients": clients,
         "requests": dict(tally.requests),
@@ -227,14 +230,14 @@ def soak(store: Path, duration: float, clients: int, seed: int) -> dict[str, Any
         "memory_growth": growth,
         "engine_rows_left": rows_left,
     }
-    report["goals_met"] = {
+    summary["goals_met"] = {
         "no_unexpected_status": not tally.unexpected,
         "memory_flat": growth < MEMORY_GROWTH_LIMIT,
         "no_leaked_threads": end["threads"] <= after_warm_up["threads"],
         "no_leaked_files": end["open_files"] <= after_warm_up["open_files"],
         "no_engine_rows_left": rows_left == 0,
     }
-    return report
+    return summary
 
 
 def main() -> int:
@@ -250,16 +253,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         store = args.store
         if store is None:
-            sys.path.insert(0, str(REPO_ROOT))
             from tests.support.models import build_test_store
 
             store = build_test_store(Path(scratch))
-        report = soak(store, args.duration, args.clients, args.seed)
-    text = json.dumps(report, indent=2) + "\n"
-    if args.output:
-        args.output.write_text(text)
-    print(text)
-    return 0 if all(report["goals_met"].values()) else 1
+        summary = soak(store, args.duration, args.clients, args.seed)
+    report(summary, args.output)
+    return 0 if all(summary["goals_met"].values()) else 1
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ The first call of each compiles (tf: the XLA bucket) and is reported apart. Repr
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +22,9 @@ from textgen.families import Family, Framework
 from textgen.service import GenerationRequest, GenerationService
 from textgen.settings import Settings
 from textgen.store import LocalModelStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks, as bench.*
+from bench.report import report
 
 PROMPTS = [f"Prompt {i}: the weather today is" + " very" * i for i in range(8)]
 NEW_TOKENS = 64
@@ -69,13 +72,13 @@ def main() -> int:
         f"export took {export_seconds:.0f}s"
     )
     if args.output:
-        report = {
+        summary = {
             "export_seconds": export_seconds,
             "identical_texts": same,
             "ratio_tf_over_pt": ratio,
             **figures,
         }
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
+        report(summary, args.output)
     return 0
 
 

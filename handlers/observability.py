@@ -13,7 +13,7 @@ import warnings
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from textgen.service import GenerationResult
+from textgen.generation import GenerationResult
 
 SERVICE = "serverless-textgen"
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "ServerlessTextgen"

@@ -59,9 +59,8 @@ async def _generate(
         deadline=deadline,
     )
     # Loading a model blocks: it runs in the thread pool. The wait for tokens holds no thread.
-    submission = await run_in_threadpool(service.submit, request)
-    outputs = await until_finished(http_request, submission.handle)
-    result = service.result(submission, outputs)
+    generation = await run_in_threadpool(service.submit, request)
+    result = generation.result(await until_finished(http_request, generation))
     record_generation(result)
     return GenerateResponse(
         model_name=result.model.name,

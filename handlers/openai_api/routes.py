@@ -59,7 +59,7 @@ async def completions(
     if body.stream:
         usage = _include_usage(body) and (lambda: serving.usage_chunk(prepared, p.Completion))
         return _event_stream(prepared, serving.completion_chunks(prepared), usage)
-    return serving.completion(prepared, await until_finished(request, prepared.submission.handle))
+    return serving.completion(prepared, await until_finished(request, prepared.generation))
 
 
 @router.post("/chat/completions", responses=_ERRORS, response_model=None)
@@ -73,7 +73,7 @@ async def chat_completions(
             lambda: serving.usage_chunk(prepared, p.ChatCompletionChunk)
         )
         return _event_stream(prepared, serving.chat_chunks(prepared), usage)
-    return serving.chat(prepared, await until_finished(request, prepared.submission.handle))
+    return serving.chat(prepared, await until_finished(request, prepared.generation))
 
 
 def _include_usage(body: p.CompletionRequest | p.ChatCompletionRequest) -> bool:
@@ -94,7 +94,7 @@ def _event_stream(
             yield f"data: {bytes(error.body).decode()}\n\n"
         finally:
             # A client that disconnects mid-stream ends up here too: free its rows.
-            prepared.submission.handle.cancel()
+            prepared.generation.cancel()
         yield "data: [DONE]\n\n"
 
     return StreamingResponse(lines(), media_type="text/event-stream")

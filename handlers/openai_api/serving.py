@@ -12,10 +12,16 @@ from typing import Any, Literal
 from starlette.concurrency import run_in_threadpool
 
 from handlers.openai_api import protocol as p
+from handlers.openai_api.logprobs import (
+    chat_logprobs,
+    completion_logprobs,
+    logprob_entries,
+    prompt_entries,
+)
 from textgen.engine import SamplingParams, SequenceOutput, TokenEvent, TokenLogprob
 from textgen.errors import InvalidRequest
 from textgen.families import Family
-from textgen.service import GenerationRequest, GenerationService, Submission
+from textgen.service import Generation, GenerationRequest, GenerationService
 
 Finish = Literal["stop", "length"]
 
@@ -29,13 +35,22 @@ def _finish(reason: str | None) -> Finish | None:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A request on its way: what the engine runs, and what answering it needs."""
+    """A request on its way: the generation, and what answering it in OpenAI's shape needs."""
 
-    submission: Submission
-    model: str
-    choices_per_prompt: int
-    prompts: list[str]
-    echo: bool = False
+    generation: Generation
+    echo: bool = False  # completions: each choice's text follows its prompt
+
+    @property
+    def model(self) -> str:
+        return self.generation.request.model_name
+
+    @property
+    def choices_per_prompt(self) -> int:
+        return self.generation.request.choices
+
+    def prompt_of(self, index: int) -> str:
+        """The prompt row `index` continues."""
+        return self.generation.prompts[index // self.choices_per_prompt]
 
 
 class OpenAIServing:
@@ -75,7 +90,8 @@ class OpenAIServing:
             raise InvalidRequest("prompt must hold at least one string", field="prompt")
         request = GenerationRequest(
             model_name=body.model,
-            prompts=[prompt for prompt in prompts for _ in range(body.n)],
+            prompts=prompts,
+            choices=body.n,
             family=None,
             max_tokens=body.max_tokens,
             sampling=_sampling(body),
@@ -84,8 +100,8 @@ class OpenAIServing:
             logprobs=body.logprobs,
             prompt_logprobs=body.echo and body.logprobs is not None,
         )
-        submission = await run_in_threadpool(self._service.submit, request)
-        return Prepared(submission, body.model, body.n, prompts, body.echo)
+        generation = await run_in_threadpool(self._service.submit, request)
+        return Prepared(generation, body.echo)
 
     def completion(self, prepared: Prepared, outputs: list[SequenceOutput]) -> p.Completion:
         choices = [
@@ -108,14 +124,16 @@ class OpenAIServing:
     async def completion_chunks(self, prepared: Prepared) -> AsyncIterator[p.Completion]:
         chunk_id, created = _new_id("cmpl"), int(time.time())
         started: set[int] = set()
-        async for event in prepared.submission.handle.events():
+        async for event in prepared.generation.events():
             text = event.text
             if prepared.echo and event.index not in started:
-                text = prepared.prompts[event.index // prepared.choices_per_prompt] + text
+                text = prepared.prompt_of(event.index) + text
             started.add(event.index)
             logprobs = None
-            if prepared.submission.job.logprobs is not None and event.logprobs:
-                logprobs = self._logprob_lists(prepared, _entries(event.logprobs))
+            if prepared.generation.request.logprobs is not None and event.logprobs:
+                logprobs = completion_logprobs(
+                    logprob_entries(event.logprobs), prepared.generation.token_text
+                )
             choice = p.CompletionChoice(
                 text=text,
                 index=event.index,
@@ -134,8 +152,6 @@ class OpenAIServing:
                 raise InvalidRequest(
                     f"top_logprobs must be 0 to {p.MAX_CHAT_TOP_LOGPROBS}", field="top_logprobs"
                 )
-        messages = [_plain_message(m) for m in body.messages]
-        prompt = await run_in_threadpool(self._service.chat_prompt, body.model, messages)
         if body.max_tokens is not None and body.max_completion_tokens is not None:
             raise InvalidRequest(
                 "give max_tokens or max_completion_tokens, not both", field="max_tokens"
@@ -143,7 +159,9 @@ class OpenAIServing:
         max_tokens = body.max_completion_tokens or body.max_tokens or self._default_max_tokens
         request = GenerationRequest(
             model_name=body.model,
-            prompts=[prompt] * body.n,
+            prompts=[],
+            messages=[_plain_message(m) for m in body.messages],
+            choices=body.n,
             family=None,
             max_tokens=max_tokens,
             sampling=_sampling(body),
@@ -152,8 +170,8 @@ class OpenAIServing:
             logprobs=(body.top_logprobs or 0) if body.logprobs else None,
             special_tokens=False,  # the template writes the model's special tokens itself
         )
-        submission = await run_in_threadpool(self._service.submit, request)
-        return Prepared(submission, body.model, body.n, [prompt])
+        generation = await run_in_threadpool(self._service.submit, request)
+        return Prepared(generation)
 
     def chat(self, prepared: Prepared, outputs: list[SequenceOutput]) -> p.ChatCompletion:
         choices = [
@@ -181,9 +199,9 @@ class OpenAIServing:
                 id=chunk_id, created=created, model=prepared.model, choices=[choice]
             )
 
-        for index in range(prepared.submission.handle.rows):  # OpenAI opens with the role
+        for index in range(prepared.generation.rows):  # OpenAI opens with the role
             yield chunk(p.ChatChunkChoice(index=index, delta=p.Delta(role="assistant", content="")))
-        async for event in prepared.submission.handle.events():
+        async for event in prepared.generation.events():
             if event.text or event.logprobs:
                 logprobs = self._chat_logprobs(prepared, list(event.logprobs))
                 delta = p.Delta(content=event.text)
@@ -197,7 +215,7 @@ class OpenAIServing:
     # ---- both
     def usage_chunk(self, prepared: Prepared, chunk_type: Callable[..., Any]) -> Any:
         """The last chunk of a stream with stream_options.include_usage: no choices, the usage."""
-        outputs = prepared.submission.handle.result(timeout=0)
+        outputs = prepared.generation.wait(timeout=0)
         return chunk_type(
             id=_new_id("usage"),
             created=int(time.time()),
@@ -207,73 +225,26 @@ class OpenAIServing:
         )
 
     def _echoed(self, prepared: Prepared, output: SequenceOutput) -> str:
-        if not prepared.echo:
-            return ""
-        return prepared.prompts[output.index // prepared.choices_per_prompt]
+        return prepared.prompt_of(output.index) if prepared.echo else ""
 
     def _completion_logprobs(
         self, prepared: Prepared, output: SequenceOutput
     ) -> p.CompletionLogprobs | None:
-        if prepared.submission.job.logprobs is None:
+        generation = prepared.generation
+        if generation.request.logprobs is None:
             return None
-        entries = _entries(output.logprobs)
+        entries = logprob_entries(output.logprobs)
         if prepared.echo:
-            prompt_ids = prepared.submission.job.prompt_ids[output.index]
-            # The first prompt token has no log-probability: nothing comes before it.
-            prompt = output.prompt_logprobs or [None] * len(prompt_ids)
-            entries = [_entry(i, s) for i, s in zip(prompt_ids, prompt, strict=True)] + entries
-        return self._logprob_lists(prepared, entries)
-
-    def _logprob_lists(self, prepared: Prepared, entries: list[_Entry]) -> p.CompletionLogprobs:
-        """The legacy completions format: parallel lists, offsets into the choice's text."""
-        text = prepared.submission.backend.token_text
-        tokens = [text(token_id) for token_id, _, _ in entries]
-        offsets, offset = [], 0
-        for token in tokens:
-            offsets.append(offset)
-            offset += len(token)
-        return p.CompletionLogprobs(
-            tokens=tokens,
-            token_logprobs=[logprob for _, logprob, _ in entries],
-            top_logprobs=[
-                None if logprob is None else {text(i): lp for i, lp in top}
-                for _, logprob, top in entries
-            ],
-            text_offset=offsets,
-        )
+            prompt = prompt_entries(generation.prompt_ids(output.index), output.prompt_logprobs)
+            entries = prompt + entries
+        return completion_logprobs(entries, generation.token_text)
 
     def _chat_logprobs(
         self, prepared: Prepared, scored: list[TokenLogprob]
     ) -> p.ChoiceLogprobs | None:
-        if prepared.submission.job.logprobs is None:
+        if prepared.generation.request.logprobs is None:
             return None
-        text = prepared.submission.backend.token_text
-
-        def entry(token_id: int, logprob: float) -> p.TopLogprob:
-            token = text(token_id)
-            return p.TopLogprob(token=token, logprob=logprob, bytes=list(token.encode()))
-
-        return p.ChoiceLogprobs(
-            content=[
-                p.TokenLogprob(
-                    **entry(s.token_id, s.logprob).model_dump(),
-                    top_logprobs=[entry(i, lp) for i, lp in s.top],
-                )
-                for s in scored
-            ]
-        )
-
-
-# (token id, its log-probability or None, the best alternatives)
-_Entry = tuple[int, float | None, tuple[tuple[int, float], ...]]
-
-
-def _entry(token_id: int, scored: TokenLogprob | None) -> _Entry:
-    return (token_id, None, ()) if scored is None else (token_id, scored.logprob, scored.top)
-
-
-def _entries(scored: list[TokenLogprob] | tuple[TokenLogprob, ...]) -> list[_Entry]:
-    return [_entry(s.token_id, s) for s in scored]
+        return chat_logprobs(scored, prepared.generation.token_text)
 
 
 def _check_common(body: p.ChatCompletionRequest | p.CompletionRequest) -> None:

@@ -3,76 +3,30 @@ to that model's engine, where it shares a batch with every other request for the
 
 from __future__ import annotations
 
-import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from textgen.backends import Backend, Completion, load_backend
-from textgen.engine import EngineStats, Job, RequestHandle, SamplingParams, SequenceOutput
+from textgen.backends import Backend, load_backend
+from textgen.engine import EngineStats, Job
 from textgen.errors import (
     FrameworkUnavailable,
-    InvalidRequest,
     ShuttingDown,
     UnsupportedModel,
     WrongModelFamily,
 )
 from textgen.families import Family, Framework
+from textgen.generation import Generation, GenerationRequest, GenerationResult
 from textgen.loaded_models import LoadedModels
+from textgen.request_checks import checked_max_tokens
 from textgen.settings import Settings
 from textgen.store import FetchedModel, ModelDescription, ModelStore
-from textgen.timing import Stopwatch, Throughput, Timing, throughput
-
-TASKS = ("text-generation",)
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    model_name: str
-    prompts: list[str]
-    family: Family | None  # the endpoint's family (another is refused), or None for any
-    framework: Framework = Framework.PYTORCH
-    task: str = "text-generation"
-    max_tokens: int | None = None  # None: the configured DEFAULT_MAX_TOKENS
-    sampling: SamplingParams = field(default_factory=SamplingParams)
-    # time.monotonic() by which generation must stop, so the answer beats the caller's timeout.
-    deadline: float | None = None
-    stream: bool = False  # each token as it comes, through the submission's handle.events()
-    logprobs: int | None = None  # per generated token: its log-probability and this many others
-    prompt_logprobs: bool = False  # each prompt token's log-probability (scoring text)
-    special_tokens: bool = True  # False: the prompts carry their own (rendered chat templates)
+from textgen.timing import Stopwatch
 
 
 @dataclass(frozen=True)
 class LoadedModel:
     backend: Backend
     fetched: FetchedModel
-
-
-@dataclass(frozen=True)
-class Submission:
-    """A request handed to its model's engine: wait on `handle`, then ask for the result."""
-
-    request: GenerationRequest
-    model: ModelDescription
-    backend: Backend
-    job: Job
-    fetched: FetchedModel  # what getting the files cost this request (nothing once loaded)
-    load_seconds: float | None  # None: the model was loaded already
-    clock: Stopwatch
-
-    @property
-    def handle(self) -> RequestHandle:
-        return self.job.handle
-
-
-@dataclass(frozen=True)
-class GenerationResult:
-    model: ModelDescription
-    framework: Framework
-    task: str
-    completions: list[Completion]
-    throughput: Throughput
-    timing: Timing
 
 
 ModelKey = tuple[str, Framework]
@@ -106,18 +60,31 @@ class GenerationService:
     def engine_stats(self) -> dict[ModelKey, EngineStats]:
         return {key: loaded.backend.engine.stats() for key, loaded in self._models.values()}
 
-    def submit(self, request: GenerationRequest) -> Submission:
-        """Validate, load the model if needed (this blocks), and queue the request."""
+    def submit(self, request: GenerationRequest) -> Generation:
+        """Validate, load the model if needed (this blocks), render a conversation with the
+        model's chat template, and queue the request's rows on the model's engine."""
         clock = Stopwatch()
         if self._closing:
             raise ShuttingDown("the service is shutting down and takes no new requests")
-        max_tokens = self._validate(request)
-        model = self._store_model(request.model_name, request.family)
-        loaded, load_seconds = self._loaded(model, request.framework)
+        if request.messages is None:
+            prompts = request.prompts
+            max_tokens = checked_max_tokens(
+                request, _rows(prompts, request.choices), self._settings
+            )
+            model = self._store_model(request.model_name, request.family)
+            loaded, load_seconds = self._loaded(model, request.framework)
+        else:
+            model = self._store_model(request.model_name, request.family)
+            loaded, load_seconds = self._loaded(model, request.framework)
+            prompts = [loaded.backend.chat_prompt(request.messages)]
+            max_tokens = checked_max_tokens(
+                request, _rows(prompts, request.choices), self._settings
+            )
         backend = loaded.backend
+        rows = _rows(prompts, request.choices)
         job = Job(
-            prompts=request.prompts,
-            prompt_ids=backend.encode(request.prompts, max_tokens, request.special_tokens),
+            prompts=rows,
+            prompt_ids=backend.encode(rows, max_tokens, request.special_tokens),
             max_new_tokens=max_tokens,
             sampling=request.sampling,
             deadline=request.deadline,
@@ -128,46 +95,16 @@ class GenerationService:
         backend.check(job)
         backend.engine.submit(job)
         fetched = loaded.fetched if load_seconds is not None else FetchedModel(loaded.fetched.path)
-        return Submission(request, model, backend, job, fetched, load_seconds, clock)
-
-    def result(self, submission: Submission, outputs: list[SequenceOutput]) -> GenerationResult:
-        """What a finished submission produced, with its figures."""
-        handle = submission.handle
-        started = handle.started_at or handle.submitted_at
-        generate_seconds = (handle.finished_at or time.monotonic()) - started
-        completions = [Completion(o.text, o.token_ids, o.finish_reason) for o in outputs]
-        return GenerationResult(
-            model=submission.model,
-            framework=submission.request.framework,
-            task=submission.request.task,
-            completions=completions,
-            throughput=throughput(
-                len(completions), sum(c.tokens for c in completions), generate_seconds
-            ),
-            timing=Timing(
-                load_seconds=submission.load_seconds or 0.0,
-                fetch_seconds=submission.fetched.fetch_seconds,
-                download_bytes=submission.fetched.downloaded_bytes,
-                queue_seconds=started - handle.submitted_at,
-                generate_seconds=generate_seconds,
-                total_seconds=submission.clock.elapsed(),
-                model_loaded=submission.load_seconds is not None,
-            ),
-        )
+        return Generation(request, model, prompts, backend, job, fetched, load_seconds, clock)
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
         """Submit and wait, blocking this thread (for callers outside asyncio)."""
-        submission = self.submit(request)
-        return self.result(submission, submission.handle.result())
+        generation = self.submit(request)
+        return generation.result(generation.wait())
 
     def describe(self, name: str) -> ModelDescription:
         """A model of the store (ModelNotFound if it is not there)."""
         return self._store.describe(name)
-
-    def chat_prompt(self, name: str, messages: list[dict[str, str]]) -> str:
-        """`messages` rendered with the model's chat template (loading the model if needed)."""
-        model = self._store_model(name, None)
-        return self._loaded(model, Framework.PYTORCH)[0].backend.chat_prompt(messages)
 
     def load(self, name: str, framework: Framework) -> float | None:
         """Make sure a model is in memory; the seconds loading took, None if it was loaded."""
@@ -223,54 +160,10 @@ class GenerationService:
         fetched = self._store.fetch(name)
         return LoadedModel(load_backend(framework, fetched.path, self._settings), fetched)
 
-    def _validate(self, request: GenerationRequest) -> int:
-        """Check the request against the limits; the number of new tokens it asks for."""
-        limits = self._settings
-        max_tokens = limits.default_max_tokens if request.max_tokens is None else request.max_tokens
-        if request.task not in TASKS:
-            raise InvalidRequest(
-                f"unknown task {request.task!r}; this service supports: {', '.join(TASKS)}",
-                field="task",
-            )
-        if not request.prompts:
-            raise InvalidRequest("prompts must hold at least one prompt", field="prompts")
-        if len(request.prompts) > limits.max_prompts:
-            raise InvalidRequest(
-                f"{len(request.prompts)} prompts is more than the limit of {limits.max_prompts}",
-                field="prompts",
-            )
-        for index, prompt in enumerate(request.prompts):
-            if not prompt:
-                raise InvalidRequest(f"prompts[{index}] is empty", field="prompts")
-            if bad := _unprintable(prompt):
-                raise InvalidRequest(
-                    f"prompts[{index}] holds {bad}, which a prompt may not", field="prompts"
-                )
-            if len(prompt) > limits.max_prompt_chars:
-                raise InvalidRequest(
-                    f"prompts[{index}] is {len(prompt)} characters, more than the limit of "
-                    f"{limits.max_prompt_chars}",
-                    field="prompts",
-                )
-        least = 0 if request.prompt_logprobs else 1  # 0 new tokens: scoring the prompt only
-        if not least <= max_tokens <= limits.max_new_tokens_cap:
-            raise InvalidRequest(
-                f"max_tokens must be between {least} and {limits.max_new_tokens_cap}, "
-                f"got {max_tokens}",
-                field="max_tokens",
-            )
-        request.sampling.validate()
-        return max_tokens
 
-
-# Control characters other than tab, newline and carriage return; lone UTF-16 surrogates (JSON's
-# "\ud800" escapes), which no text encoding can carry to the tokenizer.
-_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
-
-
-def _unprintable(text: str) -> str | None:
-    found = _UNPRINTABLE.search(text)
-    return None if found is None else f"the character U+{ord(found.group()):04X}"
+def _rows(prompts: list[str], choices: int) -> list[str]:
+    """Each prompt `choices` times, side by side: a row per choice."""
+    return [prompt for prompt in prompts for _ in range(choices)]
 
 
 def _close_quietly(loaded: LoadedModel) -> None:
@@ -285,3 +178,6 @@ def _missing_framework_message(name: str, framework: Framework) -> str:
             f"`textgen export-tf <model folder>` and publish it, or use framework 'pt'"
         )
     return f"model '{name}' has no PyTorch weights (model.safetensors) in the store"
+
+
+__all__ = ["Generation", "GenerationRequest", "GenerationResult", "GenerationService"]

@@ -5,9 +5,6 @@ never recompile, and a saved compile cache spares a fresh process most of the co
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +12,7 @@ import pytest
 import torch
 
 from tests.support.engine_checks import join_mid_decode
-from tests.support.servers import REPO_ROOT
+from tests.support.fresh_process import fresh_python
 from textgen.backends import load_backend
 from textgen.backends.compiled_runner import CompiledRunner
 from textgen.backends.step_backend import StepBackend
@@ -113,7 +110,6 @@ def test_a_fresh_process_with_the_saved_cache_compiles_from_it(
 import json, sys
 from pathlib import Path
 from typing import Any
-from typing import Any
 from torch._dynamo.utils import counters
 from textgen.backends import load_backend
 from textgen.families import Framework
@@ -122,18 +118,9 @@ settings = Settings(model_store=sys.argv[1], **json.loads(sys.argv[2]))
 load_backend(Framework.PYTORCH, Path(sys.argv[1]) / "llama-test", settings)
 print(json.dumps(dict(counters["inductor"])))
 """
-    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "empty-inductor-cache")}
+    env = {"TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "empty-inductor-cache")}
     arguments = json.dumps({**COMPILED, "compile_cache_dir": str(compile_cache)})
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(store_dir), arguments],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-
-    assert done.returncode == 0, done.stderr[-3000:]
-    counts = json.loads(done.stdout.strip().splitlines()[-1])
+    counts = fresh_python(script, str(store_dir), arguments, env=env)
     # Its own inductor cache is empty: the hits come from the artifacts it loaded.
     assert counts.get("fxgraph_cache_hit", 0) >= 1
     assert counts.get("fxgraph_cache_miss", 0) == 0

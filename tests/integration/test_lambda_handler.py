@@ -14,7 +14,8 @@ import httpx2
 import openai
 import pytest
 
-from tests.support.lambda_support import FakeLambdaContext, load_event
+from handlers.lambda_context import LocalLambdaContext
+from tests.support.lambda_support import load_event
 from textgen.settings import get_settings
 
 
@@ -36,7 +37,7 @@ def lambda_module(store_dir: Path) -> Iterator[ModuleType]:
 
 
 def invoke(module: ModuleType, event_name: str, **context: Any) -> tuple[int, Any]:
-    response = module.handler(load_event(event_name), FakeLambdaContext(**context))
+    response = module.handler(load_event(event_name), LocalLambdaContext(**context))
     body = response["body"]
     if response.get("isBase64Encoded"):
         body = base64.b64decode(body).decode()
@@ -116,7 +117,7 @@ def test_http_api_named_stage_in_the_path(lambda_module: ModuleType) -> None:
     event = load_event("http-gpt2-model")
     event["rawPath"] = event["requestContext"]["http"]["path"] = "/Prod/gpt2_model"
 
-    response = lambda_module.handler(event, FakeLambdaContext())
+    response = lambda_module.handler(event, LocalLambdaContext())
 
     assert response["statusCode"] == 200, response["body"]
 
@@ -149,7 +150,7 @@ def test_a_stream_through_api_gateway_arrives_whole_and_the_sdk_parses_it(
     def through_lambda(request: httpx2.Request) -> httpx2.Response:
         event = load_event("rest-v1-completions-stream")
         event["body"], event["isBase64Encoded"] = request.content.decode(), False
-        response = lambda_module.handler(event, FakeLambdaContext())
+        response = lambda_module.handler(event, LocalLambdaContext())
         body = response["body"]
         if response.get("isBase64Encoded"):
             body = base64.b64decode(body).decode()

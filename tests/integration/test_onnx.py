@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ from fastapi.testclient import TestClient
 
 from handlers.factory import create_app
 from tests.support.engine_checks import PROMPTS, join_mid_decode
-from tests.support.servers import REPO_ROOT, console_script
+from tests.support.fresh_process import generate_in_fresh_process
+from tests.support.servers import console_script
 from textgen.backends import load_backend
 from textgen.backends.onnx_backend import OnnxRunner, prefill_groups
 from textgen.backends.step_backend import StepBackend
@@ -290,28 +290,10 @@ def test_the_prompt_graph_has_the_decoding_graphs_8_bit_weights(onnx_store: Path
 
 
 def test_serving_onnx_imports_neither_torch_nor_transformers(onnx_store: Path) -> None:
-    script = """
-import json, sys
-from pathlib import Path
-from textgen.backends import load_backend
-from textgen.engine import Job
-from textgen.families import Framework
-from textgen.settings import Settings
-backend = load_backend(Framework.PYTORCH, Path(sys.argv[1]), Settings(model_store=sys.argv[1]))
-job = Job(["Hello"], backend.encode(["Hello"], 4), 4)
-tokens = len(backend.engine.submit(job).result(60)[0].token_ids)
-heavy = [m for m in ("torch", "transformers", "tensorflow") if m in sys.modules]
-print(json.dumps({"tokens": tokens, "loaded": heavy, "runtime": backend.engine.runtime}))
-"""
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(onnx_store / "gpt2-test")],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
+    report = generate_in_fresh_process(
+        onnx_store / "gpt2-test", "pt", ("torch", "transformers", "tensorflow")
     )
 
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"tokens": 4, "loaded": [], "runtime": "onnxruntime-float32"}
 
 

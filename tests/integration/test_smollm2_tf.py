@@ -72,7 +72,7 @@ def generate(client: TestClient, prompts: list[str], framework: Framework) -> li
         max_tokens=MAX_TOKENS,
         logprobs=5 if framework == Framework.PYTORCH else None,
     )
-    outputs: list[SequenceOutput] = service.submit(request).handle.result(600)
+    outputs: list[SequenceOutput] = service.submit(request).wait(600)
     return outputs
 
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from handlers.factory import create_app
-from tests.support.servers import REPO_ROOT
+from tests.support.fresh_process import generate_in_fresh_process
 from textgen.manifest import build_manifest
 from textgen.settings import Settings
 
@@ -67,32 +64,11 @@ def test_the_export_is_part_of_what_publish_uploads(tf_store: Path) -> None:
 
 
 def test_serving_imports_neither_keras_hub_nor_transformers(tf_store: Path) -> None:
-    script = """
-import json, sys
-from pathlib import Path
-from textgen.backends import load_backend
-from textgen.engine import Job
-from textgen.families import Framework
-from textgen.settings import Settings
-backend = load_backend(Framework.TENSORFLOW, Path(sys.argv[1]), Settings())
-prompts = ["Hello there"]
-job = Job(prompts, backend.encode(prompts, 4), 4)
-output = backend.engine.submit(job).result(120)[0]
-heavy = ("keras_hub", "transformers", "torch")
-tokens = len(output.token_ids)
-print(json.dumps({"tokens": tokens, "loaded": [m for m in heavy if m in sys.modules]}))
-"""
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(tf_store / "gpt2-test")],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
+    report = generate_in_fresh_process(
+        tf_store / "gpt2-test", "tf", ("keras_hub", "transformers", "torch")
     )
 
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report == {"tokens": 4, "loaded": []}
+    assert report == {"tokens": 4, "loaded": [], "runtime": "tensorflow-xla"}
 
 
 def test_a_savedmodel_with_the_wrong_signature_is_a_clear_error(

@@ -98,3 +98,16 @@ def python_module(*args: str) -> list[str]:
 
 def console_script(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
+
+
+def run_textgen(*args: str, env: Mapping[str, str] | None = None) -> str:
+    """Run the installed `textgen` command as a user would, which must succeed; its stdout."""
+    done = subprocess.run(
+        [console_script("textgen"), *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, f"textgen {' '.join(args)}:\n{done.stderr[-3000:]}"
+    return done.stdout

@@ -23,10 +23,18 @@ from tests.support.servers import console_script
         ["import-gguf"],
     ],
 )
+def test_help_for_every_command(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*args, "--help"])
+
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: textgen")
+
+
 @pytest.mark.slow
-def test_help_for_every_command(args: list[str]) -> None:
+def test_the_installed_command_runs() -> None:
     result = subprocess.run(
-        [console_script("textgen"), *args, "--help"], capture_output=True, text=True, check=False
+        [console_script("textgen"), "--help"], capture_output=True, text=True, check=False
     )
 
     assert result.returncode == 0, result.stderr

@@ -256,9 +256,9 @@ def test_the_python_api_streams_tokens_as_they_come(settings: Settings) -> None:
     request = GenerationRequest("gpt2-test", PROMPTS[:2], Family.GPT2, max_tokens=10, stream=True)
 
     async def consume() -> tuple[list[Any], list[SequenceOutput]]:
-        submission = service.submit(request)
-        events = [event async for event in submission.handle.events()]
-        return events, await submission.handle.wait()
+        generation = service.submit(request)
+        events = [event async for event in generation.events()]
+        return events, await generation.outputs()
 
     events, outputs = asyncio.run(consume())
     service.close(10)

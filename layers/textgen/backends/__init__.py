@@ -10,7 +10,7 @@ import importlib
 import importlib.util
 from pathlib import Path
 
-from textgen.backends.base import Backend, Completion
+from textgen.backends.base import Backend
 from textgen.backends.imports import heavy_imports
 from textgen.errors import BackendNotInstalled, FrameworkUnavailable
 from textgen.families import Framework
@@ -79,4 +79,4 @@ def load_backend(framework: Framework, model_dir: Path, settings: Settings) -> B
     return backend
 
 
-__all__ = ["Backend", "Completion", "load_backend", "runtime_for"]
+__all__ = ["Backend", "load_backend", "runtime_for"]

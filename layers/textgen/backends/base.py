@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from textgen.engine import Engine, Job
 from textgen.engine.handle import FinishReason
+from textgen.engine.whole_request import WholeOutput
 from textgen.errors import InvalidRequest
-
-
-@dataclass(frozen=True)
-class Completion:
-    text: str
-    token_ids: list[int]
-    finish_reason: FinishReason
-
-    @property
-    def tokens(self) -> int:
-        return len(self.token_ids)
 
 
 class Backend(Protocol):
@@ -74,7 +63,7 @@ def completion_from_ids(
     max_new_tokens: int,
     eos_ids: frozenset[int],
     decode: Callable[[list[int]], str],
-) -> Completion:
+) -> WholeOutput:
     """A prompt's completion from the ids generated after it, cut at its first end token."""
     new_ids = new_ids[:max_new_tokens]
     stop_at = next((i for i, token in enumerate(new_ids) if token in eos_ids), None)
@@ -83,4 +72,4 @@ def completion_from_ids(
     if stop_at is None:
         # Neither its end token nor max_tokens: the time budget ended the batch.
         reason = "length" if len(new_ids) >= max_new_tokens else "time_limit"
-    return Completion(text=decode(kept), token_ids=kept, finish_reason=reason)
+    return decode(kept), kept, reason

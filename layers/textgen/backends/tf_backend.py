@@ -14,11 +14,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from textgen.backends.base import Completion, check_prompts_fit, completion_from_ids
+from textgen.backends.base import check_prompts_fit, completion_from_ids
 from textgen.backends.tf_tokenizers import ExportTokenizer, load_export_tokenizer
 from textgen.engine import EngineLimits, Job
-from textgen.engine.handle import FinishReason
-from textgen.engine.whole_request import WholeRequestEngine
+from textgen.engine.whole_request import WholeOutput, WholeRequestEngine
 from textgen.errors import InvalidRequest, ModelLoadFailed
 from textgen.model_files import TF_EXPORT_DIR, TF_METADATA_FILE, TF_SIGNATURE
 from textgen.settings import Settings
@@ -87,7 +86,7 @@ class TensorflowTextGenerator:
 
     def generate(
         self, prompts: list[str], max_new_tokens: int, time_budget: float | None = None
-    ) -> list[Completion]:
+    ) -> list[WholeOutput]:
         # The XLA loop runs to the end of its length bucket: a time budget cannot stop it early.
         encoded = self._tokenizer.encode_batch(prompts)
         check_prompts_fit([len(ids) for ids in encoded], max_new_tokens, self._context_length)
@@ -170,6 +169,5 @@ class TensorflowBackend:
 
     def _generate(
         self, prompts: list[str], max_new_tokens: int, time_budget: float | None
-    ) -> list[tuple[str, list[int], FinishReason]]:
-        completions = self._generator.generate(prompts, max_new_tokens, time_budget)
-        return [(c.text, c.token_ids, c.finish_reason) for c in completions]
+    ) -> list[WholeOutput]:
+        return self._generator.generate(prompts, max_new_tokens, time_budget)

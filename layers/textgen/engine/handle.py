@@ -45,6 +45,11 @@ class SequenceOutput:
     logprobs: list[TokenLogprob] = field(default_factory=list)
     prompt_logprobs: list[TokenLogprob | None] | None = None
 
+    @property
+    def tokens(self) -> int:
+        """How many tokens it generated."""
+        return len(self.token_ids)
+
 
 class RequestHandle:
     """Shared by the engine thread (which pushes) and the caller (which waits or streams)."""

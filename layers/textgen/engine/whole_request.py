@@ -11,8 +11,10 @@ from textgen.engine.handle import FinishReason, SequenceOutput, TokenEvent
 from textgen.engine.job import EngineLimits, Job
 from textgen.errors import TextgenError
 
-# (prompts, max new tokens, seconds left or None) -> per prompt: (text, token ids, finish)
-GenerateWhole = Callable[[list[str], int, float | None], list[tuple[str, list[int], FinishReason]]]
+# What one prompt produced: its text, token ids and how it ended.
+WholeOutput = tuple[str, list[int], FinishReason]
+# (prompts, max new tokens, seconds left or None) -> per prompt, its output
+GenerateWhole = Callable[[list[str], int, float | None], list[WholeOutput]]
 
 
 class WholeRequestEngine(Engine):

@@ -1,0 +1,110 @@
+"""A request to the generation service, and the one object its caller holds while it runs: the
+outputs once every prompt is done, or the token events as they come, the text of any token id,
+cancelling, and the figures at the end."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from textgen.backends import Backend
+from textgen.engine import Job, SamplingParams, SequenceOutput, TokenEvent
+from textgen.families import Family, Framework
+from textgen.store import FetchedModel, ModelDescription
+from textgen.timing import Stopwatch, Throughput, Timing, throughput
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    model_name: str
+    prompts: list[str]  # ignored where `messages` is given
+    family: Family | None  # the endpoint's family (another is refused), or None for any
+    framework: Framework = Framework.PYTORCH
+    task: str = "text-generation"
+    max_tokens: int | None = None  # None: the configured DEFAULT_MAX_TOKENS
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    # time.monotonic() by which generation must stop, so the answer beats the caller's timeout.
+    deadline: float | None = None
+    stream: bool = False  # each token as it comes, through Generation.events()
+    logprobs: int | None = None  # per generated token: its log-probability and this many others
+    prompt_logprobs: bool = False  # each prompt token's log-probability (scoring text)
+    special_tokens: bool = True  # False: the prompts carry their own (rendered chat templates)
+    # A conversation to render with the model's chat template: its one prompt (which carries
+    # the model's special tokens itself).
+    messages: list[dict[str, str]] | None = None
+    choices: int = 1  # how many times each prompt runs (OpenAI's `n`), its rows side by side
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    model: ModelDescription
+    framework: Framework
+    task: str
+    completions: list[SequenceOutput]
+    throughput: Throughput
+    timing: Timing
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A request handed to its model's engine, as its caller sees it."""
+
+    request: GenerationRequest
+    model: ModelDescription
+    prompts: list[str]  # as run, once each (a conversation's rendered template)
+    backend: Backend
+    job: Job
+    fetched: FetchedModel  # what getting the files cost this request (nothing once loaded)
+    load_seconds: float | None  # None: the model was loaded already
+    clock: Stopwatch
+
+    @property
+    def rows(self) -> int:
+        """Prompts times choices: the rows decoding, each with its output's `index`."""
+        return self.job.handle.rows
+
+    def prompt_ids(self, index: int) -> list[int]:
+        """The tokens of row `index`'s prompt."""
+        return self.job.prompt_ids[index]
+
+    def token_text(self, token_id: int) -> str:
+        return self.backend.token_text(token_id)
+
+    async def outputs(self) -> list[SequenceOutput]:
+        """Every row's output, once all are done, without blocking the event loop."""
+        return await self.job.handle.wait()
+
+    def events(self) -> AsyncIterator[TokenEvent]:
+        """The rows' token events as they come (the request must have asked to stream)."""
+        return self.job.handle.events()
+
+    def wait(self, timeout: float | None = None) -> list[SequenceOutput]:
+        """Block until every row is done (for callers outside asyncio)."""
+        return self.job.handle.result(timeout)
+
+    def cancel(self) -> None:
+        """Stop generating; the rows are freed at the engine's next step."""
+        self.job.handle.cancel()
+
+    def result(self, outputs: list[SequenceOutput]) -> GenerationResult:
+        """The outputs with the request's figures."""
+        handle = self.job.handle
+        started = handle.started_at or handle.submitted_at
+        generate_seconds = (handle.finished_at or time.monotonic()) - started
+        return GenerationResult(
+            model=self.model,
+            framework=self.request.framework,
+            task=self.request.task,
+            completions=outputs,
+            throughput=throughput(len(outputs), sum(o.tokens for o in outputs), generate_seconds),
+            timing=Timing(
+                load_seconds=self.load_seconds or 0.0,
+                fetch_seconds=self.fetched.fetch_seconds,
+                download_bytes=self.fetched.downloaded_bytes,
+                queue_seconds=started - handle.submitted_at,
+                generate_seconds=generate_seconds,
+                total_seconds=self.clock.elapsed(),
+                model_loaded=self.load_seconds is not None,
+            ),
+        )

@@ -1,0 +1,59 @@
+"""A request checked against the service's limits before any engine sees it."""
+
+from __future__ import annotations
+
+import re
+
+from textgen.errors import InvalidRequest
+from textgen.generation import GenerationRequest
+from textgen.settings import Settings
+
+TASKS = ("text-generation",)
+
+# Control characters other than tab, newline and carriage return; lone UTF-16 surrogates (JSON's
+# "\ud800" escapes), which no text encoding can carry to the tokenizer.
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def checked_max_tokens(request: GenerationRequest, prompts: list[str], limits: Settings) -> int:
+    """Check the request, its rows' `prompts`, against the limits; the number of new tokens it
+    asks for."""
+    max_tokens = limits.default_max_tokens if request.max_tokens is None else request.max_tokens
+    if request.task not in TASKS:
+        raise InvalidRequest(
+            f"unknown task {request.task!r}; this service supports: {', '.join(TASKS)}",
+            field="task",
+        )
+    if not prompts:
+        raise InvalidRequest("prompts must hold at least one prompt", field="prompts")
+    if len(prompts) > limits.max_prompts:
+        raise InvalidRequest(
+            f"{len(prompts)} prompts is more than the limit of {limits.max_prompts}",
+            field="prompts",
+        )
+    for index, prompt in enumerate(prompts):
+        if not prompt:
+            raise InvalidRequest(f"prompts[{index}] is empty", field="prompts")
+        if bad := _unprintable(prompt):
+            raise InvalidRequest(
+                f"prompts[{index}] holds {bad}, which a prompt may not", field="prompts"
+            )
+        if len(prompt) > limits.max_prompt_chars:
+            raise InvalidRequest(
+                f"prompts[{index}] is {len(prompt)} characters, more than the limit of "
+                f"{limits.max_prompt_chars}",
+                field="prompts",
+            )
+    least = 0 if request.prompt_logprobs else 1  # 0 new tokens: scoring the prompt only
+    if not least <= max_tokens <= limits.max_new_tokens_cap:
+        raise InvalidRequest(
+            f"max_tokens must be between {least} and {limits.max_new_tokens_cap}, got {max_tokens}",
+            field="max_tokens",
+        )
+    request.sampling.validate()
+    return max_tokens
+
+
+def _unprintable(text: str) -> str | None:
+    found = _UNPRINTABLE.search(text)
+    return None if found is None else f"the character U+{ord(found.group()):04X}"
