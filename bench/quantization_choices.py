@@ -148,7 +148,8 @@ def main() -> int:
 
     from tokenizers import Tokenizer
 
-    from textgen.backends.onnx_backend import OnnxRunner, session_options
+    from textgen.backends.onnx_backend import session_options
+    from textgen.backends.onnx_runner import OnnxRunner
     from textgen.backends.tokenizer import ModelTokenizer
     from textgen.convert.onnx_graph import build_graph, int8_weights
     from textgen.demo.moby_dick import split

@@ -72,7 +72,7 @@ def main() -> int:
 
     from tokenizers import Tokenizer
 
-    from textgen.backends.onnx_backend import OnnxRunner
+    from textgen.backends.onnx_runner import OnnxRunner
 
     model = args.work / "smollm2-135m"
     export = model / "onnx"

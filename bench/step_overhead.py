@@ -32,7 +32,7 @@ RUNS = 7
 
 
 def measure(model_dir: Path, workload: str, threads: int) -> dict[str, Any]:
-    from textgen.backends.onnx_backend import OnnxRunner
+    from textgen.backends.onnx_runner import OnnxRunner
 
     inside = 0.0
     graph_call = OnnxRunner._run

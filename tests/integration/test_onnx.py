@@ -20,7 +20,7 @@ from tests.support.engine_checks import PROMPTS, join_mid_decode
 from tests.support.fresh_process import generate_in_fresh_process
 from tests.support.servers import console_script
 from textgen.backends import load_backend
-from textgen.backends.onnx_backend import OnnxRunner, prefill_groups
+from textgen.backends.onnx_runner import OnnxRunner, prefill_groups
 from textgen.backends.step_backend import StepBackend
 from textgen.backends.torch_runner import TorchRunner
 from textgen.convert.onnx_graph import int8_weights

@@ -14,7 +14,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from textgen.convert.onnx_export import quantize_int8
-from textgen.convert.onnx_graph import Int8Weight, _GraphWriter, build_graph, int8_weights
+from textgen.convert.onnx_graph import Int8Weight, build_graph, int8_weights
+from textgen.convert.onnx_writer import GraphWriter
 from textgen.errors import UnsupportedModel
 
 
@@ -51,7 +52,7 @@ def test_what_it_can_express_gets_past_the_checks(family: str, activation: str) 
 
 def one_product(weight: np.ndarray, int8: dict[str, Int8Weight] | None = None) -> Any:
     """A graph of one weighted product, y = x @ weight, as the builder writes it."""
-    writer = _GraphWriter(int8)
+    writer = GraphWriter(int8)
     writer.linear("x", "weight", weight, None, output="y")
     rows, columns = ["rows", weight.shape[0]], ["rows", weight.shape[1]]
     graph = helper.make_graph(

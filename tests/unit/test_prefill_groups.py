@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 
-from textgen.backends.onnx_backend import _CALL_COST_TOKENS, prefill_groups
+from textgen.backends.onnx_runner import _CALL_COST_TOKENS, prefill_groups
 
 
 def cost(lengths: list[int], groups: list[tuple[int, int]]) -> int:

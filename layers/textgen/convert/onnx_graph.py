@@ -26,166 +26,22 @@ A prompt runs alone (new rows, empty cache, one call); a decoding step is one to
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from textgen.convert.onnx_writer import (
+    MS_DOMAIN,
+    OPSET,
+    GraphWriter,
+    Int8Weight,
+    as_numpy,
+    int8_weights,
+    ints,
+)
 from textgen.errors import UnsupportedModel
 from textgen.model_files import ONNX_EMBEDDING_INPUT as EMBEDDING
-
-_MS_DOMAIN = "com.microsoft"
-_OPSET = 17
-
-
-@dataclass(frozen=True)
-class Int8Weight:
-    """A weight in 8 bits, per output channel: weight ~ (values - zero_point) * scale."""
-
-    values: np.ndarray  # uint8 [in, out]
-    scale: np.ndarray  # float32 [out]
-    zero_point: np.ndarray  # uint8 [out]
-
-
-def int8_weights(graph: Any) -> dict[str, Int8Weight]:
-    """The 8-bit weights ONNX Runtime's quantizer wrote into `graph` (a ModelProto), by the name
-    of the float32 weight each replaced: it writes NAME_quantized, NAME_scale, NAME_zero_point."""
-    from onnx import numpy_helper
-
-    arrays = {t.name: t for t in graph.graph.initializer}
-    found = {}
-    for name in arrays:
-        if name.endswith("_quantized"):
-            base = name.removesuffix("_quantized")
-            values, scale, zero_point = (
-                numpy_helper.to_array(arrays[f"{base}{suffix}"])
-                for suffix in ("_quantized", "_scale", "_zero_point")
-            )
-            found[base] = Int8Weight(values, scale, zero_point)
-    return found
-
-
-class _GraphWriter:
-    """Nodes and initializers, with names made up as they come. Weighted products are written
-    in float32, or, for the weights given in `int8` (a decoding graph's, see int8_weights), in
-    8 bits with each token's activations quantized on their own (see `linear`)."""
-
-    def __init__(self, int8: Mapping[str, Int8Weight] | None = None) -> None:
-        from onnx import TensorProto, helper, numpy_helper
-
-        self._helper, self._numpy_helper = helper, numpy_helper
-        self._uint8, self._float = TensorProto.UINT8, TensorProto.FLOAT
-        self.int8 = dict(int8 or {})
-        self.int8_used: set[str] = set()
-        self.nodes: list[Any] = []
-        self.initializers: list[Any] = []
-        self._constants: set[str] = set()
-        self._count = 0
-
-    def weight(self, name: str, tensor: torch.Tensor | np.ndarray) -> str:
-        array = np.ascontiguousarray(_numpy(tensor))
-        self.initializers.append(self._numpy_helper.from_array(array, name))
-        return name
-
-    def node(
-        self, op: str, inputs: list[str], outputs: int | list[str] = 1, **attributes: Any
-    ) -> list[str]:
-        """Add a node; its outputs' names, made up unless given."""
-        self._count += 1
-        names = (
-            [f"{op}_{self._count}_{index}" for index in range(outputs)]
-            if isinstance(outputs, int)
-            else outputs
-        )
-        domain = _MS_DOMAIN if op in _CONTRIB_OPS else ""
-        self.nodes.append(
-            self._helper.make_node(
-                op, inputs, names, name=f"{op}_{self._count}", domain=domain, **attributes
-            )
-        )
-        return names
-
-    def one(self, op: str, inputs: list[str], **attributes: Any) -> str:
-        return self.node(op, inputs, **attributes)[0]
-
-    def linear(
-        self,
-        x: str,
-        name: str,
-        weight: torch.Tensor | np.ndarray,
-        bias: torch.Tensor | None,
-        output: str | None = None,
-    ) -> str:
-        """x @ weight (weight as [in, out]), plus bias: a MatMul on an initializer (which the
-        int8 quantizer turns into DynamicQuantizeMatMul), or with the weight's 8-bit form when
-        one was given."""
-        product = None if bias is not None else output
-        if name in self.int8:
-            self.int8_used.add(name)
-            out = self._int8_rows_matmul(x, name, self.int8[name], product)
-        else:
-            (out,) = self.node("MatMul", [x, self.weight(name, weight)], _names(product))
-        if bias is not None:
-            (out,) = self.node("Add", [out, self.weight(f"{name}.bias", bias)], _names(output))
-        return out
-
-    def _int8_rows_matmul(self, x: str, name: str, weight: Int8Weight, output: str | None) -> str:
-        """x @ weight in 8 bits, every token's activations quantized over their own min..max
-        (ONNX Runtime's DynamicQuantizeMatMul takes one range for the whole tensor: over a
-        prompt, its largest activation coarsens every other token's). The weight is the
-        decoding graph's own, bit for bit. A token's zero point z is taken out after the integer
-        product: sum((a - z) * w) = sum(a * w) - z * sum(w), as MatMulInteger takes one zero
-        point for all of A."""
-        centred = weight.values.astype(np.int32) - weight.zero_point.astype(np.int32)
-        column_sums = centred.sum(axis=0).astype(np.float32)
-        zero = self._shared("float_0", np.float32(0))
-        high = self.one("Max", [self.one("ReduceMax", [x], axes=[-1], keepdims=1), zero])
-        low = self.one("Min", [self.one("ReduceMin", [x], axes=[-1], keepdims=1), zero])
-        row_scale = self.one(
-            "Max",
-            [
-                self.one(
-                    "Div",
-                    [self.one("Sub", [high, low]), self._shared("float_255", np.float32(255))],
-                ),
-                self._shared("smallest_scale", np.float32(1e-12)),
-            ],
-        )
-        row_zero = self.one("Round", [self.one("Div", [self.one("Neg", [low]), row_scale])])
-        shifted = self.one("Add", [self.one("Round", [self.one("Div", [x, row_scale])]), row_zero])
-        clipped = self.one("Clip", [shifted, zero, self._shared("float_255", np.float32(255))])
-        products = self.one(
-            "MatMulInteger",
-            [
-                self.one("Cast", [clipped], to=self._uint8),
-                self.weight(f"{name}.u8", weight.values),
-                "",
-                self.weight(f"{name}.zero_point", weight.zero_point),
-            ],
-        )
-        correction = self.one("Mul", [row_zero, self.weight(f"{name}.column_sums", column_sums)])
-        exact = self.one("Sub", [self.one("Cast", [products], to=self._float), correction])
-        rows_scaled = self.one("Mul", [exact, row_scale])
-        channel_scale = self.weight(f"{name}.scale", weight.scale)
-        (out,) = self.node("Mul", [rows_scaled, channel_scale], _names(output))
-        return out
-
-    def _shared(self, name: str, value: np.ndarray | np.generic) -> str:
-        """A constant initializer used by many nodes, added once."""
-        if name not in self._constants:
-            self._constants.add(name)
-            self.weight(name, np.asarray(value))
-        return name
-
-
-_CONTRIB_OPS = {
-    "GroupQueryAttention",
-    "SkipLayerNormalization",
-    "SkipSimplifiedLayerNormalization",
-    "FastGelu",
-    "BiasGelu",
-}
 
 
 def build_graph(decoder: Any, family: str, int8: Mapping[str, Int8Weight] | None = None) -> Any:
@@ -194,7 +50,7 @@ def build_graph(decoder: Any, family: str, int8: Mapping[str, Int8Weight] | None
     each token's activations on a scale of their own (the int8 export's graph for prompts)."""
     from onnx import TensorProto, helper
 
-    writer = _GraphWriter(int8)
+    writer = GraphWriter(int8)
     layers = len(decoder.blocks)
     inputs = [
         helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["rows", "length"]),
@@ -228,7 +84,7 @@ def build_graph(decoder: Any, family: str, int8: Mapping[str, Int8Weight] | None
     table = token_embedding(decoder, family)
     inputs.append(helper.make_tensor_value_info(EMBEDDING, TensorProto.FLOAT, list(table.shape)))
     # Only the wanted positions reach the output projection (the vocabulary-sized product).
-    wanted = writer.one("Unsqueeze", ["logit_positions", writer.weight("minus_one", _ints([-1]))])
+    wanted = writer.one("Unsqueeze", ["logit_positions", writer.weight("minus_one", ints([-1]))])
     selected = writer.one("GatherND", [hidden, wanted], batch_dims=1)
     writer.linear(selected, "lm_head", decoder.lm_head.T, None, output="logits")
     if unused := set(writer.int8) - writer.int8_used:  # names that match no weight: a mistake
@@ -238,12 +94,12 @@ def build_graph(decoder: Any, family: str, int8: Mapping[str, Int8Weight] | None
     )
     return helper.make_model(
         graph,
-        opset_imports=[helper.make_opsetid("", _OPSET), helper.make_opsetid(_MS_DOMAIN, 1)],
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)],
         producer_name="textgen",
     )
 
 
-def _attention(writer: _GraphWriter, qkv: str, layer: int, decoder: Any, rotary: Any) -> str:
+def _attention(writer: GraphWriter, qkv: str, layer: int, decoder: Any, rotary: Any) -> str:
     """Packed q/k/v in, attention out: the layer's cache is written in place."""
     inputs = [qkv, "", "", f"past_key_{layer}", f"past_value_{layer}"]  # q, k, v packed
     inputs += ["seqlens_k", "total_sequence_length"]
@@ -261,7 +117,7 @@ def _attention(writer: _GraphWriter, qkv: str, layer: int, decoder: Any, rotary:
     return out
 
 
-def _llama_layers(writer: _GraphWriter, decoder: Any) -> str:
+def _llama_layers(writer: GraphWriter, decoder: Any) -> str:
     if decoder.activation_name != "silu":
         raise UnsupportedModel(
             f"no ONNX graph for LLaMA with activation {decoder.activation_name!r}: silu only"
@@ -305,7 +161,7 @@ def _llama_layers(writer: _GraphWriter, decoder: Any) -> str:
     return h
 
 
-def _rotary_tables(writer: _GraphWriter, decoder: Any) -> tuple[str, str]:
+def _rotary_tables(writer: GraphWriter, decoder: Any) -> tuple[str, str]:
     """cos and sin of every position, as Hugging Face's rotary module computes them (its
     scaling variants included): [context, head_dim / 2]."""
     positions = torch.arange(decoder.context_length)[None]
@@ -323,7 +179,7 @@ def _rotary_tables(writer: _GraphWriter, decoder: Any) -> tuple[str, str]:
 _GPT2_ACTIVATIONS = {"gelu_new": "FastGelu", "gelu_pytorch_tanh": "FastGelu", "gelu": "BiasGelu"}
 
 
-def _gpt2_layers(writer: _GraphWriter, decoder: Any) -> str:
+def _gpt2_layers(writer: GraphWriter, decoder: Any) -> str:
     activation = _GPT2_ACTIVATIONS.get(decoder.activation_name)
     if activation is None:
         raise UnsupportedModel(
@@ -381,19 +237,9 @@ def _gpt2_layers(writer: _GraphWriter, decoder: Any) -> str:
     return h
 
 
-def _names(output: str | None) -> list[str] | int:
-    """A node's outputs: the one name given, or one name to be made up."""
-    return [output] if output else 1
-
-
 def token_embedding(decoder: Any, family: str) -> np.ndarray:
     """The table a graph of `decoder` takes as its embedding input, [vocab, hidden] float32."""
-    return np.ascontiguousarray(_numpy(decoder.wte if family == "gpt2" else decoder.embed_tokens))
+    return np.ascontiguousarray(as_numpy(decoder.wte if family == "gpt2" else decoder.embed_tokens))
 
 
-def _numpy(tensor: torch.Tensor | np.ndarray) -> np.ndarray:
-    return tensor.detach().float().numpy() if isinstance(tensor, torch.Tensor) else tensor
-
-
-def _ints(values: list[int]) -> np.ndarray:
-    return np.asarray(values, dtype=np.int64)
+__all__ = ["Int8Weight", "build_graph", "int8_weights", "token_embedding"]
