@@ -20,6 +20,26 @@ from tests.support.models import build_test_store
 from tests.support.servers import REPO_ROOT, run_textgen
 from textgen.settings import Settings
 
+# The files that take longest, started first: each worker takes whole files (--dist loadfile), and
+# a long file started last would leave one worker running it alone at the end.
+LONGEST_FIRST = (
+    "tests/notebooks/test_llama_training.py",
+    "tests/notebooks/test_gpt2_deployment.py",
+    "tests/test_container.py",
+    "tests/integration/test_smollm2_tf.py",
+    "tests/integration/test_soak.py",
+    "tests/integration/test_engine_uvicorn.py",
+    "tests/integration/test_tensorflow.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.path.relative_to(REPO_ROOT).as_posix()
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within each file, and of the rest, is kept
+
 
 @pytest.fixture(scope="session")
 def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -117,7 +117,9 @@ def install_like_the_image(tmp_path: Path, **build_args: str) -> tuple[Path, dic
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
         "SRC": str(source),
         "TORCH_VERSION": DOCKERFILE.global_args["TORCH_VERSION"],
-        # pip's own cache: the wheels the test install already fetched (each checked by hash)
+        # pip's own cache: the wheels the test install already fetched (each checked by hash);
+        # and no bytecode compiled: the same packages installed, in half the time
+        "PIP_NO_COMPILE": "1",
         **build_args,
     }
     env.pop("VIRTUAL_ENV", None)

@@ -28,13 +28,26 @@ MIXED = [
 ]
 
 
-@pytest.fixture
-def server(engine_store: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str, Any]]:
-    env: dict[str, str] = {"MODEL_STORE": str(engine_store), **getattr(request, "param", {})}
+@contextlib.contextmanager
+def serving(engine_store: Path, settings: dict[str, str]) -> Iterator[tuple[str, Any]]:
     port = free_port()
     command = python_module("handlers.cli", "serve", "--port", str(port), "--log-level", "warning")
-    with running_process(command, port, env) as running:
+    with running_process(command, port, {"MODEL_STORE": str(engine_store), **settings}) as running:
         yield running.url, running.process
+
+
+@pytest.fixture(scope="module")
+def shared_server(engine_store: Path) -> Iterator[tuple[str, Any]]:
+    """The default configuration, for the tests that leave the server as they found it."""
+    with serving(engine_store, {}) as server:
+        yield server
+
+
+@pytest.fixture
+def server(engine_store: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str, Any]]:
+    """A server of its own: a configuration of the test's (`param`), or one the test stops."""
+    with serving(engine_store, getattr(request, "param", {})) as server:
+        yield server
 
 
 def body(model: str, prompt: str, max_tokens: int) -> dict[str, Any]:
@@ -48,8 +61,8 @@ async def post_all(url: str, jobs: list[tuple[str, str, str, int]]) -> list[http
         )
 
 
-def test_concurrent_clients_get_what_they_get_alone(server: tuple[str, Any]) -> None:
-    url, _ = server
+def test_concurrent_clients_get_what_they_get_alone(shared_server: tuple[str, Any]) -> None:
+    url, _ = shared_server
     jobs = MIXED * 4
     alone = [httpx.post(f"{url}{p}", json=body(m, t, n), timeout=60).json() for p, m, t, n in MIXED]
 
@@ -78,8 +91,8 @@ def test_a_full_queue_answers_429_with_retry_after(server: tuple[str, Any]) -> N
     assert health.status_code == 200
 
 
-def test_a_client_that_disconnects_frees_its_rows(server: tuple[str, Any]) -> None:
-    url, _ = server
+def test_a_client_that_disconnects_frees_its_rows(shared_server: tuple[str, Any]) -> None:
+    url, _ = shared_server
 
     def engine() -> dict[str, Any]:
         engines: dict[str, dict[str, Any]] = httpx.get(f"{url}/health", timeout=10).json()[

@@ -1,4 +1,4 @@
-"""A short soak: bench/load.py's mix of traffic against a real server for 45 seconds, with the
+"""A short soak: bench/load.py's mix of traffic against a real server for 30 seconds, with the
 same goals as the long run: no unexpected status, memory flat after warm-up, no leaked threads,
 open files or engine rows."""
 
@@ -23,7 +23,7 @@ def test_a_short_soak_meets_every_goal(store_dir: Path, tmp_path: Path) -> None:
             sys.executable,
             str(REPO_ROOT / "bench" / "load.py"),
             "--duration",
-            "45",
+            "30",
             "--clients",
             "8",
             "--store",
