@@ -124,11 +124,18 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _export_tf(args: argparse.Namespace) -> int:
-    from textgen.convert.tf_export import export_tf
+    from functools import partial
 
-    for model_dir in args.model_dirs:  # one process for all: TensorFlow starts once
-        target = export_tf(Path(model_dir))
-        print(f"wrote the TensorFlow export to {target}")
+    from textgen.convert import tf_export
+    from textgen.convert.export_cache import cached_export
+    from textgen.model_files import TF_EXPORT_DIR
+
+    cache = Settings().export_cache_dir
+    for model_dir in map(Path, args.model_dirs):  # one process for all: TensorFlow starts once
+        key = "" if cache is None else tf_export.export_key_of(model_dir)
+        build = partial(tf_export.export_tf, model_dir)
+        target, reused = cached_export(cache, model_dir, TF_EXPORT_DIR, key, build)
+        print(f"{'reused' if reused else 'wrote'} the TensorFlow export to {target}")
     return 0
 
 

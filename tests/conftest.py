@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,10 @@ from tests.support.artifact_cache import (
 from tests.support.models import build_test_store
 from tests.support.servers import REPO_ROOT, run_textgen
 from textgen.settings import Settings
+
+# `textgen export-tf` in any process of the session (the notebooks' included) reuses an export of
+# identical inputs made by an earlier run (textgen.convert.export_cache).
+os.environ.setdefault("EXPORT_CACHE_DIR", str(cache_root() / "exports"))
 
 # The files that take longest, started first: each worker takes whole files (--dist loadfile), and
 # a long file started last would leave one worker running it alone at the end.

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from textgen.convert.export_cache import export_key
 from textgen.errors import BackendNotInstalled, UnsupportedModel
 from textgen.families import Family
 from textgen.model_files import (
@@ -75,6 +76,15 @@ def convertible_config(config: dict[str, Any]) -> dict[str, Any]:
             + "; ".join(problems)
         )
     return overrides
+
+
+# What the export is made with, beside this file: an export cache's key holds their versions.
+EXPORT_PACKAGES = ("tensorflow", "keras", "keras-hub", "safetensors", "tokenizers")
+
+
+def export_key_of(model_dir: Path) -> str:
+    """The export cache's key of this model folder's export (textgen.convert.export_cache)."""
+    return export_key(Path(model_dir), Path(__file__), EXPORT_PACKAGES)
 
 
 def export_tf(model_dir: Path) -> Path:

@@ -1,0 +1,94 @@
+"""An export is reused only for identical inputs: the model's files, the converter, libraries."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from handlers.cli import main
+from textgen.convert import tf_export
+from textgen.convert.export_cache import cached_export, export_key
+from textgen.model_files import TF_EXPORT_DIR
+
+PACKAGES = ("numpy",)
+
+
+def model(folder: Path, weights: bytes = b"weights") -> Path:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text('{"model_type": "gpt2"}')
+    (folder / "model.safetensors").write_bytes(weights)
+    return folder
+
+
+def converter(folder: Path, code: str = "# version 1\n") -> Path:
+    path = folder / "converter.py"
+    path.write_text(code)
+    return path
+
+
+def test_the_key_follows_the_weights_and_the_converter_not_the_exports(tmp_path: Path) -> None:
+    code = converter(tmp_path)
+    first = export_key(model(tmp_path / "a"), code, PACKAGES)
+    same = model(tmp_path / "b")
+    (same / TF_EXPORT_DIR).mkdir()
+    (same / TF_EXPORT_DIR / "saved_model.pb").write_bytes(b"an earlier export")
+
+    assert export_key(same, code, PACKAGES) == first
+    assert export_key(model(tmp_path / "c", b"weightz"), code, PACKAGES) != first
+    assert export_key(same, converter(tmp_path, "# version 2\n"), PACKAGES) != first
+
+
+def test_an_export_of_identical_inputs_is_copied_not_built(tmp_path: Path) -> None:
+    builds: list[Path] = []
+
+    def build_for(folder: Path) -> Path:
+        def build() -> Path:
+            builds.append(folder)
+            (folder / TF_EXPORT_DIR).mkdir()
+            (folder / TF_EXPORT_DIR / "saved_model.pb").write_bytes(
+                b"built from " + folder.name.encode()
+            )
+            return folder / TF_EXPORT_DIR
+
+        return build
+
+    cache = tmp_path / "cache"
+    first, second, other = (model(tmp_path / name) for name in ("first", "second", "other"))
+
+    _, reused_first = cached_export(cache, first, TF_EXPORT_DIR, "k1", build_for(first))
+    target, reused = cached_export(cache, second, TF_EXPORT_DIR, "k1", build_for(second))
+    _, reused_other = cached_export(cache, other, TF_EXPORT_DIR, "k2", build_for(other))
+
+    assert (reused_first, reused, reused_other) == (False, True, False)
+    assert builds == [first, other]  # the second was copied from the first's
+    assert (target / "saved_model.pb").read_bytes() == b"built from first"
+    assert not (target / ".complete").exists()
+    # Without a cache folder, always built.
+    plain = model(tmp_path / "plain")
+    assert cached_export(None, plain, TF_EXPORT_DIR, "k1", build_for(plain))[1] is False
+    assert len(builds) == 3
+
+
+def test_the_command_reuses_a_kept_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = model(tmp_path / "my-gpt2")
+    cache = tmp_path / "exports"
+    entry = cache / f"{TF_EXPORT_DIR}-{tf_export.export_key_of(folder)}"
+    entry.mkdir(parents=True)
+    (entry / "saved_model.pb").write_bytes(b"kept")
+    (entry / ".complete").write_text("")
+    monkeypatch.setenv("EXPORT_CACHE_DIR", str(cache))
+
+    assert main(["export-tf", str(folder)]) == 0
+
+    assert capsys.readouterr().out.startswith("reused the TensorFlow export to")
+    assert (folder / TF_EXPORT_DIR / "saved_model.pb").read_bytes() == b"kept"
+    # The same folder with other weights is not this entry's: it is built (and needs TensorFlow's
+    # converter, which a config this small fails before importing anything heavy).
+    shutil.rmtree(folder / TF_EXPORT_DIR)
+    (folder / "model.safetensors").write_bytes(b"other weights")
+    assert main(["export-tf", str(folder)]) != 0
+    assert not (folder / TF_EXPORT_DIR).exists()
