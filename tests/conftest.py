@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +19,6 @@ from tests.support.artifact_cache import (
 from tests.support.models import build_test_store
 from tests.support.servers import REPO_ROOT, run_textgen
 from textgen.settings import Settings
-
-# `textgen export-tf` in any process of the session (the notebooks' included) reuses an export of
-# identical inputs made by an earlier run (textgen.convert.export_cache).
-os.environ.setdefault("EXPORT_CACHE_DIR", str(cache_root() / "exports"))
 
 # The files that take longest, started first: each worker takes whole files (--dist loadfile), and
 # a long file started last would leave one worker running it alone at the end.
@@ -128,3 +123,12 @@ def onnx_store(store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
     built = cached_artifact("onnx-store", key, build)
     return copy_of(built, tmp_path_factory.mktemp("onnx") / "store")
+
+
+@pytest.fixture
+def export_cache(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`textgen export-tf` in this test's processes (a notebook's kernel and its commands) reuses
+    an export of identical inputs made by an earlier run (textgen.convert.export_cache)."""
+    folder = cache_root() / "exports"
+    monkeypatch.setenv("EXPORT_CACHE_DIR", str(folder))
+    return folder

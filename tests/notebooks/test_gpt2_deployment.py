@@ -13,6 +13,7 @@ from tests.support.notebooks import assert_figures, run
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.usefixtures("export_cache")
 def test_gpt2_deployment(tmp_path: Path) -> None:
     notebook = run(
         "gpt2_deployment.ipynb",

@@ -15,6 +15,7 @@ from textgen.demo.store import SMOLLM2
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.usefixtures("export_cache")
 def test_llama_training(tmp_path: Path, demo_store: Path, download_cache: Path) -> None:
     base = demo_store / SMOLLM2
     base_files = {p.name: p.stat().st_mtime_ns for p in base.iterdir()}

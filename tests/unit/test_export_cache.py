@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def test_the_key_follows_the_weights_and_the_converter_not_the_exports(tmp_path:
 def test_an_export_of_identical_inputs_is_copied_not_built(tmp_path: Path) -> None:
     builds: list[Path] = []
 
-    def build_for(folder: Path) -> Path:
+    def build_for(folder: Path) -> Callable[[], Path]:
         def build() -> Path:
             builds.append(folder)
             (folder / TF_EXPORT_DIR).mkdir()
