@@ -66,21 +66,19 @@ class GenerationService:
         clock = Stopwatch()
         if self._closing:
             raise ShuttingDown("the service is shutting down and takes no new requests")
-        if request.messages is None:
-            prompts = request.prompts
+        prompts = request.prompts
+        if request.messages is None:  # checked before loading: a bad request loads nothing
             max_tokens = checked_max_tokens(
                 request, _rows(prompts, request.choices), self._settings
             )
-            model = self._store_model(request.model_name, request.family)
-            loaded, load_seconds = self._loaded(model, request.framework)
-        else:
-            model = self._store_model(request.model_name, request.family)
-            loaded, load_seconds = self._loaded(model, request.framework)
-            prompts = [loaded.backend.chat_prompt(request.messages)]
-            max_tokens = checked_max_tokens(
-                request, _rows(prompts, request.choices), self._settings
-            )
+        model = self._store_model(request.model_name, request.family)
+        loaded, load_seconds = self._loaded(model, request.framework)
         backend = loaded.backend
+        if request.messages is not None:  # the conversation is known once the model is loaded
+            prompts = [backend.chat_prompt(request.messages)]
+            max_tokens = checked_max_tokens(
+                request, _rows(prompts, request.choices), self._settings
+            )
         rows = _rows(prompts, request.choices)
         job = Job(
             prompts=rows,
