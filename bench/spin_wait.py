@@ -83,10 +83,8 @@ def main() -> int:
     runners = {}
     for name, spin_us in SETTINGS_US.items():
         options = session_options(args.threads, spin_us)
-        decode, prefill = (
-            ort.InferenceSession(str(export / f), options) for f in ("model.onnx", "prefill.onnx")
-        )
-        runners[name] = OnnxRunner(decode, metadata, 0, prefill, embedding)
+        session = ort.InferenceSession(str(export / "model.onnx"), options)
+        runners[name] = OnnxRunner(session, metadata, 0, embedding)
     figures: dict[str, Any] = {"threads": args.threads, "rounds": args.rounds}
     for condition, burners in (("idle", 0), ("two_neighbours", 2)):
         samples: dict[str, list[float]] = {name: [] for name in runners}

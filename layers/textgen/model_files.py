@@ -23,8 +23,8 @@ TF_SIGNATURE = "serving_default"
 # The fast CPU path's export (textgen export-onnx): the graph and what serving it needs.
 ONNX_EXPORT_DIR = "onnx"
 ONNX_MODEL_FILE = "model.onnx"
-ONNX_PREFILL_FILE = "prefill.onnx"  # the graph for prompts, beside an int8 model.onnx
-ONNX_EMBEDDING_FILE = "embedding.npy"  # the token embedding table both graphs take as input
+ONNX_PREFILL_FILE = "prefill.onnx"  # an older int8 export's per-token graph, beside model.onnx
+ONNX_EMBEDDING_FILE = "embedding.npy"  # the token embedding table the graph takes as input
 ONNX_EMBEDDING_INPUT = "embedding"  # that input's name
 ONNX_METADATA_FILE = "textgen.json"
 ONNX_EXPORT_FORMAT = 3  # bumped when the graph's inputs or outputs change

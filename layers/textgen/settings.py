@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     # How long ONNX Runtime's threads spin for their next piece of work within a step before
     # sleeping (0: never); between steps they always sleep (bench/spin_wait.py).
     onnx_spin_wait_us: int = Field(default=20, ge=0)
+    # An int8 export's weights as ONNX Runtime multiplies them: "auto" is signed on CPUs with
+    # VNNI (exact there, and faster), unsigned elsewhere (textgen.backends.signed_int8).
+    onnx_int8_weights: Literal["auto", "unsigned", "signed"] = "auto"
     # A static KV cache and a decode step compiled per batch-size bucket (CUDA graphs on a GPU);
     # "auto" compiles on CUDA only. The compiled artifacts are saved to and loaded from
     # COMPILE_CACHE_DIR (one file per model), so a fresh process compiles much less.

@@ -21,6 +21,7 @@ from tests.support.fresh_process import generate_in_fresh_process
 from tests.support.servers import console_script
 from textgen.backends import load_backend
 from textgen.backends.onnx_runner import OnnxRunner, prefill_groups
+from textgen.backends.signed_int8 import wants_signed
 from textgen.backends.step_backend import StepBackend
 from textgen.backends.torch_runner import TorchRunner
 from textgen.convert.onnx_graph import int8_weights
@@ -41,6 +42,8 @@ SPREAD = [
     "the age of foolishness, it was the epoch of belief, it was the epoch of incredulity",
 ]
 FAMILIES = [("/gpt2_model", "gpt2-test"), ("/llama_model", "llama-test")]
+# What serves an int8 export on this CPU (textgen.backends.signed_int8).
+INT8_RUNTIME = "onnxruntime-int8-signed" if wants_signed("auto") else "onnxruntime-int8"
 
 
 def client_for(store: Path, settings: Settings, runtime: str) -> TestClient:
@@ -103,9 +106,7 @@ def test_rows_joining_a_running_batch_get_their_own_tokens(onnx_store: Path, mod
     assert isinstance(torch_inner, TorchRunner)
 
     def fresh(runner_class: type[OnnxRunner]) -> OnnxRunner:
-        return runner_class(
-            inner._session, inner._metadata, inner._pad_id, inner._prefill, inner._embedding
-        )
+        return runner_class(inner._session, inner._metadata, inner._pad_id, inner._embedding)
 
     joined = join_mid_decode(backend, fresh(OnnxRunner))
     reference = join_mid_decode(
@@ -133,9 +134,7 @@ def test_decoding_writes_the_cache_in_place(onnx_store: Path, model: str) -> Non
     backend = load_backend(Framework.PYTORCH, onnx_store / model, Settings())
     assert isinstance(backend, StepBackend)
     inner = backend.engine._runner
-    runner = OnnxRunner(
-        inner._session, inner._metadata, inner._pad_id, inner._prefill, inner._embedding
-    )
+    runner = OnnxRunner(inner._session, inner._metadata, inner._pad_id, inner._embedding)
     new_tokens = 24  # past the 16 columns a cache would start with if it grew as it went
     prompt = backend.encode(["The quick brown fox"], new_tokens)[0]
     runner.add_rows([prompt], len(prompt) + new_tokens, all_logits=False)
@@ -208,7 +207,7 @@ def test_int8_serves_and_says_so(clients: dict[str, TestClient]) -> None:
 
     assert response.status_code == 200, response.text
     assert all(r["generated_tokens"] == 8 for r in response.json()["results"])
-    assert engines["gpt2-int8:pt"]["runtime"] == "onnxruntime-int8"
+    assert engines["gpt2-int8:pt"]["runtime"] == INT8_RUNTIME
 
 
 def test_onnx_required_but_missing_is_a_clear_422(onnx_store: Path, settings: Settings) -> None:
@@ -234,7 +233,8 @@ def test_the_export_is_published_with_the_model(onnx_store: Path) -> None:
     assert published <= set(manifest.files)
     metadata = json.loads((onnx_store / "gpt2-int8" / "onnx" / "textgen.json").read_text())
     assert (metadata["precision"], metadata["family"]) == ("int8", "gpt2")
-    assert metadata["prefill_model"] == "prefill.onnx"
+    assert "prefill_model" not in metadata  # one graph for prompts and steps
+    assert not (onnx_store / "gpt2-int8" / "onnx" / "prefill.onnx").exists()
 
 
 def weight_zero_points(graph_path: Path) -> list[np.ndarray]:
@@ -269,24 +269,30 @@ def test_int8_weights_are_quantized_symmetrically(onnx_store: Path, tmp_path: Pa
     assert not all((z == 128).all() for z in defaults)  # the check tells the two apart
 
 
-def test_the_prompt_graph_has_the_decoding_graphs_8_bit_weights(onnx_store: Path) -> None:
+def test_the_graph_has_the_quantizers_8_bit_weights(onnx_store: Path, tmp_path: Path) -> None:
     import onnx
 
-    export = onnx_store / "gpt2-int8" / "onnx"
-    decoding = int8_weights(onnx.load(str(export / "model.onnx")))
-    prompts = onnx.load(str(export / "prefill.onnx")).graph
-    arrays = {t.name: onnx.numpy_helper.to_array(t) for t in prompts.initializer}
-    products = [n for n in prompts.node if n.op_type == "MatMulInteger"]
-    assert len(products) == len(decoding) >= 2 * 4 + 1  # every product of the decoding graph
-    for name, weight in decoding.items():
+    from textgen.convert.onnx_export import quantize_int8
+
+    # What ONNX Runtime's quantizer writes for the same weights (gpt2-test's float32 export).
+    quantized = quantize_int8(
+        onnx_store / "gpt2-test" / "onnx" / "model.onnx", tmp_path / "quantized.onnx"
+    )
+    expected = int8_weights(onnx.load(str(quantized)))
+    graph = onnx.load(str(onnx_store / "gpt2-int8" / "onnx" / "model.onnx")).graph
+    arrays = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    products = [n for n in graph.node if n.op_type == "MatMulInteger"]
+    assert not [n for n in graph.node if n.op_type == "DynamicQuantizeMatMul"]
+    assert len(products) == len(expected) >= 2 * 4 + 1  # 4 a layer, the logits
+    for name, weight in expected.items():
         assert np.array_equal(arrays[f"{name}.u8"], weight.values)
         assert np.array_equal(arrays[f"{name}.zero_point"], weight.zero_point)
         assert np.array_equal(arrays[f"{name}.scale"], weight.scale)
     # Live check: the comparison tells two products of one shape apart (two layers' same one).
-    first = next(iter(decoding))
-    shape = decoding[first].values.shape
-    second = next(n for n, w in decoding.items() if n != first and w.values.shape == shape)
-    assert not np.array_equal(arrays[f"{first}.u8"], decoding[second].values)
+    first = next(iter(expected))
+    shape = expected[first].values.shape
+    second = next(n for n, w in expected.items() if n != first and w.values.shape == shape)
+    assert not np.array_equal(arrays[f"{first}.u8"], expected[second].values)
 
 
 def test_serving_onnx_imports_neither_torch_nor_transformers(onnx_store: Path) -> None:
@@ -316,6 +322,7 @@ def test_export_refuses_a_family_it_cannot_export(store_dir: Path, tmp_path: Pat
         ("embedding_dtype", "float32 table"),
         ("embedding_missing", "embedding.npy"),
         ("embedding_rows", "rows for"),
+        ("graph_truncated", "cannot be loaded"),
         (None, None),  # live check: the same copy, undamaged, loads
     ],
 )
@@ -333,10 +340,13 @@ def test_an_export_it_cannot_read_is_a_clear_load_error(
         np.save(export / "embedding.npy", np.load(export / "embedding.npy")[:-1])
     elif damage == "embedding_missing":
         (export / "embedding.npy").unlink()
+    elif damage == "graph_truncated":  # signed or not, on any CPU
+        graph = (export / "model.onnx").read_bytes()
+        (export / "model.onnx").write_bytes(graph[: len(graph) // 2])
 
     if refused is None:
         backend = load_backend(Framework.PYTORCH, model, Settings())
-        assert backend.engine.runtime == "onnxruntime-int8"
+        assert backend.engine.runtime == INT8_RUNTIME
         backend.engine.close()
         return
     with pytest.raises(ModelLoadFailed, match=refused) as raised:

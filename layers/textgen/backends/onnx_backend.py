@@ -1,11 +1,14 @@
 """ONNX Runtime backend: the graph `textgen export-onnx` wrote (int8 weights by default), under the
 step engine. No torch at serving time: onnxruntime, numpy and the model's tokenizer.
 
-The KV cache is the runner's own memory, written in place by the graph (see OnnxRunner). Prompts run
-through the export's prefill graph (beside an int8 model, its int8 graph with each token quantized
-on its own: see textgen.convert.onnx_export), decoding steps through its model graph; both take the
-same inputs, among them the token embedding table, mapped once from the export's embedding.npy
-(pages are read as tokens use them)."""
+The KV cache is the runner's own memory, written in place by the graph (see OnnxRunner). Prompts
+and decoding steps run through one graph, whose int8 products quantize each token on its own (see
+textgen.convert.onnx_export): a request's tokens do not depend on what shares its batch. It takes
+the token embedding table as an input, mapped from the export's embedding.npy (pages are read as
+tokens use them). Its 8-bit weights are served signed on CPUs where that is exact and faster
+(textgen.backends.signed_int8). An int8 export written before that had two graphs: its per-token
+prompt graph (prefill.onnx) serves both here, and its decoding graph is not loaded.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import onnxruntime as ort
 
 from textgen.backends.cpu import available_cpus
 from textgen.backends.onnx_runner import OnnxRunner
+from textgen.backends.signed_int8 import signed_graph, wants_signed
 from textgen.backends.step_backend import StepBackend
 from textgen.backends.tokenizer import ModelTokenizer
 from textgen.errors import ModelLoadFailed
@@ -40,13 +44,14 @@ def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
             raise ValueError(
                 f"export format {metadata.get('format')!r}; this service reads {ONNX_EXPORT_FORMAT}"
             )
-        prefill_file = metadata.get("prefill_model", ONNX_MODEL_FILE)
-        if prefill_file not in (ONNX_MODEL_FILE, ONNX_PREFILL_FILE):
-            raise ValueError(f"unexpected prefill graph {prefill_file!r}")
-        options = session_options(settings)
-        session, prefill = (
-            ort.InferenceSession(str(export / name), options, providers=["CPUExecutionProvider"])
-            for name in (ONNX_MODEL_FILE, prefill_file)
+        graph = metadata.get("prefill_model", ONNX_MODEL_FILE)  # an older export's prefill.onnx
+        if graph not in (ONNX_MODEL_FILE, ONNX_PREFILL_FILE):
+            raise ValueError(f"unexpected prefill graph {graph!r}")
+        signed = wants_signed(settings.onnx_int8_weights) and signed_graph(export / graph)
+        session = ort.InferenceSession(
+            signed or str(export / graph),
+            session_options(settings),
+            providers=["CPUExecutionProvider"],
         )
         embedding = _embedding(export, metadata)
     except (OSError, ValueError, KeyError, ort.capi.onnxruntime_pybind11_state.Fail) as exc:
@@ -55,7 +60,7 @@ def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
             "`textgen export-onnx`"
         ) from exc
     tokens = ModelTokenizer(model_dir)
-    runner = OnnxRunner(session, metadata, tokens.pad_id, prefill, embedding)
+    runner = OnnxRunner(session, metadata, tokens.pad_id, embedding)
     return StepBackend(
         model_dir.name,
         tokens,
@@ -63,12 +68,12 @@ def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
         int(metadata["context_length"]),
         runner.kv_bytes_per_token,
         settings,
-        runtime=f"onnxruntime-{metadata.get('precision', 'float32')}",
+        runtime=f"onnxruntime-{metadata.get('precision', 'float32')}{'-signed' if signed else ''}",
     )
 
 
 def _embedding(export: Path, metadata: dict[str, Any]) -> np.ndarray:
-    """The export's token embedding table, memory-mapped: read-only, shared by both graphs."""
+    """The export's token embedding table, memory-mapped and read-only."""
     name = metadata.get("embedding")
     if name != ONNX_EMBEDDING_FILE:
         raise ValueError(f"unexpected embedding file {name!r}")

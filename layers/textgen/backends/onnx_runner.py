@@ -1,6 +1,5 @@
-"""The step engine's runner on ONNX Runtime: the export's two graphs over a KV cache in the runner's
-own memory, written in place by the graph, and how a batch's prompts are grouped into prefill
-calls."""
+"""The step engine's runner on ONNX Runtime: the export's graph over a KV cache in the runner's own
+memory, written in place by the graph, and how a batch's prompts are grouped into prefill calls."""
 
 from __future__ import annotations
 
@@ -34,7 +33,8 @@ def prefill_groups(lengths: list[int]) -> list[tuple[int, int]]:
 
 
 class OnnxRunner:
-    """The step engine's runner over the export's sessions (textgen.convert.onnx_graph).
+    """The step engine's runner over the export's session (textgen.convert.onnx_graph): prompts
+    and decoding steps through the one graph.
 
     Each layer's keys and values live in one buffer per kind, [row capacity, kv_heads, column
     capacity, head_dim]: rows 0..n-1 are the running ones, each holding its tokens from column 0
@@ -50,11 +50,9 @@ class OnnxRunner:
         session: Any,
         metadata: dict[str, Any],
         pad_id: int,
-        prefill: Any = None,
         embedding: np.ndarray | None = None,
     ) -> None:
         self._session = session
-        self._prefill = prefill or session
         takes_embedding = any(i.name == ONNX_EMBEDDING_INPUT for i in session.get_inputs())
         if takes_embedding != (embedding is not None):
             raise ValueError("the graph's embedding input and the table given disagree")
@@ -73,7 +71,7 @@ class OnnxRunner:
         self._order: list[int] | None = None  # rows moved since the last truncate
         self._step_logits = np.zeros((0, 1, 0), dtype=np.float32)  # [row capacity, 1, vocab]
         self._vocab = int(metadata["vocab_size"])
-        self._bindings: dict[tuple[int, int, int, bool], Any] = {}  # see _binding
+        self._bindings: dict[tuple[int, int, bool], Any] = {}  # see _binding
 
     @property
     def kv_bytes_per_token(self) -> int:
@@ -109,7 +107,7 @@ class OnnxRunner:
             ids[row, : len(prompt)] = prompt
         positions = np.tile(np.arange(longest), (size, 1))
         wanted = positions if all_logits else (lengths - 1)[:, None]
-        logits = self._run(self._prefill, rows, ids, positions, lengths, wanted)
+        logits = self._run(rows, ids, positions, lengths, wanted)
         if all_logits:
             return [logits[row, : len(p)] for row, p in enumerate(prompts)]
         return [logits[row, 0] for row in range(size)]
@@ -119,7 +117,6 @@ class OnnxRunner:
         size = len(tokens)
         self._reserve(size, int(self._lengths.max()) + 1)
         logits = self._run(
-            self._session,
             slice(0, size),
             np.asarray(tokens, dtype=np.int64)[:, None],
             self._lengths[:, None],
@@ -179,7 +176,6 @@ class OnnxRunner:
 
     def _run(
         self,
-        session: Any,
         rows: slice,
         ids: np.ndarray,
         positions: np.ndarray,
@@ -190,7 +186,7 @@ class OnnxRunner:
         """Run `ids` in `rows`, each row holding `lengths` tokens after the call; the logits of
         the `wanted` positions of `ids`, [rows, wanted, vocab]: a copy, or for a step (one token
         and its logits per row) a view of _step_logits, valid until the next step."""
-        binding = self._binding(session, rows, steps)
+        binding = self._binding(rows, steps)
         small = {
             "input_ids": ids,
             "seqlens_k": (lengths - 1).astype(np.int32),
@@ -201,20 +197,20 @@ class OnnxRunner:
             small["position_ids"] = np.ascontiguousarray(positions, dtype=np.int64)
         for name, array in small.items():
             binding.bind_cpu_input(name, array)
-        session.run_with_iobinding(binding)
+        self._session.run_with_iobinding(binding)
         if steps:
             return self._step_logits[rows]
         return np.array(binding.get_outputs()[0].numpy())  # a copy: the binding reuses it
 
-    def _binding(self, session: Any, rows: slice, steps: bool) -> Any:
+    def _binding(self, rows: slice, steps: bool) -> Any:
         """The session's binding of these rows of the buffers, as past and present of every
         layer: made once while the buffers and rows stay (binding 4 x layers tensors anew
         each step is a visible part of a one-row step). A binding for steps writes its logits
         into _step_logits; any other leaves them to ONNX Runtime (their shape varies)."""
-        key = (id(session), rows.start, rows.stop, steps)
+        key = (rows.start, rows.stop, steps)
         binding = self._bindings.get(key)
         if binding is None:
-            binding = session.io_binding()
+            binding = self._session.io_binding()
             if steps:
                 logits = self._step_logits[rows]
                 shape = list(logits.shape)

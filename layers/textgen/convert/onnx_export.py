@@ -7,15 +7,16 @@ positions asked for (`logit_positions`): the last one while decoding, every one 
 prompt. Weights are quantized to 8 bits with per-channel scales by ONNX Runtime's own quantizer, or
 kept in float32.
 
-An int8 export has two graphs with the same 8-bit weights. The decoding graph (model.onnx) is the
-float32 graph quantized by ONNX Runtime's quantizer, whose products quantize activations with one
-range per tensor: right for a step's one token per row, not for a prompt, where one token (the
-first, which LLaMA-family models turn into an attention sink with huge activations) sets the range
-for all: SmolLM2's perplexity scored through it rises by 4.4%. Prompts go through prefill.onnx,
-written with the decoding graph's own 8-bit weights (read back from it, bit for bit) and every
-token's activations quantized over their own range (textgen.convert.onnx_graph): as close to float32
-as float32 prompts were, at a quarter of their weights' memory (bench/quantization_choices.py). Both
-graphs take the token embedding table as an input, saved once as embedding.npy.
+An int8 export is one graph for prompts and decoding steps alike. Its 8-bit weights are the ones
+ONNX Runtime's quantizer writes for the float32 graph (read back from its output, bit for bit);
+its products are written here (textgen.convert.onnx_writer) so that every token's activations are
+quantized over their own range. The quantizer's graph (DynamicQuantizeMatMul) takes one range for
+the whole call: over a prompt, one token (the first, which LLaMA-family models turn into an
+attention sink with huge activations) coarsened every other token, and SmolLM2's perplexity scored
+through it rose by 4.4%; while decoding, a row's rounding depended on the rows decoding beside it,
+so a prompt's greedy text changed with the batch it shared. Per token, a request's tokens are the
+same whatever shares its batch, and one graph holds one copy of the weights. The token embedding
+table is an input of the graph, saved once as embedding.npy.
 
 Each weight channel is quantized symmetrically (zero at 128, the scale set by its largest
 magnitude), not over its own min..max: the asymmetric zero point moves SmolLM2's held-out
@@ -49,7 +50,6 @@ from textgen.model_files import (
     ONNX_EXPORT_FORMAT,
     ONNX_METADATA_FILE,
     ONNX_MODEL_FILE,
-    ONNX_PREFILL_FILE,
 )
 from textgen.models import load_decoder
 from textgen.staging import staged_folder
@@ -85,9 +85,8 @@ def export_onnx(model_dir: Path, precision: Precision = "int8") -> Path:
             int8 = onnx.load(
                 quantize_int8(Path(scratch) / "float32.onnx", Path(scratch) / "int8.onnx")
             )
-            _save(int8, staging / ONNX_MODEL_FILE)
-            prompts = build_graph(decoder, config["model_type"], int8_weights(int8))
-            _save(prompts, staging / ONNX_PREFILL_FILE)
+            per_token = build_graph(decoder, config["model_type"], int8_weights(int8))
+            _save(per_token, staging / ONNX_MODEL_FILE)
         np.save(staging / ONNX_EMBEDDING_FILE, token_embedding(decoder, config["model_type"]))
         for name in ("tokenizer.json",):
             if (model_dir / name).is_file():
@@ -101,7 +100,6 @@ def export_onnx(model_dir: Path, precision: Precision = "int8") -> Path:
             "head_dim": decoder.head_dim,
             "vocab_size": decoder.vocab_size,
             "context_length": decoder.context_length,
-            "prefill_model": ONNX_PREFILL_FILE if precision == "int8" else ONNX_MODEL_FILE,
             "embedding": ONNX_EMBEDDING_FILE,
         }
         (staging / ONNX_METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")

@@ -16,8 +16,8 @@ Inputs: input_ids [rows, length]; seqlens_k [rows] int32, each row's length afte
 minus one; total_sequence_length, int32 scalar: the longest row's length after this call;
 logit_positions [rows, k]: the tokens whose logits are wanted; GPT-2 only: position_ids [rows,
 length]; past_key_i / past_value_i; and embedding [vocab, hidden], the token embedding table: an
-input, not a weight, so that an export's two graphs read one copy (the runner's, mapped from the
-export's embedding.npy) instead of holding one each. Outputs: logits [rows, k, vocab] and
+input, not a weight: the runner maps it from the export's embedding.npy, whose pages are read as
+tokens use them. Outputs: logits [rows, k, vocab] and
 present_key_i / present_value_i (the same buffers, when bound to them).
 
 A prompt runs alone (new rows, empty cache, one call); a decoding step is one token per row.
@@ -47,7 +47,7 @@ from textgen.model_files import ONNX_EMBEDDING_INPUT as EMBEDDING
 def build_graph(decoder: Any, family: str, int8: Mapping[str, Int8Weight] | None = None) -> Any:
     """The ModelProto of one step of `decoder` (a textgen.models decoder): in float32, or with
     the 8-bit weights of `int8` (by weight name: int8_weights of the quantized decoding graph),
-    each token's activations on a scale of their own (the int8 export's graph for prompts)."""
+    each token's activations on a scale of their own (the int8 export's graph)."""
     from onnx import TensorProto, helper
 
     writer = GraphWriter(int8)

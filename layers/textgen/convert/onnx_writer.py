@@ -58,7 +58,7 @@ class GraphWriter:
         from onnx import TensorProto, helper, numpy_helper
 
         self._helper, self._numpy_helper = helper, numpy_helper
-        self._uint8, self._float = TensorProto.UINT8, TensorProto.FLOAT
+        self._float = TensorProto.FLOAT
         self.int8 = dict(int8 or {})
         self.int8_used: set[str] = set()
         self.nodes: list[Any] = []
@@ -114,51 +114,49 @@ class GraphWriter:
         return out
 
     def _int8_rows_matmul(self, x: str, name: str, weight: Int8Weight, output: str | None) -> str:
-        """x @ weight in 8 bits, every token's activations quantized over their own min..max
-        (ONNX Runtime's DynamicQuantizeMatMul takes one range for the whole tensor: over a
-        prompt, its largest activation coarsens every other token's). The weight is the
-        decoding graph's own, bit for bit. A token's zero point z is taken out after the integer
-        product: sum((a - z) * w) = sum(a * w) - z * sum(w), as MatMulInteger takes one zero
-        point for all of A."""
+        """x @ weight in 8 bits, every token's activations quantized over their own min..max:
+        a token's result never depends on the other tokens of the call (ONNX Runtime's
+        DynamicQuantizeMatMul takes one range for the whole tensor, so a prompt's largest
+        activation coarsened every other token, and a decoding row's rounding depended on the
+        rows beside it). With s = (max - min) / 255 and n = round(min / s), a token goes in as
+        q = saturate(round(x / s - n)), 0..255, and x ~ (q + n) * s: MatMulInteger takes one
+        zero point for all of A, so n comes back after the integer product, exactly:
+        sum((q + n) * w) = sum(q * w) + n * sum(w)."""
         centred = weight.values.astype(np.int32) - weight.zero_point.astype(np.int32)
         column_sums = centred.sum(axis=0).astype(np.float32)
-        zero = self._shared("float_0", np.float32(0))
-        high = self.one("Max", [self.one("ReduceMax", [x], axes=[-1], keepdims=1), zero])
-        low = self.one("Min", [self.one("ReduceMin", [x], axes=[-1], keepdims=1), zero])
-        row_scale = self.one(
-            "Max",
-            [
-                self.one(
-                    "Div",
-                    [self.one("Sub", [high, low]), self._shared("float_255", np.float32(255))],
-                ),
-                self._shared("smallest_scale", np.float32(1e-12)),
-            ],
+        high = self.one("ReduceMax", [x], axes=[-1], keepdims=1)
+        low = self.one("ReduceMin", [x], axes=[-1], keepdims=1)
+        spread = self.one("Sub", [high, low])
+        steps = self.one("Mul", [spread, self._shared("inverse_255", 1 / 255)])
+        row_scale = self.one("Max", [steps, self._shared("smallest_scale", 1e-12)])
+        low_steps = self.one("Round", [self.one("Div", [low, row_scale])])
+        shifted = self.one("Sub", [self.one("Div", [x, row_scale]), low_steps])
+        quantized = self.one(  # round half to even and saturate to 0..255, as Round and Clip would
+            "QuantizeLinear",
+            [shifted, self._shared("float_1", 1.0), self._shared("uint8_0", np.uint8(0))],
         )
-        row_zero = self.one("Round", [self.one("Div", [self.one("Neg", [low]), row_scale])])
-        shifted = self.one("Add", [self.one("Round", [self.one("Div", [x, row_scale])]), row_zero])
-        clipped = self.one("Clip", [shifted, zero, self._shared("float_255", np.float32(255))])
         products = self.one(
             "MatMulInteger",
             [
-                self.one("Cast", [clipped], to=self._uint8),
+                quantized,
                 self.weight(f"{name}.u8", weight.values),
                 "",
                 self.weight(f"{name}.zero_point", weight.zero_point),
             ],
         )
-        correction = self.one("Mul", [row_zero, self.weight(f"{name}.column_sums", column_sums)])
-        exact = self.one("Sub", [self.one("Cast", [products], to=self._float), correction])
+        correction = self.one("Mul", [low_steps, self.weight(f"{name}.column_sums", column_sums)])
+        exact = self.one("Add", [self.one("Cast", [products], to=self._float), correction])
         rows_scaled = self.one("Mul", [exact, row_scale])
         channel_scale = self.weight(f"{name}.scale", weight.scale)
         (out,) = self.node("Mul", [rows_scaled, channel_scale], node_names(output))
         return out
 
-    def _shared(self, name: str, value: np.ndarray | np.generic) -> str:
-        """A constant initializer used by many nodes, added once."""
+    def _shared(self, name: str, value: float | np.generic) -> str:
+        """A constant initializer used by many nodes, added once (a Python float as float32)."""
         if name not in self._constants:
             self._constants.add(name)
-            self.weight(name, np.asarray(value))
+            dtype = np.float32 if isinstance(value, float) else None
+            self.weight(name, np.asarray(value, dtype=dtype))
         return name
 
 
