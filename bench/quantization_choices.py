@@ -58,6 +58,7 @@ from bench.cpu_decoding import (  # noqa: E402
 )
 from bench.prompts import PROMPTS  # noqa: E402
 from bench.report import report  # noqa: E402
+from textgen.backends.onnx_runner import OnnxRunner  # noqa: E402
 
 # variant: (MatMuls kept in float32, symmetric weights, prompt graph, first token apart)
 VARIANTS = {
@@ -134,6 +135,24 @@ def step_ms(runner: Any, prompts: list[list[int]]) -> float:
     return statistics.median(times)
 
 
+class TwoGraphRunner(OnnxRunner):
+    """The service's runner with prompts through a session of their own (the variants' prompt
+    graphs), steps through another. Their bindings never mix: a prompt's are made for prompts."""
+
+    def __init__(
+        self, steps: Any, prompts: Any, metadata: dict[str, Any], pad_id: int, embedding: Any
+    ) -> None:
+        super().__init__(steps, metadata, pad_id, embedding)
+        self._prompts = prompts
+
+    def _prefill_rows(self, rows: slice, prompts: list[list[int]], all_logits: bool) -> Any:
+        steps, self._session = self._session, self._prompts
+        try:
+            return super()._prefill_rows(rows, prompts, all_logits)
+        finally:
+            self._session = steps
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -149,7 +168,6 @@ def main() -> int:
     from tokenizers import Tokenizer
 
     from textgen.backends.onnx_backend import session_options
-    from textgen.backends.onnx_runner import OnnxRunner
     from textgen.backends.tokenizer import ModelTokenizer
     from textgen.convert.onnx_graph import build_graph, int8_weights
     from textgen.demo.moby_dick import split
@@ -201,7 +219,7 @@ def main() -> int:
                 per_token = Path(scratch) / f"{name}-prompts.onnx"
                 onnx.save(build_graph(decoder, "llama", int8_weights(onnx.load(graph))), per_token)
                 prompts_session = ort.InferenceSession(str(per_token), options)
-            runner = OnnxRunner(decode, metadata, pad_id, prompts_session, embedding)
+            runner = TwoGraphRunner(decode, prompts_session, metadata, pad_id, embedding)
             value = perplexity(runner, windows, apart, decode)
             figures[name] = {
                 "perplexity": value,

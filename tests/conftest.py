@@ -106,7 +106,8 @@ def demo_store(
 
 @pytest.fixture(scope="session")
 def onnx_store(store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny models with float32 exports, and gpt2-test again as gpt2-int8 with int8."""
+    """The tiny models with float32 exports, and gpt2-test and llama-test again with int8, as
+    gpt2-int8 and llama-int8."""
     names = ("gpt2-test", "llama-test", "llama-chat-test")
     key = artifact_key(
         [TEXTGEN / "convert", TEXTGEN / "models", TEXTGEN / "manifest.py"],
@@ -117,9 +118,11 @@ def onnx_store(store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     def build(root: Path) -> None:
         for name in names:
             shutil.copytree(store_dir / name, root / name)
-        shutil.copytree(store_dir / "gpt2-test", root / "gpt2-int8")
+        int8 = {"gpt2-int8": "gpt2-test", "llama-int8": "llama-test"}
+        for copy, name in int8.items():
+            shutil.copytree(store_dir / name, root / copy)
         run_textgen("export-onnx", "--precision", "float32", *(str(root / n) for n in names[:2]))
-        run_textgen("export-onnx", "--precision", "int8", str(root / "gpt2-int8"))
+        run_textgen("export-onnx", "--precision", "int8", *(str(root / n) for n in int8))
 
     built = cached_artifact("onnx-store", key, build)
     return copy_of(built, tmp_path_factory.mktemp("onnx") / "store")
