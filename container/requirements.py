@@ -16,8 +16,9 @@ import tomllib
 # Name and extras of a requirement; a regular expression, because the images' build Python has
 # no `packaging` to import before anything is installed.
 # Used only beside torch: the GGUF import (`gguf`, and `accelerate`, which transformers' GGUF
-# loader requires) converts through PyTorch. transformers stays: chat templates render with it.
-ONLY_WITH_TORCH = frozenset({"torch", "gguf", "accelerate"})
+# loader requires) and the ONNX export (`onnx`) convert through PyTorch. transformers stays:
+# chat templates render with it.
+ONLY_WITH_TORCH = frozenset({"torch", "gguf", "accelerate", "onnx"})
 
 _NAME_AND_EXTRAS = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?")
 

