@@ -11,16 +11,21 @@ On one machine, interleaved (rounds, each system in a fresh process), for GPT-2 
   through the product's code: signed 8-bit weights (U8S8 kernels), the fastest on x86;
 - peer_u8u8: the same peer with unsigned 8-bit weights, as the product exports them: on x86
   CPUs without VNNI, ONNX Runtime's U8S8 kernels saturate and the peer's text is garbage (its
-  perplexity below says so), so this is the peer that is right on every CPU.
+  perplexity below says so), so this is the peer that is right on every CPU;
+- llama_cpp, llama_cpp_q4_1 (SmolLM2 only, where llama-cpp-python is installed): llama.cpp on
+  SmolLM2's GGUF requantized to Q8_0, and as it ships (Q4_1), one prompt after another
+  (bench/llama_cpp_peer.py says how to build it).
 
 Every system makes every token: the service is asked to ignore the end token (SamplingParams
 ignore_eos), as the peer's loop and the pipeline (min_new_tokens) do, so tokens/s compare equal
 work. Reported per system and workload: tokens/s (median of the warm runs), ratio to the peer, peak
 resident memory, seconds from process start to the first token. Then the perplexity of held-out
-Moby-Dick chapters (textgen.demo.moby_dick.HELD_OUT_CHAPTERS) on SmolLM2 through float32 PyTorch,
+Moby-Dick chapters (textgen.demo.moby_dick.HELD_OUT_CHAPTERS, every whole window of them) on
+SmolLM2 through float32 PyTorch,
 the fast path and the peer, as generation meets it: each window's first half is the prompt, its
 second half is decoded a token at a time (teacher-forced) and scored; and tokens/s with a
-CPU-burning neighbour on every core. Reproduce with:
+CPU-burning neighbour on every core. The report names the CPU and its AVX-512 / AMX features.
+Reproduce with:
 
     python bench/cpu_decoding.py [--rounds 3] [--output bench/results/cpu_decoding-cpu-2core.json]
 """
@@ -33,6 +38,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -45,16 +51,18 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # the benchmarks beside this one, as bench.*
 
+from bench import llama_cpp_peer  # noqa: E402
+from bench.llama_cpp_peer import GGUF_FORMATS  # noqa: E402
 from bench.prompts import PROMPTS  # noqa: E402
 from bench.report import report  # noqa: E402
 
 WORKLOADS = {"8x64": (PROMPTS, 64), "1x128": (PROMPTS[:1], 128)}
-SYSTEMS = ("pipeline", "torch", "onnx", "peer", "peer_u8u8")
+SYSTEMS = ("pipeline", "torch", "onnx", "peer", "peer_u8u8", *GGUF_FORMATS)
 PEER_FOLDERS = {"peer": "peer", "peer_u8u8": "peer-u8u8"}
 MODELS = {"gpt2-124m": "gpt2", "smollm2-135m": "llama"}
 WARM_RUNS = 2
 PERPLEXITY_WINDOW = 512  # tokens per window: the first half the prompt, the second half scored
-PERPLEXITY_TOKENS = 8192  # of held-out text, in windows
+PERPLEXITY_TOKENS = 32768  # of held-out text, in windows: all of it (22,805 tokens of SmolLM2's)
 
 
 # ---- one system, one workload, in a fresh process (--child)
@@ -87,6 +95,20 @@ def peak_rss_mb() -> float:
 
 def _runner(system: str, model_dir: Path, prompts: list[str], new_tokens: int, threads: int) -> Any:
     """A function that generates the workload once and returns its first token's unix time."""
+    if system in GGUF_FORMATS:
+        from tokenizers import Tokenizer
+
+        from bench.llama_cpp_peer import LlamaCppPeer
+
+        tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        llama = LlamaCppPeer(gguf_path(model_dir, GGUF_FORMATS[system]), threads)
+        ids = [e.ids for e in tokenizer.encode_batch(prompts)]
+
+        def run_llama() -> float:
+            first = llama.generate(ids, new_tokens)
+            return float(time.time() - (time.perf_counter() - first))
+
+        return run_llama
     if system in PEER_FOLDERS:
         from tokenizers import Tokenizer
 
@@ -273,6 +295,16 @@ def neighbours(count: int) -> Any:
             burner.wait()
 
 
+def cpu_description() -> dict[str, Any]:
+    """The CPU's model name and the AVX-512 / AMX features that decide ONNX Runtime's kernels."""
+    from textgen.backends.cpu import cpu_flags
+
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    names = [line.split(":", 1)[1].strip() for line in info.splitlines() if "model name" in line]
+    wanted = sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx", "avx_vnni")))
+    return {"model": names[0] if names else "", "features": wanted, "cores": os.cpu_count()}
+
+
 def run_child(system: str, model_dir: Path, workload: str, threads: int) -> dict[str, Any]:
     started = time.time()
     done = subprocess.run(
@@ -299,6 +331,11 @@ def prepare(work: Path, cache: Path) -> dict[str, Path]:
         build_gpt2(folders["gpt2-124m"])  # GPT2Config() defaults: the 124M architecture
     if not (folders["smollm2-135m"] / "config.json").is_file():
         import_gguf(smollm2_gguf(cache), folders["smollm2-135m"], dtype="float32")
+    gguf_folder = folders["smollm2-135m"] / "gguf"
+    if llama_cpp_peer.available() and not gguf_path(folders["smollm2-135m"], "Q8_0").is_file():
+        gguf_folder.mkdir(exist_ok=True)
+        shipped = shutil.copy2(smollm2_gguf(cache), gguf_path(folders["smollm2-135m"], "Q4_1"))
+        llama_cpp_peer.requantize_q8_0(Path(shipped), gguf_path(folders["smollm2-135m"], "Q8_0"))
     peer_export = str(REPO_ROOT / "bench" / "peer_export.py")
     for folder in folders.values():
         steps = {
@@ -313,6 +350,16 @@ def prepare(work: Path, cache: Path) -> dict[str, Path]:
             if not (folder / output).is_dir() or _stale_export(folder / output):
                 subprocess.run(command, check=True, cwd=REPO_ROOT)
     return folders
+
+
+def gguf_path(model_dir: Path, quantization: str) -> Path:
+    """Where prepare() keeps the model's GGUF file in that quantization (SmolLM2 only)."""
+    return model_dir / "gguf" / f"model-{quantization.lower()}.gguf"
+
+
+def applies(system: str, model: str) -> bool:
+    """llama.cpp runs SmolLM2's GGUF, where llama-cpp-python is installed; the rest run all."""
+    return system not in GGUF_FORMATS or (model == "smollm2-135m" and llama_cpp_peer.available())
 
 
 def _stale_export(folder: Path) -> bool:
@@ -345,7 +392,12 @@ def main() -> int:
         return 0
 
     systems = args.systems.split(",")
-    figures: dict[str, Any] = {"threads": args.threads, "rounds": args.rounds, "runs": {}}
+    figures: dict[str, Any] = {
+        "cpu": cpu_description(),
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "runs": {},
+    }
     with tempfile.TemporaryDirectory() as scratch:
         folders = prepare(args.work or Path(scratch), args.cache)
         runs: dict[str, list[dict[str, Any]]] = {}
@@ -353,7 +405,7 @@ def main() -> int:
             order = systems[round_index % len(systems) :] + systems[: round_index % len(systems)]
             for model, folder in folders.items():
                 for workload in WORKLOADS:
-                    for system in order:
+                    for system in (s for s in order if applies(s, model)):
                         key = f"{model}/{workload}/{system}"
                         runs.setdefault(key, []).append(
                             run_child(system, folder, workload, args.threads)
@@ -365,7 +417,7 @@ def main() -> int:
             }
         for key, row in figures["runs"].items():
             model, workload, _ = key.split("/")
-            for name in PEER_FOLDERS:
+            for name in (*PEER_FOLDERS, *GGUF_FORMATS):
                 peer = figures["runs"].get(f"{model}/{workload}/{name}")
                 if peer:
                     row[f"ratio_to_{name}"] = row["tokens_per_second"] / peer["tokens_per_second"]

@@ -29,13 +29,12 @@ def initializers(model: onnx.ModelProto) -> dict[str, TensorProto]:
 @pytest.mark.parametrize("model", ["gpt2-int8", "llama-int8"])
 def test_signing_flips_the_8_bit_weights_and_nothing_else(onnx_store: Path, model: str) -> None:
     path = onnx_store / model / "onnx" / "model.onnx"
-    signed = signed_graph(path)
-    assert signed is not None
+    with signed_graph(path) as signed:
+        assert signed is not None
+        patched = initializers(onnx.load(str(signed)))
+    written = initializers(onnx.load(str(path)))
 
-    written, patched = (
-        initializers(onnx.load(str(path))),
-        initializers(onnx.load_from_string(signed)),
-    )
+    assert not signed.exists()  # the patched copy goes with the block
 
     assert written.keys() == patched.keys()
     flipped = [n for n in written if n.endswith((".u8", ".zero_point"))]
@@ -51,7 +50,8 @@ def test_signing_flips_the_8_bit_weights_and_nothing_else(onnx_store: Path, mode
 def test_a_graph_without_symmetric_8_bit_weights_is_served_as_written(
     onnx_store: Path, tmp_path: Path
 ) -> None:
-    assert signed_graph(onnx_store / "gpt2-test" / "onnx" / "model.onnx") is None  # float32
+    with signed_graph(onnx_store / "gpt2-test" / "onnx" / "model.onnx") as signed:
+        assert signed is None  # float32
 
     graph = onnx.load(str(onnx_store / "gpt2-int8" / "onnx" / "model.onnx"))
     zero_point = next(t for t in graph.graph.initializer if t.name.endswith(".zero_point"))
@@ -60,7 +60,8 @@ def test_a_graph_without_symmetric_8_bit_weights_is_served_as_written(
     zero_point.CopyFrom(numpy_helper.from_array(values, zero_point.name))
     onnx.save(graph, tmp_path / "asymmetric.onnx")
 
-    assert signed_graph(tmp_path / "asymmetric.onnx") is None
+    with signed_graph(tmp_path / "asymmetric.onnx") as signed:
+        assert signed is None
 
 
 def test_auto_signs_on_cpus_with_vnni_only() -> None:

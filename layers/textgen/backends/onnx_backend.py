@@ -13,6 +13,7 @@ prompt graph (prefill.onnx) serves both here, and its decoding graph is not load
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +48,15 @@ def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
         graph = metadata.get("prefill_model", ONNX_MODEL_FILE)  # an older export's prefill.onnx
         if graph not in (ONNX_MODEL_FILE, ONNX_PREFILL_FILE):
             raise ValueError(f"unexpected prefill graph {graph!r}")
-        signed = wants_signed(settings.onnx_int8_weights) and signed_graph(export / graph)
-        session = ort.InferenceSession(
-            signed or str(export / graph),
-            session_options(settings),
-            providers=["CPUExecutionProvider"],
-        )
+        with ExitStack() as stack:
+            signed = None
+            if wants_signed(settings.onnx_int8_weights):
+                signed = stack.enter_context(signed_graph(export / graph))
+            session = ort.InferenceSession(
+                str(signed or export / graph),
+                session_options(settings),
+                providers=["CPUExecutionProvider"],
+            )
         embedding = _embedding(export, metadata)
     except (OSError, ValueError, KeyError, ort.capi.onnxruntime_pybind11_state.Fail) as exc:
         raise ModelLoadFailed(
