@@ -2,16 +2,20 @@
 
 Logs are JSON on stdout, with the request id and cold-start flag on Lambda. Metrics are CloudWatch
 Embedded Metric Format lines on stdout, which CloudWatch turns into metrics on Lambda and which
-read as plain JSON anywhere else. Tracing (X-Ray) is on when POWERTOOLS_TRACE_DISABLED is false.
+read as plain JSON anywhere else. Tracing (X-Ray) is on where Powertools traces: on Lambda, unless
+POWERTOOLS_TRACE_DISABLED is true (see tracing_enabled).
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from aws_lambda_powertools.shared import constants
+from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
 
 from textgen.generation import GenerationResult
 
@@ -22,11 +26,20 @@ logger = Logger(service=SERVICE)
 # Only the Lambda handler's cold-start metric goes through this one: Metrics keeps its state at
 # class level, shared by every instance and thread (see record_generation).
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-tracer = Tracer(service=SERVICE)
 
 # On Lambda the handler's decorator flushes once per invocation, and says so when a request (a
 # health check, a bad request) recorded nothing; that is expected here.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+
+def tracing_enabled(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether Powertools' Tracer would trace here, by its own rules: on Lambda, not in SAM's or
+    Chalice's local emulators, POWERTOOLS_TRACE_DISABLED not true. Only then is the Tracer made:
+    making it imports the X-Ray SDK, a third of the handler's import, even when disabled."""
+    setting = environ.get(constants.TRACER_DISABLED_ENV) or "false"  # empty: the default
+    disabled = resolve_truthy_env_var_choice(env=setting)
+    local = environ.get(constants.SAM_LOCAL_ENV) or environ.get(constants.CHALICE_LOCAL_ENV)
+    return bool(environ.get(constants.LAMBDA_TASK_ROOT_ENV)) and not local and not disabled
 
 
 def record_generation(result: GenerationResult) -> None:
