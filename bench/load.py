@@ -42,6 +42,7 @@ from bench.report import report  # noqa: E402
 MEMORY_GROWTH_LIMIT = 0.05
 WARM_UP_MIN_S = 15.0
 SETTLE_S = 2.0  # how long the server is watched at rest for its threads and open files
+WORKER_IDLE_S = 10.0  # anyio stops a worker thread idle this long, at the next call
 
 Scenario = Callable[[httpx.AsyncClient, random.Random], Awaitable[tuple[int, int]]]
 
@@ -139,12 +140,17 @@ def server_figures(pid: int) -> dict[str, int]:
     }
 
 
-def settled_figures(pid: int) -> dict[str, int]:
-    """The server's figures at rest: the fewest threads and files seen over SETTLE_S seconds.
+def figures_at_rest(url: str, pid: int) -> dict[str, int]:
+    """The server's figures at rest: its thread pool pruned, then the fewest threads and files
+    seen over SETTLE_S seconds.
 
-    A connection the client has just closed (the last /health poll, a client leaving) is still an
-    open socket until the server's loop reads its end, and a worker thread may be exiting; one
-    instant's count would call those leaks. A leak stays open for the whole window."""
+    Sync routes run in anyio's worker threads, which stay after a burst until a later call finds
+    them idle for WORKER_IDLE_S (anyio's MAX_IDLE_TIME) and stops them: so the figures are taken
+    after that long and one call (GET /health is sync). A connection the client has just closed
+    is still an open socket until the server's loop reads its end, and a thread may be exiting:
+    one instant's count would call those leaks, while a leak stays for the whole window."""
+    time.sleep(WORKER_IDLE_S + 0.5)
+    httpx.get(f"{url}/health", timeout=10)
     samples = []
     for _ in range(int(SETTLE_S / 0.1)):
         samples.append(server_figures(pid))
@@ -215,7 +221,7 @@ def soak(store: Path, duration: float, clients: int, seed: int) -> dict[str, Any
         warm_up = Tally()
         warm_up_s = max(duration / 5, WARM_UP_MIN_S)
         asyncio.run(drive(url, warm_up_s, clients, seed, warm_up))
-        after_warm_up = settled_figures(server.pid)
+        after_warm_up = figures_at_rest(url, server.pid)
         tally = Tally()
         started = time.perf_counter()
         asyncio.run(drive(url, duration - warm_up_s, clients, seed + 1, tally))
@@ -226,7 +232,7 @@ def soak(store: Path, duration: float, clients: int, seed: int) -> dict[str, Any
             if all(e["running_sequences"] == e["queued_requests"] == 0 for e in engines.values()):
                 break
             time.sleep(0.05)
-        end = settled_figures(server.pid)
+        end = figures_at_rest(url, server.pid)
     finally:
         server.terminate()
         server.wait(timeout=60)
