@@ -11,11 +11,9 @@ from fastapi.testclient import TestClient
 
 from handlers.factory import create_app
 from tests.support.chat import chat_prompts
-from tests.support.parity import divergence_margin
+from tests.support.parity import divergence_margin, greedy_outputs
 from textgen.demo.store import SMOLLM2
-from textgen.engine.handle import SequenceOutput
-from textgen.families import Family, Framework
-from textgen.service import GenerationRequest
+from textgen.families import Framework
 from textgen.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -62,23 +60,9 @@ def test_tensorflow_answers_the_factual_question(client: TestClient, prompts: li
     )
 
 
-def generate(client: TestClient, prompts: list[str], framework: Framework) -> list[SequenceOutput]:
-    service = client.app.state.service  # type: ignore[attr-defined]
-    request = GenerationRequest(
-        SMOLLM2,
-        prompts,
-        Family.LLAMA,
-        framework=framework,
-        max_tokens=MAX_TOKENS,
-        logprobs=5 if framework == Framework.PYTORCH else None,
-    )
-    outputs: list[SequenceOutput] = service.submit(request).wait(600)
-    return outputs
-
-
 def test_tensorflow_gives_pytorchs_greedy_tokens(client: TestClient, prompts: list[str]) -> None:
-    pt = generate(client, prompts, Framework.PYTORCH)
-    tf = generate(client, prompts, Framework.TENSORFLOW)
+    pt = greedy_outputs(client, SMOLLM2, prompts, max_tokens=MAX_TOKENS, logprobs=5)
+    tf = greedy_outputs(client, SMOLLM2, prompts, Framework.TENSORFLOW, max_tokens=MAX_TOKENS)
 
     margins = [divergence_margin(p, t.token_ids) for p, t in zip(pt, tf, strict=True)]
 

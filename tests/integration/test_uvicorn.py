@@ -84,6 +84,7 @@ def test_textgen_serve_builds_the_demo_store_and_serves_it(
             SMOLLM2,
             chat_prompts(default_store / SMOLLM2, ["What is the capital of France?"]),
         )
+        engines = httpx.get(f"{url}/health", timeout=10).json()["engines"]
 
     assert {m["name"]: m["family"] for m in models["models"]} == {
         "gpt2-tiny": "gpt2",
@@ -93,8 +94,10 @@ def test_textgen_serve_builds_the_demo_store_and_serves_it(
     assert models["store"] == str(default_store)
     assert gpt2["results"][0]["generated_text"]
     assert llama["results"][0]["generated_text"]
-    # On the fast path the demo store gave it (its int8 export), cut at 8 tokens.
-    assert smollm2["results"][0]["generated_text"] == "The capital of France is Paris, France"
+    # On the fast path the demo store gave it: its int8 export (the answer's wording is
+    # test_smollm2.py's business).
+    assert smollm2["results"][0]["generated_text"]
+    assert all(e["runtime"].startswith("onnxruntime-int8") for e in engines.values()), engines
     assert all((default_store / name / "onnx" / "model.onnx").is_file() for name in DEMO_MODELS)
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from fastapi.testclient import TestClient
+
 from textgen.engine.handle import SequenceOutput
+from textgen.families import Family, Framework
+from textgen.service import GenerationRequest
 
 
 def divergence_margin(reference: SequenceOutput, other_ids: list[int]) -> float | None:
@@ -19,3 +23,21 @@ def divergence_margin(reference: SequenceOutput, other_ids: list[int]) -> float 
     if other_ids[split] not in alternatives:
         return float("inf")
     return step.logprob - alternatives[other_ids[split]]
+
+
+def greedy_outputs(
+    client: TestClient,
+    model: str,
+    prompts: list[str],
+    framework: Framework = Framework.PYTORCH,
+    max_tokens: int = 32,
+    logprobs: int | None = None,
+) -> list[SequenceOutput]:
+    """A LLaMA model's greedy outputs through the client's own service (with `logprobs`
+    alternatives per token, for divergence_margin)."""
+    service = client.app.state.service  # type: ignore[attr-defined]
+    request = GenerationRequest(
+        model, prompts, Family.LLAMA, framework=framework, max_tokens=max_tokens, logprobs=logprobs
+    )
+    outputs: list[SequenceOutput] = service.submit(request).wait(600)
+    return outputs
