@@ -323,6 +323,7 @@ def prepare(work: Path, cache: Path) -> dict[str, Path]:
     """The two models, each with the product's ONNX export and the peer's graph (kept in work
     when it is given: a rerun skips this)."""
     from textgen.convert.gguf_import import import_gguf
+    from textgen.convert.onnx_export import has_current_export
     from textgen.demo.public_data import smollm2_gguf
     from textgen.demo.store import build_gpt2
 
@@ -347,7 +348,8 @@ def prepare(work: Path, cache: Path) -> dict[str, Path]:
             ],
         }
         for output, command in steps.items():
-            if not (folder / output).is_dir() or _stale_export(folder / output):
+            stale = output == "onnx" and not has_current_export(folder)  # an older format's
+            if not (folder / output).is_dir() or stale:
                 subprocess.run(command, check=True, cwd=REPO_ROOT)
     return folders
 
@@ -360,16 +362,6 @@ def gguf_path(model_dir: Path, quantization: str) -> Path:
 def applies(system: str, model: str) -> bool:
     """llama.cpp runs SmolLM2's GGUF, where llama-cpp-python is installed; the rest run all."""
     return system not in GGUF_FORMATS or (model == "smollm2-135m" and llama_cpp_peer.available())
-
-
-def _stale_export(folder: Path) -> bool:
-    """A product export written by an older format of `textgen export-onnx`."""
-    from textgen.model_files import ONNX_EXPORT_FORMAT, ONNX_METADATA_FILE
-
-    metadata = folder / ONNX_METADATA_FILE
-    if not metadata.is_file():
-        return False  # the peer's folders
-    return bool(json.loads(metadata.read_text())["format"] != ONNX_EXPORT_FORMAT)
 
 
 def main() -> int:
