@@ -25,6 +25,7 @@ from textgen.backends.signed_int8 import wants_signed
 from textgen.backends.step_backend import StepBackend
 from textgen.backends.torch_runner import TorchRunner
 from textgen.convert.onnx_graph import int8_weights
+from textgen.engine import Job
 from textgen.errors import ModelLoadFailed
 from textgen.families import Framework
 from textgen.manifest import build_manifest
@@ -219,6 +220,33 @@ def test_onnx_required_but_missing_is_a_clear_422(onnx_store: Path, settings: Se
     assert response.status_code == 422
     assert response.json()["error"]["type"] == "framework_unavailable"
     assert "textgen export-onnx" in response.json()["error"]["message"]
+
+
+def test_an_older_two_graph_export_serves_from_its_per_token_graph(
+    onnx_store: Path, tmp_path: Path
+) -> None:
+    model = shutil.copytree(onnx_store / "gpt2-int8", tmp_path / "gpt2-int8")
+    export = model / "onnx"
+    # The earlier int8 layout: the per-token graph as prefill.onnx beside a decoding graph.
+    (export / "model.onnx").rename(export / "prefill.onnx")
+    (export / "model.onnx").write_bytes(b"a decoding graph this version does not load")
+    metadata = json.loads((export / "textgen.json").read_text())
+    (export / "textgen.json").write_text(json.dumps({**metadata, "prefill_model": "prefill.onnx"}))
+
+    older = load_backend(Framework.PYTORCH, model, Settings())
+    current = load_backend(Framework.PYTORCH, onnx_store / "gpt2-int8", Settings())
+    try:
+        older_ids = older.encode(["Hello there"], 6)
+        found = [
+            b.engine.submit(Job(["Hello there"], older_ids, 6)).result(60)[0].token_ids
+            for b in (older, current)
+        ]
+    finally:
+        older.engine.close()
+        current.engine.close()
+
+    assert older.engine.runtime == INT8_RUNTIME
+    assert found[0] == found[1] and len(found[0]) == 6
 
 
 def test_the_export_is_published_with_the_model(onnx_store: Path) -> None:
