@@ -242,10 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     onnx = commands.add_parser(
         "export-onnx",
         help="write the fast CPU path's ONNX graph of a model folder",
-        description="Write MODEL_DIR/onnx/ for each MODEL_DIR: the model's decode step as an "
-        "ONNX graph with its KV cache as inputs and outputs, int8 weights (per-channel scales) "
-        "by default, with an int8 graph for prompts beside it that quantizes each token on its "
-        "own, and the token embedding table both read. Framework 'pt' requests then "
+        description="Write MODEL_DIR/onnx/ for each MODEL_DIR: the model's step (prompts and "
+        "decoding alike) as an ONNX graph with its KV cache as inputs and outputs, int8 weights "
+        "(per-channel scales) by default with each token's activations quantized on their own, "
+        "and the token embedding table it reads. Framework 'pt' requests then "
         "run on ONNX Runtime on a CPU (CPU_RUNTIME). The demo store and publish write it too.",
     )
     onnx.add_argument(

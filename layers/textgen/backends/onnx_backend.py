@@ -13,7 +13,7 @@ prompt graph (prefill.onnx) serves both here, and its decoding graph is not load
 from __future__ import annotations
 
 import json
-from contextlib import ExitStack
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +48,9 @@ def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
         graph = metadata.get("prefill_model", ONNX_MODEL_FILE)  # an older export's prefill.onnx
         if graph not in (ONNX_MODEL_FILE, ONNX_PREFILL_FILE):
             raise ValueError(f"unexpected prefill graph {graph!r}")
-        with ExitStack() as stack:
-            signed = None
-            if wants_signed(settings.onnx_int8_weights):
-                signed = stack.enter_context(signed_graph(export / graph))
+        # Only an int8 graph has weights to sign: a float32 one is not copied and read through.
+        int8 = metadata.get("precision") == "int8" and wants_signed(settings.onnx_int8_weights)
+        with signed_graph(export / graph) if int8 else nullcontext() as signed:
             session = ort.InferenceSession(
                 str(signed or export / graph),
                 session_options(settings),
