@@ -24,10 +24,14 @@ TF_SIGNATURE = "serving_default"
 ONNX_EXPORT_DIR = "onnx"
 ONNX_MODEL_FILE = "model.onnx"
 ONNX_PREFILL_FILE = "prefill.onnx"  # an older int8 export's per-token graph, beside model.onnx
+ONNX_WEIGHTS_FILE = "model.onnx.data"  # the graph's large initializers, memory-mapped
 ONNX_EMBEDDING_FILE = "embedding.npy"  # the token embedding table the graph takes as input
 ONNX_EMBEDDING_INPUT = "embedding"  # that input's name
 ONNX_METADATA_FILE = "textgen.json"
-ONNX_EXPORT_FORMAT = 3  # bumped when the graph's inputs or outputs change
+ONNX_EXPORT_FORMAT = 4  # bumped when the graph's inputs, outputs or files change
+# Format 3: weights inside the graph file, optimized at load (and an int8 export maybe in two
+# graphs, its per-token one in prefill.onnx); still served. Format 4: textgen.convert.onnx_layout.
+ONNX_READABLE_FORMATS = (3, ONNX_EXPORT_FORMAT)
 
 
 def read_model_type(config_text: str, model_name: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from fastapi.testclient import TestClient
 from handlers.factory import create_app
 from tests.support.engine_checks import PROMPTS, join_mid_decode
 from tests.support.fresh_process import generate_in_fresh_process
+from tests.support.onnx_exports import as_format_3
 from tests.support.servers import console_script
 from textgen.backends import load_backend
 from textgen.backends.onnx_runner import OnnxRunner, prefill_groups
@@ -225,7 +227,7 @@ def test_onnx_required_but_missing_is_a_clear_422(onnx_store: Path, settings: Se
 def test_an_older_two_graph_export_serves_from_its_per_token_graph(
     onnx_store: Path, tmp_path: Path
 ) -> None:
-    model = shutil.copytree(onnx_store / "gpt2-int8", tmp_path / "gpt2-int8")
+    model = as_format_3(shutil.copytree(onnx_store / "gpt2-int8", tmp_path / "gpt2-int8"))
     export = model / "onnx"
     # The earlier int8 layout: the per-token graph as prefill.onnx beside a decoding graph.
     (export / "model.onnx").rename(export / "prefill.onnx")
@@ -254,6 +256,7 @@ def test_the_export_is_published_with_the_model(onnx_store: Path) -> None:
 
     published = {
         "onnx/model.onnx",
+        "onnx/model.onnx.data",
         "onnx/embedding.npy",
         "onnx/textgen.json",
         "onnx/tokenizer.json",
@@ -261,8 +264,53 @@ def test_the_export_is_published_with_the_model(onnx_store: Path) -> None:
     assert published <= set(manifest.files)
     metadata = json.loads((onnx_store / "gpt2-int8" / "onnx" / "textgen.json").read_text())
     assert (metadata["precision"], metadata["family"]) == ("int8", "gpt2")
+    assert (metadata["format"], metadata["int8_weights"]) == (4, "signed")
     assert "prefill_model" not in metadata  # one graph for prompts and steps
     assert not (onnx_store / "gpt2-int8" / "onnx" / "prefill.onnx").exists()
+
+
+def operators(graph: Any) -> Counter[str]:
+    """How many nodes of each operator a graph has (the optimizer may reorder them)."""
+    return Counter(node.op_type for node in graph.graph.node)
+
+
+@pytest.mark.parametrize("model", ["gpt2-int8", "llama-int8", "gpt2-test"])
+def test_the_export_is_laid_out_for_a_fast_start(
+    onnx_store: Path, tmp_path: Path, model: str
+) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from textgen.convert.onnx_layout import (
+        LARGE_INITIALIZER_BYTES,
+        WEIGHTS_ALIGNMENT,
+        optimize_graph,
+    )
+
+    path = shutil.copytree(onnx_store / model / "onnx", tmp_path / "export") / "model.onnx"
+    graph = onnx.load(str(path), load_external_data=False)
+    # Large initializers lie in the weights file at aligned offsets (memory-mapped at load).
+    external = [t for t in graph.graph.initializer if t.data_location == TensorProto.EXTERNAL]
+    inline = [t for t in graph.graph.initializer if t.data_location != TensorProto.EXTERNAL]
+    assert external  # the tiny models' largest; every weight of a real model
+    assert all(len(t.raw_data) < LARGE_INITIALIZER_BYTES for t in inline)
+    for tensor in external:
+        entries = {e.key: e.value for e in tensor.external_data}
+        assert entries["location"] == "model.onnx.data"
+        assert int(entries["offset"]) % WEIGHTS_ALIGNMENT == 0
+    # Optimized at export: ONNX Runtime's optimizer finds nothing more to do...
+    optimize_graph(path, tmp_path / "again.onnx")
+    again = onnx.load(str(tmp_path / "again.onnx"), load_external_data=False)
+    assert operators(again) == operators(graph)
+    # ...where it would change a graph it had not optimized (live check: an Identity added).
+    first = graph.graph.node[0].output[0]
+    for node in graph.graph.node[1:]:
+        node.input[:] = [f"{first}.same" if name == first else name for name in node.input]
+    graph.graph.node.insert(1, helper.make_node("Identity", [first], [f"{first}.same"]))
+    onnx.save(graph, path.parent / "unoptimized.onnx")
+    optimize_graph(path.parent / "unoptimized.onnx", tmp_path / "optimized.onnx")
+    optimized = onnx.load(str(tmp_path / "optimized.onnx"), load_external_data=False)
+    assert operators(optimized) != operators(graph)
 
 
 def weight_zero_points(graph_path: Path) -> list[np.ndarray]:
@@ -293,7 +341,8 @@ def test_int8_weights_are_quantized_symmetrically(onnx_store: Path, tmp_path: Pa
 
     exported, defaults = weight_zero_points(export / "model.onnx"), weight_zero_points(default)
     assert len(exported) == len(defaults) >= 2 * 4 + 1  # 4 a layer, the logits
-    assert all((z == 128).all() for z in exported)
+    # Stored signed: zero at 0 (at 128 in the quantizer's unsigned bytes).
+    assert all(z.dtype == np.int8 and (z == 0).all() for z in exported)
     assert not all((z == 128).all() for z in defaults)  # the check tells the two apart
 
 
@@ -312,15 +361,16 @@ def test_the_graph_has_the_quantizers_8_bit_weights(onnx_store: Path, tmp_path: 
     products = [n for n in graph.node if n.op_type == "MatMulInteger"]
     assert not [n for n in graph.node if n.op_type == "DynamicQuantizeMatMul"]
     assert len(products) == len(expected) >= 2 * 4 + 1  # 4 a layer, the logits
-    for name, weight in expected.items():
-        assert np.array_equal(arrays[f"{name}.u8"], weight.values)
-        assert np.array_equal(arrays[f"{name}.zero_point"], weight.zero_point)
+    for name, weight in expected.items():  # stored signed: the same numbers, top bit flipped
+        assert np.array_equal(arrays[f"{name}.q8"], weight.signed().values)
+        assert np.array_equal(arrays[f"{name}.q8"].view(np.uint8) ^ 0x80, weight.values)
+        assert np.array_equal(arrays[f"{name}.zero_point"], weight.signed().zero_point)
         assert np.array_equal(arrays[f"{name}.scale"], weight.scale)
     # Live check: the comparison tells two products of one shape apart (two layers' same one).
     first = next(iter(expected))
     shape = expected[first].values.shape
     second = next(n for n, w in expected.items() if n != first and w.values.shape == shape)
-    assert not np.array_equal(arrays[f"{first}.u8"], expected[second].values)
+    assert not np.array_equal(arrays[f"{first}.q8"], expected[second].signed().values)
 
 
 def test_serving_onnx_imports_neither_torch_nor_transformers(onnx_store: Path) -> None:
@@ -351,6 +401,7 @@ def test_export_refuses_a_family_it_cannot_export(store_dir: Path, tmp_path: Pat
         ("embedding_missing", "embedding.npy"),
         ("embedding_rows", "rows for"),
         ("graph_truncated", "cannot be loaded"),
+        ("weights_truncated", "cannot be loaded"),
         (None, None),  # live check: the same copy, undamaged, loads
     ],
 )
@@ -371,6 +422,9 @@ def test_an_export_it_cannot_read_is_a_clear_load_error(
     elif damage == "graph_truncated":  # signed or not, on any CPU
         graph = (export / "model.onnx").read_bytes()
         (export / "model.onnx").write_bytes(graph[: len(graph) // 2])
+    elif damage == "weights_truncated":  # mapped as they are, or flipped in memory
+        weights = (export / "model.onnx.data").read_bytes()
+        (export / "model.onnx.data").write_bytes(weights[: len(weights) // 2])
 
     if refused is None:
         backend = load_backend(Framework.PYTORCH, model, Settings())
@@ -380,3 +434,17 @@ def test_an_export_it_cannot_read_is_a_clear_load_error(
     with pytest.raises(ModelLoadFailed, match=refused) as raised:
         load_backend(Framework.PYTORCH, model, Settings())
     assert "textgen export-onnx" in str(raised.value)
+
+
+@pytest.mark.parametrize("weights", ["signed", "unsigned"])  # mapped as stored, or flipped
+def test_a_truncated_weights_file_is_a_clear_load_error_either_way(
+    onnx_store: Path, tmp_path: Path, weights: str
+) -> None:
+    model = shutil.copytree(onnx_store / "gpt2-int8", tmp_path / "gpt2-int8")
+    settings = Settings(onnx_int8_weights=weights)
+    load_backend(Framework.PYTORCH, model, settings).engine.close()  # live check: it loads
+    data = model / "onnx" / "model.onnx.data"
+    data.write_bytes(data.read_bytes()[:-1])
+
+    with pytest.raises(ModelLoadFailed, match="cannot be loaded"):
+        load_backend(Framework.PYTORCH, model, settings)

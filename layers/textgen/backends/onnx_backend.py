@@ -6,14 +6,17 @@ and decoding steps run through one graph, whose int8 products quantize each toke
 textgen.convert.onnx_export): a request's tokens do not depend on what shares its batch. It takes
 the token embedding table as an input, mapped from the export's embedding.npy (pages are read as
 tokens use them). Its 8-bit weights are served signed on CPUs where that is exact and faster
-(textgen.backends.signed_int8). An int8 export written before that had two graphs: its per-token
-prompt graph (prefill.onnx) serves both here, and its decoding graph is not loaded.
+(textgen.backends.signed_int8).
+
+The export's graph comes optimized, its weights in a file ONNX Runtime memory-maps
+(textgen.convert.onnx_layout): a session starts without optimizing or copying them. An export of
+the previous format (weights inside the graph) is optimized here; if it was an int8 export in two
+graphs, its per-token prompt graph (prefill.onnx) serves both, its decoding graph is not loaded.
 """
 
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ import onnxruntime as ort
 
 from textgen.backends.cpu import available_cpus
 from textgen.backends.onnx_runner import OnnxRunner
-from textgen.backends.signed_int8 import signed_graph, wants_signed
+from textgen.backends.signed_int8 import FlippedGraph, flipped_graph, wants_signed
 from textgen.backends.step_backend import StepBackend
 from textgen.backends.tokenizer import ModelTokenizer
 from textgen.errors import ModelLoadFailed
@@ -33,37 +36,64 @@ from textgen.model_files import (
     ONNX_METADATA_FILE,
     ONNX_MODEL_FILE,
     ONNX_PREFILL_FILE,
+    ONNX_READABLE_FORMATS,
 )
 from textgen.settings import Settings
+
+# What a damaged export raises: ours, and ONNX Runtime's (which share no base of their own).
+_ORT_STATE = ort.capi.onnxruntime_pybind11_state
+_ORT_ERRORS = (
+    "Fail",
+    "InvalidArgument",
+    "NoSuchFile",
+    "NoModel",
+    "InvalidProtobuf",
+    "InvalidGraph",
+)
+_LOAD_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    ValueError,
+    KeyError,
+    *(getattr(_ORT_STATE, name) for name in _ORT_ERRORS if hasattr(_ORT_STATE, name)),
+)
 
 
 def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
     export = model_dir / ONNX_EXPORT_DIR
     try:
         metadata = json.loads((export / ONNX_METADATA_FILE).read_text(encoding="utf-8"))
-        if metadata.get("format") != ONNX_EXPORT_FORMAT:
+        if metadata.get("format") not in ONNX_READABLE_FORMATS:
             raise ValueError(
-                f"export format {metadata.get('format')!r}; this service reads {ONNX_EXPORT_FORMAT}"
+                f"export format {metadata.get('format')!r}; this service reads "
+                + " and ".join(map(str, ONNX_READABLE_FORMATS))
             )
         graph = metadata.get("prefill_model", ONNX_MODEL_FILE)  # an older export's prefill.onnx
         if graph not in (ONNX_MODEL_FILE, ONNX_PREFILL_FILE):
             raise ValueError(f"unexpected prefill graph {graph!r}")
-        # Only an int8 graph has weights to sign: a float32 one is not copied and read through.
-        int8 = metadata.get("precision") == "int8" and wants_signed(settings.onnx_int8_weights)
-        with signed_graph(export / graph) if int8 else nullcontext() as signed:
-            session = ort.InferenceSession(
-                str(signed or export / graph),
-                session_options(settings),
-                providers=["CPUExecutionProvider"],
+        flipped, signed = _int8_weights_for_this_cpu(export / graph, metadata, settings)
+        options = session_options(settings)
+        if metadata["format"] == ONNX_EXPORT_FORMAT:  # optimized at export
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        if flipped and flipped.external:
+            options.add_external_initializers(
+                list(flipped.external),
+                [ort.OrtValue.ortvalue_from_numpy(a) for a in flipped.external.values()],
             )
+        session = ort.InferenceSession(
+            flipped.model if flipped else str(export / graph),
+            options,
+            providers=["CPUExecutionProvider"],
+        )
         embedding = _embedding(export, metadata)
-    except (OSError, ValueError, KeyError, ort.capi.onnxruntime_pybind11_state.Fail) as exc:
+    except _LOAD_ERRORS as exc:
         raise ModelLoadFailed(
             f"the ONNX export of '{model_dir.name}' cannot be loaded: {exc}; re-create it with "
             "`textgen export-onnx`"
         ) from exc
     tokens = ModelTokenizer(model_dir)
-    runner = OnnxRunner(session, metadata, tokens.pad_id, embedding)
+    # Weights handed over from memory live as long as the runner (and its session).
+    runner = OnnxRunner(session, metadata, tokens.pad_id, embedding, keep=flipped)
+    precision = metadata.get("precision", "float32")
     return StepBackend(
         model_dir.name,
         tokens,
@@ -71,8 +101,22 @@ def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
         int(metadata["context_length"]),
         runner.kv_bytes_per_token,
         settings,
-        runtime=f"onnxruntime-{metadata.get('precision', 'float32')}{'-signed' if signed else ''}",
+        runtime=f"onnxruntime-{precision}{'-signed' if signed else ''}",
     )
+
+
+def _int8_weights_for_this_cpu(
+    graph: Path, metadata: dict[str, Any], settings: Settings
+) -> tuple[FlippedGraph | None, bool]:
+    """An int8 graph's weights in the form this CPU wants, flipped in memory where they are
+    stored in the other (a float32 graph is not read through), and whether they are served
+    signed."""
+    if metadata.get("precision") != "int8":
+        return None, False
+    wanted = wants_signed(settings.onnx_int8_weights)
+    stored = metadata.get("int8_weights") == "signed"  # format 3: unsigned
+    flipped = flipped_graph(graph, wanted) if wanted != stored else None
+    return flipped, wanted if flipped else stored
 
 
 def _embedding(export: Path, metadata: dict[str, Any]) -> np.ndarray:

@@ -51,8 +51,10 @@ class OnnxRunner:
         metadata: dict[str, Any],
         pad_id: int,
         embedding: np.ndarray | None = None,
+        keep: object = None,
     ) -> None:
         self._session = session
+        self._keep = keep  # what the session reads in place and does not own
         takes_embedding = any(i.name == ONNX_EMBEDDING_INPUT for i in session.get_inputs())
         if takes_embedding != (embedding is not None):
             raise ValueError("the graph's embedding input and the table given disagree")

@@ -23,11 +23,14 @@ magnitude), not over its own min..max: the asymmetric zero point moves SmolLM2's
 perplexity by +2.8% of float32's, the symmetric one by +1.25%, at the same speed
 (bench/quantization_choices.py).
 
-The 8-bit weights are unsigned (ONNX Runtime's U8U8 kernels), not signed: on x86 CPUs without
-VNNI, ONNX Runtime multiplies u8 activations by s8 weights with VPMADDUBSW, whose 16-bit sums
-saturate, and SmolLM2's held-out perplexity went from 82 to 14,875 (garbage text). U8U8 is exact
-on every CPU; the export cannot know the CPU that will serve it. Serving needs onnxruntime and numpy
-(textgen.backends.onnx_backend); torch is needed only here.
+The 8-bit weights are stored signed (v - 128, zero point 0: the quantizer's unsigned bytes with
+their top bit flipped), the form CPUs with VNNI (AVX512-VNNI, AVX-VNNI) multiply exactly and
+fastest (U8S8 kernels): there ONNX Runtime maps them from the file as they are. On x86 CPUs
+without VNNI, ONNX Runtime multiplies u8 activations by s8 weights with VPMADDUBSW, whose 16-bit
+sums saturate (SmolLM2's held-out perplexity went from 82 to 14,875: garbage text), so there the
+loader flips them back to unsigned in memory (U8U8 kernels, exact everywhere):
+textgen.backends.signed_int8. The export cannot know the CPU that will serve it. Serving needs
+onnxruntime and numpy (textgen.backends.onnx_backend); torch is needed only here.
 """
 
 from __future__ import annotations
@@ -36,12 +39,13 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 
 from textgen.convert.onnx_graph import build_graph, int8_weights, token_embedding
+from textgen.convert.onnx_layout import save_for_serving, save_graph
 from textgen.errors import BackendNotInstalled, UnsupportedModel
 from textgen.model_files import (
     CONFIG_FILE,
@@ -55,7 +59,6 @@ from textgen.models import load_decoder
 from textgen.staging import staged_folder
 
 Precision = Literal["int8", "float32"]
-_TWO_GIB = 2**31 - 1
 
 
 def export_onnx(model_dir: Path, precision: Precision = "int8") -> Path:
@@ -76,17 +79,22 @@ def export_onnx(model_dir: Path, precision: Precision = "int8") -> Path:
         ) from exc
     decoder = load_decoder(model_dir, torch.float32, torch.device("cpu"))
     target = model_dir / ONNX_EXPORT_DIR
+    signed = False
     with tempfile.TemporaryDirectory() as scratch, staged_folder(target) as staging:
         float32 = build_graph(decoder, config["model_type"])
         if precision == "float32":
-            _save(float32, staging / ONNX_MODEL_FILE)
+            save_for_serving(float32, staging / ONNX_MODEL_FILE)
         else:
-            _save(float32, Path(scratch) / "float32.onnx")
+            save_graph(float32, Path(scratch) / "float32.onnx")
             int8 = onnx.load(
                 quantize_int8(Path(scratch) / "float32.onnx", Path(scratch) / "int8.onnx")
             )
-            per_token = build_graph(decoder, config["model_type"], int8_weights(int8))
-            _save(per_token, staging / ONNX_MODEL_FILE)
+            weights = int8_weights(int8)
+            signed = all(w.symmetric() for w in weights.values())
+            if signed:  # see the module's note
+                weights = {name: weight.signed() for name, weight in weights.items()}
+            per_token = build_graph(decoder, config["model_type"], weights)
+            save_for_serving(per_token, staging / ONNX_MODEL_FILE)
         np.save(staging / ONNX_EMBEDDING_FILE, token_embedding(decoder, config["model_type"]))
         for name in ("tokenizer.json",):
             if (model_dir / name).is_file():
@@ -102,6 +110,8 @@ def export_onnx(model_dir: Path, precision: Precision = "int8") -> Path:
             "context_length": decoder.context_length,
             "embedding": ONNX_EMBEDDING_FILE,
         }
+        if precision == "int8":
+            metadata["int8_weights"] = "signed" if signed else "unsigned"
         (staging / ONNX_METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     return target
 
@@ -135,7 +145,7 @@ def quantize_int8(
     symmetric: bool = True,
     keep_float32: tuple[str, ...] = (),
 ) -> Path:
-    """The graph's weighted MatMuls in 8 bits, unsigned, per channel (see the module's note);
+    """The graph's weighted MatMuls in 8 bits, unsigned, per channel (the export signs them);
     the nodes named in keep_float32 stay as they are."""
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -151,14 +161,3 @@ def quantize_int8(
         extra_options={"WeightSymmetric": symmetric, "DefaultTensorType": TensorProto.FLOAT},
     )
     return output
-
-
-def _save(graph: Any, path: Path) -> None:
-    import onnx
-
-    onnx.save_model(
-        graph,
-        path,
-        save_as_external_data=graph.ByteSize() > _TWO_GIB,
-        location=f"{path.name}.data",
-    )

@@ -20,15 +20,30 @@ CONTRIB_OPS = {
 }
 
 OPSET = 17
+# An 8-bit weight's initializer is NAME.q8, beside NAME.zero_point (textgen.backends.signed_int8
+# finds them by these names; an export of format 3 named them NAME.u8).
+INT8_WEIGHT_SUFFIX = ".q8"
 
 
 @dataclass(frozen=True)
 class Int8Weight:
     """A weight in 8 bits, per output channel: weight ~ (values - zero_point) * scale."""
 
-    values: np.ndarray  # uint8 [in, out]
+    values: np.ndarray  # uint8 [in, out] (int8 in the signed form)
     scale: np.ndarray  # float32 [out]
-    zero_point: np.ndarray  # uint8 [out]
+    zero_point: np.ndarray  # uint8 [out] (int8 in the signed form)
+
+    def symmetric(self) -> bool:
+        return self.values.dtype == np.uint8 and bool((self.zero_point == 128).all())
+
+    def signed(self) -> Int8Weight:
+        """The same numbers as signed bytes: v - 128 with zero point 0 (v with its top bit
+        flipped), for a weight symmetric around 128."""
+        if not self.symmetric():
+            raise ValueError("only 8-bit weights symmetric around 128 have a signed form")
+        return Int8Weight(
+            (self.values ^ 0x80).view(np.int8), self.scale, np.zeros_like(self.zero_point, np.int8)
+        )
 
 
 def int8_weights(graph: Any) -> dict[str, Int8Weight]:
@@ -139,7 +154,7 @@ class GraphWriter:
             "MatMulInteger",
             [
                 quantized,
-                self.weight(f"{name}.u8", weight.values),
+                self.weight(f"{name}{INT8_WEIGHT_SUFFIX}", weight.values),
                 "",
                 self.weight(f"{name}.zero_point", weight.zero_point),
             ],
