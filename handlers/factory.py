@@ -20,7 +20,11 @@ from textgen.settings import Settings, get_settings
 from textgen.store import open_store
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, service: GenerationService | None = None
+) -> FastAPI:
+    """The app on `service` (made from the settings, loading PRELOAD_MODELS first, when none is
+    given: a service given is its caller's, preloading included)."""
     settings = settings or get_settings()
     limit_arenas(settings.malloc_arenas)  # before the server's threads start allocating
     app = FastAPI(
@@ -30,8 +34,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=graceful_lifespan,
     )
     app.state.settings = settings
-    service = GenerationService(settings, open_store(settings.model_store, settings))
-    service.preload(settings.preload_models)
+    if service is None:
+        service = GenerationService(settings, open_store(settings.model_store, settings))
+        service.preload(settings.preload_models)
     app.state.service = service
     app.state.openai = OpenAIServing(service, settings.default_max_tokens)
     install_error_handlers(app)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -18,6 +19,7 @@ from textgen.errors import ArtifactCorrupt
 from textgen.model_files import CONFIG_FILE, frameworks_in_folder, read_model_type
 
 MANIFEST_FILE = "manifest.json"
+_SUBSET_OF = "subset_of"  # in a subset's extra: the whole manifest's digest, never published
 _HASH_CHUNK = 8 * 1024 * 1024
 
 
@@ -43,6 +45,20 @@ class Manifest:
             {path: [e.size, e.sha256] for path, e in sorted(self.files.items())}, sort_keys=True
         )
         return hashlib.sha256(listing.encode()).hexdigest()
+
+    @property
+    def version(self) -> str:
+        """The published version this manifest lists (a subset's: the whole one's digest)."""
+        whole = self.extra.get(_SUBSET_OF)
+        return whole if isinstance(whole, str) else self.digest
+
+    def subset(self, paths: Collection[str]) -> Manifest:
+        """The same version's manifest listing only `paths` (each must be in it)."""
+        missing = sorted(set(paths) - self.files.keys())
+        if missing:
+            raise ValueError(f"not in the manifest: {', '.join(missing)}")
+        files = {path: entry for path, entry in self.files.items() if path in paths}
+        return Manifest(files=files, extra={**self.extra, _SUBSET_OF: self.version})
 
     def to_json(self) -> str:
         files = {

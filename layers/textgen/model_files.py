@@ -48,9 +48,41 @@ def read_model_type(config_text: str, model_name: str) -> str:
     return model_type
 
 
+def folder_files(model_dir: Path) -> list[str]:
+    """The relative paths of a local model folder's files."""
+    return [p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*") if p.is_file()]
+
+
+def has_onnx_export(relative_paths: Iterable[str]) -> bool:
+    return f"{ONNX_EXPORT_DIR}/{ONNX_MODEL_FILE}" in set(relative_paths)
+
+
+# The weights of each runtime (a runtime reads none of the others'): a model published with
+# several (PyTorch weights, ONNX and TensorFlow exports) is fetched with those its runtime reads.
+_RUNTIME_WEIGHTS = {"torch": "pytorch", "onnx": "onnx", "tensorflow": "tf"}
+
+
+def files_for_runtime(runtime: str, relative_paths: Iterable[str]) -> list[str]:
+    """Of a model's files, those `runtime` ("torch", "onnx", "tensorflow") may read: all but
+    the other runtimes' weights (configuration, tokenizer and unknown files stay)."""
+    wanted = _RUNTIME_WEIGHTS[runtime]
+    return [path for path in relative_paths if _weights_of(path) in (None, wanted)]
+
+
+def _weights_of(relative_path: str) -> str | None:
+    path = PurePosixPath(relative_path)
+    if len(path.parts) == 1 and any(path.match(pattern) for pattern in PYTORCH_WEIGHTS):
+        return "pytorch"
+    if path.parts[0] == ONNX_EXPORT_DIR and len(path.parts) > 1:
+        return "onnx"
+    if path.parts[0] == TF_EXPORT_DIR and len(path.parts) > 1:
+        return "tf"
+    return None
+
+
 def frameworks_in_folder(model_dir: Path) -> tuple[Framework, ...]:
     """Frameworks a local model folder can be served with."""
-    return frameworks_from_paths(p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*"))
+    return frameworks_from_paths(folder_files(model_dir))
 
 
 def frameworks_from_paths(relative_paths: Iterable[str]) -> tuple[Framework, ...]:
@@ -61,7 +93,7 @@ def frameworks_from_paths(relative_paths: Iterable[str]) -> tuple[Framework, ...
         len(p.parts) == 1 and p.match(pattern) for p in paths for pattern in PYTORCH_WEIGHTS
     )
     # An ONNX export serves framework "pt" too (on a CPU), with or without the weights beside it.
-    if pytorch_weights or PurePosixPath(ONNX_EXPORT_DIR, ONNX_MODEL_FILE) in paths:
+    if pytorch_weights or has_onnx_export(p.as_posix() for p in paths):
         found.append(Framework.PYTORCH)
     if PurePosixPath(TF_EXPORT_DIR, TF_SAVED_MODEL_FILE) in paths:
         found.append(Framework.TENSORFLOW)

@@ -3,10 +3,12 @@ to that model's engine, where it shares a batch with every other request for the
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from dataclasses import dataclass
 
-from textgen.backends import Backend, load_backend
+from textgen.backends import Backend, load_backend, runtime_for
 from textgen.engine import EngineStats, Job
 from textgen.errors import (
     FrameworkUnavailable,
@@ -17,6 +19,7 @@ from textgen.errors import (
 from textgen.families import Family, Framework
 from textgen.generation import Generation, GenerationRequest, GenerationResult
 from textgen.loaded_models import LoadedModels
+from textgen.model_files import files_for_runtime
 from textgen.request_checks import checked_max_tokens
 from textgen.settings import Settings
 from textgen.store import FetchedModel, ModelDescription, ModelStore
@@ -30,6 +33,7 @@ class LoadedModel:
 
 
 ModelKey = tuple[str, Framework]
+logger = logging.getLogger(__name__)
 
 
 class GenerationService:
@@ -40,6 +44,10 @@ class GenerationService:
         self._models: LoadedModels[ModelKey, LoadedModel] = LoadedModels(
             self._load, capacity=settings.max_loaded_models, on_evict=_close_quietly
         )
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
 
     @property
     def store_uri(self) -> str:
@@ -113,6 +121,23 @@ class GenerationService:
         for name, framework in models:
             self.load(name, framework)
 
+    def preload_in_background(self, models: list[tuple[str, Framework]]) -> threading.Thread:
+        """Start loading models on a thread of their own and return at once (a cold start's
+        imports go on meanwhile). A request for one of them waits for its load (a model loads
+        once however many ask); a load that fails is logged and left to the first request,
+        which loads it again and answers with the error if it fails again."""
+
+        def load_each() -> None:
+            for name, framework in models:
+                try:
+                    self.load(name, framework)
+                except Exception:
+                    logger.exception("preloading model '%s' (%s) failed", name, framework)
+
+        thread = threading.Thread(target=load_each, name="textgen-preload", daemon=True)
+        thread.start()
+        return thread
+
     def list_models(self) -> list[ModelDescription]:
         return self._store.list_models()
 
@@ -154,9 +179,13 @@ class GenerationService:
         return self._models.get((model.name, framework))
 
     def _load(self, key: ModelKey) -> LoadedModel:
+        """Fetch what the model's runtime here reads (not the other runtimes' weights), load it."""
         name, framework = key
-        fetched = self._store.fetch(name)
-        return LoadedModel(load_backend(framework, fetched.path, self._settings), fetched)
+        description = self._store.describe(name)
+        runtime = runtime_for(framework, name, description.files, self._settings)
+        fetched = self._store.fetch(name, files_for_runtime(runtime, description.files))
+        backend = load_backend(framework, fetched.path, self._settings, runtime)
+        return LoadedModel(backend, fetched)
 
 
 def _rows(prompts: list[str], choices: int) -> list[str]:

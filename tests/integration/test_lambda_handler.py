@@ -28,10 +28,10 @@ def lambda_module(store_dir: Path) -> Iterator[ModuleType]:
         env.setenv("DEFAULT_MAX_TOKENS", "16")
         env.setenv("POWERTOOLS_METRICS_NAMESPACE", "ServerlessTextgenTests")
         get_settings.cache_clear()
-        import handlers.app
         import handlers.lambda_function
+        import handlers.warm_start
 
-        importlib.reload(handlers.app)
+        importlib.reload(handlers.warm_start)  # the service, made from this environment
         yield importlib.reload(handlers.lambda_function)
     get_settings.cache_clear()
 

@@ -1,12 +1,54 @@
-"""What importing the Lambda handler loads: the X-Ray SDK (a third of the import) only where
-Powertools would trace, on Lambda with POWERTOOLS_TRACE_DISABLED not true."""
+"""What importing the Lambda handler loads: the web stack and the engine's light parts, nothing
+the first request does not need (a cold start pays every import); the X-Ray SDK (a third of the
+import) only where Powertools would trace, on Lambda with POWERTOOLS_TRACE_DISABLED not true."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from handlers.observability import tracing_enabled
 from tests.support.fresh_process import fresh_python
+
+# The third-party packages a handler import may load (no model preloaded, a local store): what
+# routing and checking the first request needs. The model's own (onnxruntime, and torch or
+# TensorFlow where those serve it) load with the model: on a thread of their own during the
+# imports when PRELOAD_MODELS names it (handlers/warm_start.py).
+MAY_LOAD = {
+    "annotated_doc",
+    "annotated_types",
+    "anyio",
+    "aws_lambda_powertools",
+    "botocore",  # its package alone: Powertools reads its version
+    "dotenv",
+    "fastapi",
+    "jmespath",
+    "mangum",
+    "numpy",
+    "opentelemetry",  # its context API alone: FastAPI's hooks
+    "pydantic",
+    "pydantic_core",
+    "pydantic_settings",
+    "sniffio",
+    "starlette",
+    "tokenizers",
+    "typing_extensions",
+    "typing_inspection",
+}
+MUST_NOT_LOAD = {"aws_xray_sdk", "boto3", "jinja2", "onnx", "onnxruntime", "tensorflow", "torch"}
+MUST_NOT_LOAD |= {"transformers", "uvicorn"}
+
+LOADED_PACKAGES = """
+import json, sys
+before = set(sys.modules)
+import handlers.lambda_function
+names = {name.split(".")[0] for name in set(sys.modules) - before}
+own = {"handlers", "textgen", "tests"}
+print(json.dumps(sorted(
+    n for n in names - own - set(sys.stdlib_module_names) if not n.startswith("_")
+)))
+"""
 
 IMPORT_HANDLER = """
 import json, sys
@@ -39,3 +81,13 @@ def test_the_handler_imports_the_xray_sdk_only_where_it_traces(on_lambda: bool) 
 
     # Traced on Lambda (the live check: the SDK is seen when it is there); not elsewhere.
     assert loaded == {"xray": on_lambda}
+
+
+@pytest.mark.slow
+def test_the_handler_import_loads_only_what_the_first_request_needs(store_dir: Path) -> None:
+    unset = {"PRELOAD_MODELS": "", "LAMBDA_TASK_ROOT": "", "CPU_RUNTIME": ""}
+    loaded = set(fresh_python(LOADED_PACKAGES, env={**unset, "MODEL_STORE": str(store_dir)}))
+
+    assert loaded <= MAY_LOAD, sorted(loaded - MAY_LOAD)
+    assert not loaded & MUST_NOT_LOAD
+    assert {"fastapi", "mangum", "numpy"} <= loaded  # live check: the list is what it reads

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Iterable
 from pathlib import Path
 
 from textgen.backends.base import Backend
 from textgen.backends.imports import heavy_imports
 from textgen.errors import BackendNotInstalled, FrameworkUnavailable
 from textgen.families import Framework
-from textgen.model_files import ONNX_EXPORT_DIR, ONNX_MODEL_FILE
+from textgen.model_files import folder_files, has_onnx_export
 from textgen.settings import Settings
 
 # runtime -> "module:function" building a Backend from a local model folder, and what to do
@@ -37,15 +38,16 @@ _LOADERS: dict[str, tuple[str, str]] = {
 }
 
 
-def runtime_for(framework: Framework, model_dir: Path, settings: Settings) -> str:
-    """Which runtime serves this framework of this model here."""
+def runtime_for(framework: Framework, model: str, files: Iterable[str], settings: Settings) -> str:
+    """Which runtime serves this framework of a model here, judged from its files' paths
+    (before they are fetched: a runtime's files are all it fetches)."""
     if framework is Framework.TENSORFLOW:
         return "tensorflow"
-    exported = (model_dir / ONNX_EXPORT_DIR / ONNX_MODEL_FILE).is_file()
+    exported = has_onnx_export(files)
     if settings.cpu_runtime == "onnx":
         if not exported:
             raise FrameworkUnavailable(
-                f"model '{model_dir.name}' has no ONNX export, which CPU_RUNTIME=onnx needs; "
+                f"model '{model}' has no ONNX export, which CPU_RUNTIME=onnx needs; "
                 "create it with `textgen export-onnx <model folder>` and publish it"
             )
         return "onnx"
@@ -61,8 +63,13 @@ def _on_gpu(settings: Settings) -> bool:
     return any(Path("/dev").glob("nvidia[0-9]*")) and importlib.util.find_spec("torch") is not None
 
 
-def load_backend(framework: Framework, model_dir: Path, settings: Settings) -> Backend:
-    runtime = runtime_for(framework, model_dir, settings)
+def load_backend(
+    framework: Framework, model_dir: Path, settings: Settings, runtime: str | None = None
+) -> Backend:
+    """The model folder loaded for `framework` by `runtime` (by default the one runtime_for
+    picks from the folder's files)."""
+    if runtime is None:
+        runtime = runtime_for(framework, model_dir.name, folder_files(model_dir), settings)
     target, remedy = _LOADERS[runtime]
     module_name, function_name = target.split(":")
     with heavy_imports:  # one load at a time (see textgen.backends.imports)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -31,6 +32,7 @@ class ModelDescription:
     name: str
     family: str
     frameworks: tuple[Framework, ...]
+    files: tuple[str, ...] = ()  # relative paths of the model's files
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class ModelStore(Protocol):
         """Family and frameworks of one model, without loading its weights."""
         ...
 
-    def fetch(self, name: str) -> FetchedModel:
-        """A local folder holding the model's files, ready to load."""
+    def fetch(self, name: str, files: Collection[str] | None = None) -> FetchedModel:
+        """A local folder holding the model's files (at least those named, all by default),
+        ready to load."""
         ...

@@ -54,6 +54,7 @@ class HashingWriter:
 
 
 FetchFile = Callable[[str, HashingWriter], None]  # (path in the model, where to write it)
+_SUBSET_SEPARATOR = "-"  # VERSION-SUBSET: some of a version's files (what one runtime reads)
 
 
 class DiskModelCache:
@@ -69,7 +70,11 @@ class DiskModelCache:
         self._verified: set[Path] = set()
 
     def version_dir(self, name: str, manifest: Manifest) -> Path:
-        return self.root / name / manifest.digest[:32]
+        """Where a version's files lie; a subset of them (one runtime's) beside the whole."""
+        folder = manifest.version[:32]
+        if manifest.version != manifest.digest:
+            folder += f"{_SUBSET_SEPARATOR}{manifest.digest[:12]}"
+        return self.root / name / folder
 
     def lookup(self, name: str, manifest: Manifest) -> FetchedModel | None:
         target = self.version_dir(name, manifest)
@@ -185,8 +190,12 @@ class DiskModelCache:
         return [m.parent for m in self.root.glob(f"*/*/{COMPLETE_MARKER}")]
 
     def _remove_other_versions(self, name: str, keep: Path) -> None:
+        """Older versions of the model go; other subsets of this version stay."""
+        kept_version = keep.name.split(_SUBSET_SEPARATOR)[0]
         for version in (self.root / name).iterdir():
-            if version != keep and not version.name.startswith("."):
+            if version.name.startswith("."):
+                continue
+            if version.name.split(_SUBSET_SEPARATOR)[0] != kept_version:
                 shutil.rmtree(version, ignore_errors=True)
 
     def _lock_path(self, name: str) -> Path:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from textgen.errors import ModelNotFound, StoreUnavailable, TextgenError
 from textgen.families import UNKNOWN_FAMILY
-from textgen.model_files import CONFIG_FILE, frameworks_in_folder, read_model_type
+from textgen.model_files import CONFIG_FILE, folder_files, frameworks_from_paths, read_model_type
 from textgen.store.base import FetchedModel, ModelDescription, validate_model_name
 
 
@@ -37,11 +38,11 @@ class LocalModelStore:
     def describe(self, name: str) -> ModelDescription:
         model_dir = self.fetch(name).path
         model_type = read_model_type((model_dir / CONFIG_FILE).read_text(encoding="utf-8"), name)
-        return ModelDescription(
-            name=name, family=model_type, frameworks=frameworks_in_folder(model_dir)
-        )
+        files = folder_files(model_dir)
+        return ModelDescription(name, model_type, frameworks_from_paths(files), tuple(files))
 
-    def fetch(self, name: str) -> FetchedModel:
+    def fetch(self, name: str, files: Collection[str] | None = None) -> FetchedModel:
+        """The model's own folder (its files are all there already)."""
         validate_model_name(name)
         model_dir = (self._root / name).resolve()
         # Belt and braces: a symlink inside the store must not lead outside it either.

@@ -8,7 +8,7 @@ same name is downloaded by the next process (the next cold start), never mixed w
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -97,13 +97,19 @@ class S3ModelStore:
         family = manifest.extra.get("family")
         if not isinstance(family, str) or not family:
             family = read_model_type(self._read(name, CONFIG_FILE).decode("utf-8"), name)
-        description = ModelDescription(name, family, frameworks_from_paths(manifest.files))
+        description = ModelDescription(
+            name, family, frameworks_from_paths(manifest.files), tuple(manifest.files)
+        )
         with self._lock:
             self._descriptions[name] = description
         return description
 
-    def fetch(self, name: str) -> FetchedModel:
+    def fetch(self, name: str, files: Collection[str] | None = None) -> FetchedModel:
+        """The model's verified local copy: of the files named (what one runtime reads, a
+        cached version of its own), or of all."""
         manifest = self._manifest(name)
+        if files is not None:
+            manifest = manifest.subset(files)
 
         def fetch(path: str, writer: HashingWriter) -> None:
             with translate_s3_errors(self._bucket, self._key(name, path), name):

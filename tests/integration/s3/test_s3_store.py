@@ -315,3 +315,37 @@ def assert_each_object_downloaded_once(proxy: FaultProxy, model_dir: Path, bucke
     for file in model_dir.iterdir():
         key = f"/{bucket}/models/{model_dir.name}/{file.name}"
         assert proxy.log.body_bytes[key] == file.stat().st_size, key
+
+
+def test_a_model_is_fetched_with_what_its_runtime_reads(
+    proxy: FaultProxy,
+    direct_s3: Any,
+    bucket: str,
+    onnx_store: Path,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    # Published with its PyTorch weights and its ONNX export (as `textgen publish` does).
+    publish(
+        onnx_store / "gpt2-int8", f"s3://{bucket}/models/gpt2-int8", direct_s3, TransferConfig()
+    )
+    request = {**REQUEST, "model_name": "gpt2-int8"}
+    cache = tmp_path / "cache"
+    fetched: dict[str, list[str]] = {}
+    for runtime in ("onnx", "torch"):
+        proxy.reset_log()
+        chosen = s3_settings(settings, bucket, cache, cpu_runtime=runtime)
+        with TestClient(create_app(chosen)) as from_s3:
+            answer = from_s3.post("/gpt2_model", json=request)
+            assert answer.status_code == 200, answer.text
+            engine = from_s3.get("/health").json()["engines"]["gpt2-int8:pt"]
+            assert engine["runtime"].startswith("onnxruntime" if runtime == "onnx" else "torch")
+        fetched[runtime] = [p.split("/gpt2-int8/", 1)[1] for p in proxy.log.gets("/gpt2-int8/")]
+
+    assert WEIGHTS not in fetched["onnx"] and "onnx/model.onnx.data" in fetched["onnx"]
+    assert WEIGHTS in fetched["torch"]  # live check: the log sees the weights when fetched
+    assert not [p for p in fetched["torch"] if p.startswith("onnx/")]
+    # Each runtime's files are a cached version of their own; neither removed the other.
+    versions = cached_versions(cache, "gpt2-int8")
+    assert len(versions) == 2
+    assert {(v / WEIGHTS).exists() for v in versions} == {True, False}
