@@ -123,9 +123,11 @@ class DiskModelCache:
         try:
             with staged_folder(target) as staging:
                 with ThreadPoolExecutor(max_workers=self.parallel_files) as pool:
+                    # Largest first: the longest downloads start at once, small ones fill in.
+                    by_size = sorted(manifest.files, key=lambda p: -manifest.files[p].size)
                     jobs = [
                         pool.submit(self._fetch_verified, name, path, manifest, staging, fetch)
-                        for path in manifest.files
+                        for path in by_size
                     ]
                     for job in jobs:
                         job.result()
