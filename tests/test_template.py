@@ -81,6 +81,16 @@ def test_function_is_a_container_image_built_from_the_lambda_target() -> None:
     assert metadata["DockerBuildTarget"] == "lambda"
 
 
+def test_the_function_is_built_without_torch() -> None:
+    # Models are published with their ONNX exports (`textgen publish`): the Lambda image serves
+    # them without torch, 0.9 GB smaller (docs/lambda.md). The lambda stage takes the argument.
+    lambda_stage = parse(REPO_ROOT / "Dockerfile").stages["lambda"]
+    declared = {i.arguments.split("=")[0] for i in lambda_stage.all("ARG")}
+
+    assert FUNCTION["Metadata"]["DockerBuildArgs"] == {"WITH_TORCH": "false"}
+    assert set(FUNCTION["Metadata"]["DockerBuildArgs"]) <= declared
+
+
 def test_api_routes_are_the_apps_routes() -> None:
     app = create_app(Settings())
     app_routes = {

@@ -23,7 +23,7 @@ from tests.support.onnx_exports import as_format_3
 from tests.support.servers import console_script
 from textgen.backends import load_backend
 from textgen.backends.onnx_runner import OnnxRunner, prefill_groups
-from textgen.backends.signed_int8 import wants_signed
+from textgen.backends.signed_int8 import Int8Weights, wants_signed
 from textgen.backends.step_backend import StepBackend
 from textgen.backends.torch_runner import TorchRunner
 from textgen.convert.onnx_graph import int8_weights
@@ -438,7 +438,7 @@ def test_an_export_it_cannot_read_is_a_clear_load_error(
 
 @pytest.mark.parametrize("weights", ["signed", "unsigned"])  # mapped as stored, or flipped
 def test_a_truncated_weights_file_is_a_clear_load_error_either_way(
-    onnx_store: Path, tmp_path: Path, weights: str
+    onnx_store: Path, tmp_path: Path, weights: Int8Weights
 ) -> None:
     model = shutil.copytree(onnx_store / "gpt2-int8", tmp_path / "gpt2-int8")
     settings = Settings(onnx_int8_weights=weights)

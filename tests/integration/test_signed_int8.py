@@ -17,7 +17,7 @@ from onnx import TensorProto, numpy_helper
 from tests.integration.test_exact_answers import traces
 from tests.support.onnx_exports import as_format_3
 from textgen.backends import load_backend
-from textgen.backends.signed_int8 import FlippedGraph, flipped_graph, wants_signed
+from textgen.backends.signed_int8 import FlippedGraph, Int8Weights, flipped_graph, wants_signed
 from textgen.backends.step_backend import StepBackend
 from textgen.families import Framework
 from textgen.settings import Settings
@@ -56,11 +56,11 @@ def check_flip(stored: dict[str, np.ndarray], flipped: dict[str, np.ndarray], to
         if name.endswith(".zero_point"):
             continue
         zero_point = name.rsplit(".", 1)[0] + ".zero_point"
-        centred = [
+        centred_before, centred_after = (
             values.astype(np.int16) - zero.astype(np.int16)
             for values, zero in ((before, stored[zero_point]), (after, flipped[zero_point]))
-        ]
-        assert np.array_equal(*centred)
+        )
+        assert np.array_equal(centred_before, centred_after)
     for name in stored.keys() - set(eight_bit):
         assert np.array_equal(stored[name], flipped[name])
 
@@ -143,7 +143,8 @@ def test_on_a_cpu_with_vnni_signed_weights_give_the_same_logits(
 ) -> None:
     older = as_format_3(shutil.copytree(onnx_store / model, tmp_path / model))
     found: dict[str, dict[str, list[np.ndarray]]] = {}
-    ways = {  # stored signed, mapped / flipped to unsigned; stored unsigned, flipped to signed
+    # Stored signed: mapped, or flipped to unsigned; stored unsigned (format 3), flipped to signed.
+    ways: dict[str, tuple[Path, Int8Weights]] = {
         "signed": (onnx_store / model, "signed"),
         "unsigned": (onnx_store / model, "unsigned"),
         "older, signed": (older, "signed"),
