@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -29,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks, as bench.*
 from bench.report import report
-from tests.support.dockerfile import parse
+from tests.support.dockerfile import run_lambda_install_steps
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TORCH_VERSION = "2.13.0"
@@ -53,28 +51,6 @@ def largest_folders(site: Path, count: int = 15) -> dict[str, int]:
 
 
 NO_TORCH = "no-torch"
-# /src as a word of a RUN command: where the image's build copies the project.
-IMAGE_SOURCE = re.compile(r"(?<![\w./-])/src(?=/|\s|$)")
-
-
-def install_like_the_lambda_image(source: Path, copy: Path, env: dict[str, str]) -> None:
-    """The Lambda stage's COPYs into /src and its RUN commands that run container/install.sh, in
-    the Dockerfile's order, each through the shell as the build runs it, with `copy` for /src."""
-    stage = parse(source / "Dockerfile").stages["lambda"]
-    for instruction in stage.instructions:
-        if instruction.keyword == "COPY":
-            *sources, destination = instruction.arguments.split()
-            if IMAGE_SOURCE.match(destination):
-                for name in sources:
-                    target = copy / Path(destination).relative_to("/src")
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    if (source / name).is_dir():
-                        shutil.copytree(source / name, target, dirs_exist_ok=True)
-                    else:
-                        shutil.copy2(source / name, target)
-        elif instruction.keyword == "RUN" and "container/install.sh" in instruction.arguments:
-            command = IMAGE_SOURCE.sub(str(copy), instruction.arguments)
-            subprocess.run(["sh", "-c", command], env=env, check=True)
 
 
 def install(source: Path, extras: str, target: Path, with_torch: bool) -> Path:
@@ -98,7 +74,7 @@ def install(source: Path, extras: str, target: Path, with_torch: bool) -> Path:
         "PIP_QUIET": "1",
     }
     env.pop("VIRTUAL_ENV", None)
-    install_like_the_lambda_image(source, copy, env)
+    run_lambda_install_steps(source, copy, env)
     return python
 
 

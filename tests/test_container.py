@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -18,7 +17,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from container.requirements import ONLY_WITH_TORCH, requirements
-from tests.support.dockerfile import parse
+from tests.support.dockerfile import parse, run_lambda_install_steps
 from tests.support.lambda_runtime import RuntimeApiEmulator, body_of
 from tests.support.lambda_support import load_event
 from tests.support.servers import REPO_ROOT, free_port, running_server
@@ -102,13 +101,9 @@ def test_images_have_no_tensorflow_unless_asked() -> None:
     assert not any(Requirement(r).name == "torch" for r in with_tf), "torch has a step of its own"
 
 
-# /src as a word of a RUN command: where the image's build copies the project.
-IMAGE_SOURCE = re.compile(r"(?<![\w./-])/src(?=/|\s|$)")
-
-
 def install_like_the_image(tmp_path: Path, **build_args: str) -> tuple[Path, dict[str, str]]:
     """What the lambda image's build runs, in a fresh virtual environment instead of an image: its
-    own install commands (run_the_install_commands), the default EXTRAS, torch from the default
+    own install commands (run_lambda_install_steps), the default EXTRAS, torch from the default
     index instead of PyTorch's. Returns the environment's bin folder and the environment variables
     it was built with."""
     venv.create(tmp_path / "venv", with_pip=True)
@@ -125,32 +120,8 @@ def install_like_the_image(tmp_path: Path, **build_args: str) -> tuple[Path, dic
         **build_args,
     }
     env.pop("VIRTUAL_ENV", None)
-    run_the_install_commands(env)
+    run_lambda_install_steps(REPO_ROOT, Path(env["SRC"]), env)
     return bin_dir, env
-
-
-def run_the_install_commands(env: dict[str, str]) -> None:
-    """The lambda stage's COPYs into /src and its RUN commands that run container/install.sh, in
-    the Dockerfile's order, each through the shell as the build runs it, with $SRC for /src (the
-    last one removes it, as the build does)."""
-    source = Path(env["SRC"])
-    for instruction in DOCKERFILE.stages["lambda"].instructions:
-        if instruction.keyword == "COPY":
-            *parts, destination = instruction.arguments.split()
-            if IMAGE_SOURCE.match(destination):
-                target = source / Path(destination).relative_to("/src")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                for part in parts:
-                    if (REPO_ROOT / part).is_dir():
-                        shutil.copytree(REPO_ROOT / part, target, dirs_exist_ok=True)
-                    else:
-                        shutil.copy2(REPO_ROOT / part, target)
-        elif instruction.keyword == "RUN" and "container/install.sh" in instruction.arguments:
-            command = IMAGE_SOURCE.sub(str(source), instruction.arguments)
-            done = subprocess.run(
-                ["sh", "-c", command], env=env, capture_output=True, text=True, check=False
-            )
-            assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_the_lambda_image_can_leave_torch_out() -> None:
@@ -181,7 +152,7 @@ def test_the_install_steps_without_torch_then_with_it(tmp_path: Path, onnx_store
     serves_onnx_exports_under_the_runtime_client(bin_dir, env, tmp_path, onnx_store)
 
     env = {**env, "WITH_TORCH": "true"}
-    run_the_install_commands(env)
+    run_lambda_install_steps(REPO_ROOT, Path(env["SRC"]), env)
     probe = (
         "import importlib.util, handlers.lambda_function as f; "
         "print(callable(f.handler), importlib.util.find_spec('tensorflow') is None, "

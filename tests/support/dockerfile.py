@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,3 +92,31 @@ def parse(path: Path) -> Dockerfile:
         else:
             stage.instructions.append(Instruction(keyword, arguments.strip()))
     return Dockerfile(global_args, stages)
+
+
+# /src as a word of a RUN command: where the image's build copies the project.
+IMAGE_SOURCE = re.compile(r"(?<![\w./-])/src(?=/|\s|$)")
+
+
+def run_lambda_install_steps(checkout: Path, copy: Path, env: dict[str, str]) -> None:
+    """The lambda stage's COPYs into /src and its RUN commands that run container/install.sh, in
+    the Dockerfile's order, each through the shell as the build runs it, with `copy` for /src
+    (the last one removes it, as the build does). A failed step raises with its stderr."""
+    for instruction in parse(checkout / "Dockerfile").stages["lambda"].instructions:
+        if instruction.keyword == "COPY":
+            *parts, destination = instruction.arguments.split()
+            if IMAGE_SOURCE.match(destination):
+                target = copy / Path(destination).relative_to("/src")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                for part in parts:
+                    if (checkout / part).is_dir():
+                        shutil.copytree(checkout / part, target, dirs_exist_ok=True)
+                    else:
+                        shutil.copy2(checkout / part, target)
+        elif instruction.keyword == "RUN" and "container/install.sh" in instruction.arguments:
+            command = IMAGE_SOURCE.sub(str(copy), instruction.arguments)
+            done = subprocess.run(
+                ["sh", "-c", command], env=env, capture_output=True, text=True, check=False
+            )
+            if done.returncode:
+                raise RuntimeError(f"{command} failed: {done.stderr[-3000:]}")
