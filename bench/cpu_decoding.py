@@ -28,6 +28,8 @@ CPU-burning neighbour on every core. The report names the CPU and its AVX-512 / 
 Reproduce with:
 
     python bench/cpu_decoding.py [--rounds 3] [--output bench/results/cpu_decoding-cpu-2core.json]
+
+(--skip-perplexity leaves the perplexities out: speed, memory and start-up only.)
 """
 
 from __future__ import annotations
@@ -375,6 +377,9 @@ def main() -> int:
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "textgen-public"
     )
     parser.add_argument("--output", type=Path)
+    parser.add_argument(
+        "--skip-perplexity", action="store_true", help="speed, memory and start-up only"
+    )
     parser.add_argument("--work", type=Path, help="keep the prepared models here, for reruns")
     parser.add_argument("--child", nargs=4, metavar=("SYSTEM", "MODEL_DIR", "WORKLOAD", "THREADS"))
     args = parser.parse_args()
@@ -413,9 +418,10 @@ def main() -> int:
                 peer = figures["runs"].get(f"{model}/{workload}/{name}")
                 if peer:
                     row[f"ratio_to_{name}"] = row["tokens_per_second"] / peer["tokens_per_second"]
-        figures["perplexity_smollm2"] = perplexities(
-            folders["smollm2-135m"], args.threads, args.cache
-        )
+        if not args.skip_perplexity:
+            figures["perplexity_smollm2"] = perplexities(
+                folders["smollm2-135m"], args.threads, args.cache
+            )
         with neighbours(args.threads):
             figures["with_neighbours"] = {
                 system: run_child(system, folders["smollm2-135m"], "8x64", args.threads)

@@ -1,7 +1,8 @@
 """A cold start loads PRELOAD_MODELS on a thread of its own while the rest imports
 (handlers/warm_start.py): the first request for the model waits for that load and gets its
-answer; a preload that fails leaves the service healthy, the failure logged; with provisioned
-concurrency (Lambda freezes the environment after Init) the import waits for the load."""
+answer (a bad request meanwhile its 4xx, as on a warm instance); a preload that fails leaves the
+service healthy, the failure logged; with provisioned concurrency (Lambda freezes the environment
+after Init) the import waits for the load."""
 
 from __future__ import annotations
 
@@ -22,8 +23,12 @@ from handlers.warm_start import preloading, service
 from tests.support.lambda_support import load_event
 loaded_at_import = [name for name, _ in service.loaded_models()]
 loading_at_import = preloading.is_alive()
-response = module.handler(load_event("http-gpt2-model"), LocalLambdaContext(remaining_ms=60_000))
+context = LocalLambdaContext(remaining_ms=60_000)
+bad = module.handler(load_event("rest-bad-request"), context)  # no prompts, while it loads
+response = module.handler(load_event("http-gpt2-model"), context)
 print(json.dumps({
+    "bad_status": bad["statusCode"],
+    "bad_type": json.loads(bad["body"])["error"]["type"],
     "status": response["statusCode"],
     "body": json.loads(response["body"]),
     "loaded_at_import": loaded_at_import,
@@ -43,6 +48,7 @@ def test_the_preloaded_model_answers_the_first_request(store_dir: Path) -> None:
 
     assert found["status"] == 200
     assert found["body"]["results"][0]["generated_tokens"] == 5
+    assert (found["bad_status"], found["bad_type"]) == (422, "validation_error")  # as when warm
     assert found["loaded_at_import"] == []  # loading went on after the import...
     assert found["loaded"] == ["gpt2-test"]  # ...and the request used that load
     assert found["body"]["timing"]["model_loaded"] is False  # it did not load it again
