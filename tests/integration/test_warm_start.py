@@ -48,7 +48,7 @@ def test_the_preloaded_model_answers_the_first_request(store_dir: Path) -> None:
 
     assert found["status"] == 200
     assert found["body"]["results"][0]["generated_tokens"] == 5
-    assert (found["bad_status"], found["bad_type"]) == (422, "validation_error")  # as when warm
+    assert (found["bad_status"], found["bad_type"]) == (422, "invalid_request")  # as when warm
     assert found["loaded_at_import"] == []  # loading went on after the import...
     assert found["loaded"] == ["gpt2-test"]  # ...and the request used that load
     assert found["body"]["timing"]["model_loaded"] is False  # it did not load it again
