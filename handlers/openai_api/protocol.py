@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 MAX_CHOICES = 4
 MAX_COMPLETION_LOGPROBS = 5
@@ -40,7 +40,9 @@ class _Request(BaseModel):
 
 
 class CompletionRequest(_Request):
-    prompt: StrictStr | list[StrictStr] = Field(description="A string, or a list of strings.")
+    prompt: StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]] = Field(
+        description="A string, a list of strings, a list of token ids, or a list of such lists."
+    )
     max_tokens: int = Field(default=16, description="0 with echo scores the prompt only.")
     echo: bool = False
     logprobs: int | None = Field(

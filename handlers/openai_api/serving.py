@@ -85,12 +85,11 @@ class OpenAIServing:
             raise InvalidRequest(
                 "echo with logprobs is not supported when streaming", field="logprobs"
             )
-        prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
-        if not prompts:
-            raise InvalidRequest("prompt must hold at least one string", field="prompt")
+        prompts, prompt_ids = _prompt_forms(body.prompt)
         request = GenerationRequest(
             model_name=body.model,
             prompts=prompts,
+            prompt_ids=prompt_ids,
             choices=body.n,
             family=None,
             max_tokens=body.max_tokens,
@@ -245,6 +244,26 @@ class OpenAIServing:
         if prepared.generation.request.logprobs is None:
             return None
         return chat_logprobs(scored, prepared.generation.token_text)
+
+
+def _prompt_forms(
+    prompt: str | list[str] | list[int] | list[list[int]],
+) -> tuple[list[str], list[list[int]] | None]:
+    """A completion's prompts as text, or as token ids (then None as text: decoded once the
+    model is loaded): OpenAI's four forms of `prompt`."""
+    if isinstance(prompt, str):
+        return [prompt], None
+    if not prompt:
+        raise InvalidRequest("prompt must hold at least one prompt", field="prompt")
+    if all(isinstance(item, str) for item in prompt):
+        return [item for item in prompt if isinstance(item, str)], None
+    if all(isinstance(item, int) for item in prompt):
+        return [], [[item for item in prompt if isinstance(item, int)]]
+    lists = [item for item in prompt if isinstance(item, list)]
+    for index, ids in enumerate(lists):
+        if not ids:
+            raise InvalidRequest(f"prompt[{index}] is an empty list of token ids", field="prompt")
+    return [], lists
 
 
 def _check_common(body: p.ChatCompletionRequest | p.CompletionRequest) -> None:

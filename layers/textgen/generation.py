@@ -18,7 +18,7 @@ from textgen.timing import Stopwatch, Throughput, Timing, throughput
 @dataclass(frozen=True)
 class GenerationRequest:
     model_name: str
-    prompts: list[str]  # ignored where `messages` is given
+    prompts: list[str]  # ignored where `messages` or `prompt_ids` is given
     family: Family | None  # the endpoint's family (another is refused), or None for any
     framework: Framework = Framework.PYTORCH
     task: str = "text-generation"
@@ -34,6 +34,8 @@ class GenerationRequest:
     # the model's special tokens itself).
     messages: list[dict[str, str]] | None = None
     choices: int = 1  # how many times each prompt runs (OpenAI's `n`), its rows side by side
+    # Prompts given as token ids (OpenAI's completions take either): run as they are.
+    prompt_ids: list[list[int]] | None = None
 
 
 @dataclass(frozen=True)

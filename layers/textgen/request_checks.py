@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from textgen.errors import InvalidRequest
 from textgen.generation import GenerationRequest
@@ -15,9 +16,13 @@ TASKS = ("text-generation",)
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
-def checked_max_tokens(request: GenerationRequest, prompts: list[str], limits: Settings) -> int:
-    """Check the request, its rows' `prompts`, against the limits; the number of new tokens it
-    asks for."""
+def checked_max_tokens(
+    request: GenerationRequest, prompts: Sequence[str | list[int]], limits: Settings
+) -> int:
+    """Check the request, its rows' `prompts` (text, or token ids), against the limits; the
+    number of new tokens it asks for. A prompt of ids may hold as many ids as a text prompt
+    characters (a token is one character or more); its ids are checked against the model's
+    vocabulary once it is loaded."""
     max_tokens = limits.default_max_tokens if request.max_tokens is None else request.max_tokens
     if request.task not in TASKS:
         raise InvalidRequest(
@@ -34,6 +39,14 @@ def checked_max_tokens(request: GenerationRequest, prompts: list[str], limits: S
     for index, prompt in enumerate(prompts):
         if not prompt:
             raise InvalidRequest(f"prompts[{index}] is empty", field="prompts")
+        if isinstance(prompt, list):
+            if len(prompt) > limits.max_prompt_chars:
+                raise InvalidRequest(
+                    f"prompts[{index}] is {len(prompt)} token ids, more than the limit of "
+                    f"{limits.max_prompt_chars}",
+                    field="prompts",
+                )
+            continue
         if bad := _unprintable(prompt):
             raise InvalidRequest(
                 f"prompts[{index}] holds {bad}, which a prompt may not", field="prompts"

@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from textgen.backends import Backend, load_backend, runtime_for
 from textgen.engine import EngineStats, Job
@@ -33,6 +35,7 @@ class LoadedModel:
 
 
 ModelKey = tuple[str, Framework]
+Prompt = TypeVar("Prompt", str, list[int], str | list[int])
 logger = logging.getLogger(__name__)
 
 
@@ -75,10 +78,9 @@ class GenerationService:
         if self._closing:
             raise ShuttingDown("the service is shutting down and takes no new requests")
         prompts = request.prompts
+        given: Sequence[str | list[int]] = request.prompt_ids or prompts
         if request.messages is None:  # checked before loading: a bad request loads nothing
-            max_tokens = checked_max_tokens(
-                request, _rows(prompts, request.choices), self._settings
-            )
+            max_tokens = checked_max_tokens(request, _rows(given, request.choices), self._settings)
         model = self._store_model(request.model_name, request.family)
         loaded, load_seconds = self._loaded(model, request.framework)
         backend = loaded.backend
@@ -87,10 +89,16 @@ class GenerationService:
             max_tokens = checked_max_tokens(
                 request, _rows(prompts, request.choices), self._settings
             )
-        rows = _rows(prompts, request.choices)
+        if request.prompt_ids is None:
+            rows = _rows(prompts, request.choices)
+            prompt_ids = backend.encode(rows, max_tokens, request.special_tokens)
+        else:  # run as given; their text is what echo shows
+            prompt_ids = backend.checked_ids(_rows(request.prompt_ids, request.choices), max_tokens)
+            prompts = [backend.decode(ids) for ids in request.prompt_ids]
+            rows = _rows(prompts, request.choices)
         job = Job(
             prompts=rows,
-            prompt_ids=backend.encode(rows, max_tokens, request.special_tokens),
+            prompt_ids=prompt_ids,
             max_new_tokens=max_tokens,
             sampling=request.sampling,
             deadline=request.deadline,
@@ -188,7 +196,7 @@ class GenerationService:
         return LoadedModel(backend, fetched)
 
 
-def _rows(prompts: list[str], choices: int) -> list[str]:
+def _rows(prompts: Sequence[Prompt], choices: int) -> list[Prompt]:
     """Each prompt `choices` times, side by side: a row per choice."""
     return [prompt for prompt in prompts for _ in range(choices)]
 

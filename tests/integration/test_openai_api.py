@@ -356,3 +356,67 @@ def test_logprobs_zero_still_gives_each_tokens_own_logprob(client: openai.OpenAI
     assert choice.logprobs is not None and choice.logprobs.token_logprobs is not None
     assert len(choice.logprobs.token_logprobs) == 4
     assert all(v is not None and v <= 0 for v in choice.logprobs.token_logprobs)
+
+
+@pytest.mark.parametrize("model", ["gpt2-test", "llama-test"])
+def test_prompts_of_token_ids_are_the_texts_they_encode(
+    client: openai.OpenAI, engine_store: Path, model: str
+) -> None:
+    texts = ["The quick brown fox jumps", "Once upon a time"]
+    tokenizer = AutoTokenizer.from_pretrained(engine_store / model)
+    ids = [tokenizer(t)["input_ids"] for t in texts]
+    asked = {"model": model, "max_tokens": 6, "temperature": 0, "logprobs": 1, "echo": True}
+
+    from_text = client.completions.create(prompt=texts, **asked)
+    from_ids = client.completions.create(prompt=ids, **asked)
+    one = client.completions.create(prompt=ids[1], **asked)  # a list of ids: one prompt
+
+    # OpenAI's forms: the same rows, the same tokens and log-probabilities, the ids' own text.
+    assert [c.text for c in from_ids.choices] == [c.text for c in from_text.choices]
+    for by_ids, by_text in zip(from_ids.choices, from_text.choices, strict=True):
+        assert by_ids.logprobs is not None and by_text.logprobs is not None
+        assert by_ids.logprobs.tokens == by_text.logprobs.tokens
+        assert by_ids.logprobs.token_logprobs == by_text.logprobs.token_logprobs
+    assert one.choices[0].text == from_text.choices[1].text
+    assert from_ids.usage is not None and from_text.usage is not None
+    assert from_ids.usage.prompt_tokens == from_text.usage.prompt_tokens == sum(map(len, ids))
+    # Live check: other ids give other text.
+    other = client.completions.create(prompt=[ids[0][:-1]], **asked)
+    assert other.choices[0].text != from_ids.choices[0].text
+
+
+@pytest.mark.parametrize(
+    ("prompt", "named"),
+    [
+        ([50_000_000], "prompt[0][0] is token id 50000000"),
+        ([[5, 7], [3, -1]], "prompt[1][1] is token id -1"),
+        ([], "at least one prompt"),
+        ([[]], "prompt[0] is an empty list"),
+        ([[[1, 2]]], "prompt"),  # nested too deep
+        ([1, "a"], "prompt"),  # strings and ids mixed
+        ([True, 2], "prompt"),  # booleans are not ids
+    ],
+)
+def test_bad_token_id_prompts_are_bad_requests(
+    client: openai.OpenAI, prompt: Any, named: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.completions.create(model="gpt2-test", prompt=prompt, max_tokens=2)
+
+    assert refused.value.status_code == 400
+    body: Any = refused.value.body
+    assert named in body["message"] or named == body.get("param")
+    # The service stays healthy: a good request right after is answered.
+    assert client.completions.create(model="gpt2-test", prompt=[5, 7], max_tokens=2).choices
+
+
+def test_token_id_prompts_obey_the_same_limits(engine_store: Path) -> None:
+    with serve(engine_store, MAX_PROMPT_CHARS="8", MAX_PROMPTS="2") as base:
+        limited = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
+        too_long = {"prompt": list(range(1, 10)), "max_tokens": 2}
+        too_many = {"prompt": [[1], [2], [3]], "max_tokens": 2}
+        for refused_request in (too_long, too_many):
+            with pytest.raises(openai.BadRequestError):
+                limited.completions.create(model="gpt2-test", **refused_request)
+        fits = limited.completions.create(model="gpt2-test", prompt=list(range(1, 9)), max_tokens=2)
+    assert fits.choices  # live check: at the limit it is answered

@@ -25,6 +25,16 @@ class Backend(Protocol):
         carries its own (a rendered chat template)."""
         ...
 
+    def checked_ids(self, prompt_ids: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+        """Prompts given as token ids, each id checked against the vocabulary and each prompt
+        to fit the context with the new tokens (InvalidRequest where the backend takes text
+        only)."""
+        ...
+
+    def decode(self, token_ids: list[int]) -> str:
+        """The text of a run of tokens (a prompt given as ids, echoed)."""
+        ...
+
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
         """The conversation rendered with the model's chat template, ready for its answer."""
         ...
@@ -36,6 +46,18 @@ class Backend(Protocol):
     def check(self, job: Job) -> None:
         """Refuse (InvalidRequest) what this backend cannot do for the job."""
         ...
+
+
+def check_token_ids(prompt_ids: list[list[int]], vocab_size: int) -> None:
+    """Every id a token of the vocabulary: the first that is not is named."""
+    for index, ids in enumerate(prompt_ids):
+        for position, token_id in enumerate(ids):
+            if not 0 <= token_id < vocab_size:
+                raise InvalidRequest(
+                    f"prompt[{index}][{position}] is token id {token_id}, outside the model's "
+                    f"vocabulary (0 to {vocab_size - 1})",
+                    field="prompt",
+                )
 
 
 def check_prompts_fit(prompt_lengths: list[int], max_new_tokens: int, context_length: int) -> None:

@@ -3,7 +3,7 @@ template, token texts, end tokens) and an engine over the backend's runner."""
 
 from __future__ import annotations
 
-from textgen.backends.base import check_prompts_fit
+from textgen.backends.base import check_prompts_fit, check_token_ids
 from textgen.backends.tokenizer import ModelTokenizer
 from textgen.engine import EngineLimits, Job, StepEngine, StepRunner
 from textgen.settings import Settings
@@ -45,6 +45,14 @@ class StepBackend:
         prompt_ids = self._tokenizer.encode(prompts, special_tokens)
         check_prompts_fit([len(ids) for ids in prompt_ids], max_new_tokens, self.context_length)
         return prompt_ids
+
+    def checked_ids(self, prompt_ids: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+        check_token_ids(prompt_ids, self._tokenizer.vocab_size)
+        check_prompts_fit([len(ids) for ids in prompt_ids], max_new_tokens, self.context_length)
+        return prompt_ids
+
+    def decode(self, token_ids: list[int]) -> str:
+        return self._tokenizer.decode(token_ids)
 
     def check(self, job: Job) -> None:
         """Everything the engine offers works here."""

@@ -149,6 +149,12 @@ class TensorflowBackend:
     ) -> list[list[int]]:
         return [[] for _ in prompts]  # the export's own tokenizer runs with the XLA loop
 
+    def checked_ids(self, prompt_ids: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+        raise InvalidRequest("prompts of token ids need framework 'pt'", field="framework")
+
+    def decode(self, token_ids: list[int]) -> str:
+        return "".join(self._generator.token_text(token_id) for token_id in token_ids)
+
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
         raise InvalidRequest("chat needs framework 'pt'", field="framework")
 

@@ -54,8 +54,17 @@ class ModelTokenizer:
         return [list(e.ids) for e in encodings]
 
     def token_text(self, token_id: int) -> str:
-        text: str = self.backend.decode([token_id], skip_special_tokens=False)
+        return self.decode([token_id])
+
+    def decode(self, token_ids: list[int]) -> str:
+        text: str = self.backend.decode(token_ids, skip_special_tokens=False)
         return text
+
+    @property
+    def vocab_size(self) -> int:
+        """Ids 0 to vocab_size - 1 are tokens of this tokenizer (added ones included)."""
+        size: int = self.backend.get_vocab_size(with_added_tokens=True)
+        return size
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
         if not self.chat_template:
