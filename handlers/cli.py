@@ -131,6 +131,43 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_batch(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from tqdm import tqdm
+
+    from handlers.openai_api.batch import parse_batch, run_batch
+    from handlers.openai_api.serving import OpenAIServing
+    from textgen.service import GenerationService
+    from textgen.staging import staged_file
+    from textgen.store import open_store
+
+    settings = Settings()
+    with open(args.input, encoding="utf-8") as lines:
+        requests = parse_batch(lines)  # the whole file checked before anything runs
+    service = GenerationService(settings, open_store(settings.model_store, settings))
+    serving = OpenAIServing(service, settings.default_max_tokens)
+    in_flight = settings.max_batch_size + settings.max_queued_requests
+    with tqdm(total=len(requests), unit="line", desc="run-batch", disable=args.quiet) as bar:
+        records = asyncio.run(
+            run_batch(serving, requests, in_flight, on_done=lambda record: bar.update())
+        )
+    service.close(grace_seconds=0)
+    failed = [r for r in records if r["response"]["status_code"] != 200]
+    outputs = {Path(args.output): [r for r in records if not args.errors or r not in failed]}
+    if args.errors:
+        outputs[Path(args.errors)] = failed
+    for path, chosen in outputs.items():
+        with staged_file(path) as staging:  # a file appears whole, or not at all
+            staging.write_text("".join(json.dumps(r) + "\n" for r in chosen), encoding="utf-8")
+    print(
+        f"{len(records)} requests: {len(records) - len(failed)} answered, {len(failed)} failed",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _export_tf(args: argparse.Namespace) -> int:
     from functools import partial
 
@@ -199,6 +236,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("directory", nargs="?", help="target folder (default: $MODEL_STORE)")
     demo.set_defaults(run=_demo_store)
+
+    batch = commands.add_parser(
+        "run-batch",
+        help="run an OpenAI batch file on this machine's engines",
+        description="Run INPUT, a JSONL file in OpenAI's batch format (a line per request: "
+        'custom_id, method "POST", url /v1/completions or /v1/chat/completions, body), with '
+        "every line in flight together on the engines of MODEL_STORE's models, and write one "
+        "output line per request to OUTPUT, in input order: {id, custom_id, response: "
+        "{status_code, request_id, body}, error}. A file with bad lines (not JSON, another url, "
+        "a missing or repeated custom_id, a body the endpoint refuses) is refused before "
+        "anything runs (exit 1, naming them). Requests that fail go to --errors when given.",
+    )
+    batch.add_argument("-i", "--input", required=True, help="the batch file (JSONL)")
+    batch.add_argument("-o", "--output", required=True, help="where the answers go (JSONL)")
+    batch.add_argument("--errors", help="where failed requests go (default: with the answers)")
+    batch.add_argument("--quiet", action="store_true", help="no progress bar")
+    batch.set_defaults(run=_run_batch)
 
     models = commands.add_parser(
         "models",

@@ -113,16 +113,21 @@ def error_response(status: int, kind: str, message: str, details: Any = None) ->
     return _with_retry_hint(JSONResponse(status_code=status, content=body), details)
 
 
-def openai_error_response(
-    status: int, kind: str, message: str, details: Any = None
-) -> JSONResponse:
-    status = openai_status(status)
+def openai_error_body(status: int, kind: str, message: str, details: Any = None) -> dict[str, Any]:
+    """OpenAI's error body for an error of that (OpenAI) status."""
     default_type = "rate_limit_error" if status == 429 else "server_error"
     error_type = _OPENAI_TYPES.get(
         status, "invalid_request_error" if status < 500 else default_type
     )
     param = details.get("field") if isinstance(details, dict) else None
-    body = {"error": {"message": message, "type": error_type, "param": param, "code": kind}}
+    return {"error": {"message": message, "type": error_type, "param": param, "code": kind}}
+
+
+def openai_error_response(
+    status: int, kind: str, message: str, details: Any = None
+) -> JSONResponse:
+    status = openai_status(status)
+    body = openai_error_body(status, kind, message, details)
     return _with_retry_hint(JSONResponse(status_code=status, content=body), details)
 
 

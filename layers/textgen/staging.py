@@ -1,4 +1,5 @@
-"""Write a folder under a temporary name, then rename it into place: no reader sees half of it."""
+"""Write a folder (or a file) under a temporary name, then rename it into place: no reader sees
+half of it."""
 
 from __future__ import annotations
 
@@ -29,6 +30,20 @@ def staged_folder(target: Path) -> Iterator[Path]:
         os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def staged_file(target: Path) -> Iterator[Path]:
+    """Yield a path beside `target` to write; when the block succeeds it replaces `target`
+    (on an error it is removed, and an existing `target` stays as it was)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f"{STAGING_PREFIX}{target.name}-{uuid.uuid4().hex}"
+    try:
+        yield staging
+        os.replace(staging, target)
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def remove_stale_staging(folder: Path) -> None:

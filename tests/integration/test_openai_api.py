@@ -365,7 +365,13 @@ def test_prompts_of_token_ids_are_the_texts_they_encode(
     texts = ["The quick brown fox jumps", "Once upon a time"]
     tokenizer = AutoTokenizer.from_pretrained(engine_store / model)
     ids = [tokenizer(t)["input_ids"] for t in texts]
-    asked = {"model": model, "max_tokens": 6, "temperature": 0, "logprobs": 1, "echo": True}
+    asked: dict[str, Any] = {
+        "model": model,
+        "max_tokens": 6,
+        "temperature": 0,
+        "logprobs": 1,
+        "echo": True,
+    }
 
     from_text = client.completions.create(prompt=texts, **asked)
     from_ids = client.completions.create(prompt=ids, **asked)
@@ -413,10 +419,10 @@ def test_bad_token_id_prompts_are_bad_requests(
 def test_token_id_prompts_obey_the_same_limits(engine_store: Path) -> None:
     with serve(engine_store, MAX_PROMPT_CHARS="8", MAX_PROMPTS="2") as base:
         limited = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
-        too_long = {"prompt": list(range(1, 10)), "max_tokens": 2}
-        too_many = {"prompt": [[1], [2], [3]], "max_tokens": 2}
-        for refused_request in (too_long, too_many):
+        too_long: list[Any] = list(range(1, 10))
+        too_many: list[Any] = [[1], [2], [3]]
+        for refused_prompt in (too_long, too_many):
             with pytest.raises(openai.BadRequestError):
-                limited.completions.create(model="gpt2-test", **refused_request)
+                limited.completions.create(model="gpt2-test", prompt=refused_prompt, max_tokens=2)
         fits = limited.completions.create(model="gpt2-test", prompt=list(range(1, 9)), max_tokens=2)
     assert fits.choices  # live check: at the limit it is answered

@@ -1,0 +1,118 @@
+"""`textgen run-batch`'s throughput against the engine's own on the same prompts.
+
+One process, the model loaded once (its ONNX int8 export, the CPU's default path), rounds
+interleaved: the same requests (each of the prompts --repeat times, up to 64 new tokens, greedy:
+both stop where the model does, at the same tokens) sent straight to the engine, all at once
+(GenerationService.submit per request, then waiting for all), and run as an OpenAI batch file's
+lines through the batch runner (handlers.openai_api.batch, what `textgen run-batch` runs after
+reading the file). Reports generated tokens per second of each (median of the rounds) and the
+ratio. Reproduce with:
+
+    python bench/run_batch.py [--work DIR] [--rounds 3] [--repeat 8] [--output ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # the benchmarks beside this one, as bench.*
+
+from bench.cpu_decoding import cpu_description, prepare  # noqa: E402
+from bench.first_token import store_of  # noqa: E402
+from bench.prompts import PROMPTS  # noqa: E402
+from bench.report import report  # noqa: E402
+from handlers.openai_api import protocol as p  # noqa: E402
+from handlers.openai_api.batch import COMPLETIONS, BatchRequest, run_batch  # noqa: E402
+from handlers.openai_api.serving import OpenAIServing  # noqa: E402
+from textgen.engine import SamplingParams  # noqa: E402
+from textgen.service import GenerationRequest, GenerationService  # noqa: E402
+from textgen.settings import Settings  # noqa: E402
+from textgen.store import LocalModelStore  # noqa: E402
+
+NEW_TOKENS = 64
+
+
+def engine_direct(service: GenerationService, model: str, prompts: list[str]) -> float:
+    """Every prompt a request of its own, all submitted at once; tokens/s."""
+    started = time.perf_counter()
+    sampling = SamplingParams(temperature=0.0)  # greedy, as the batch's lines ask
+    generations = [
+        service.submit(
+            GenerationRequest(model, [prompt], None, max_tokens=NEW_TOKENS, sampling=sampling)
+        )
+        for prompt in prompts
+    ]
+    tokens = sum(o.tokens for g in generations for o in g.wait())
+    return tokens / (time.perf_counter() - started)
+
+
+def through_batch(serving: OpenAIServing, model: str, prompts: list[str], in_flight: int) -> float:
+    """The same requests as a batch file's lines; tokens/s."""
+    requests = [
+        BatchRequest(
+            index,
+            f"line-{index}",
+            COMPLETIONS,
+            p.CompletionRequest(model=model, prompt=prompt, max_tokens=NEW_TOKENS, temperature=0),
+        )
+        for index, prompt in enumerate(prompts)
+    ]
+    started = time.perf_counter()
+    records = asyncio.run(run_batch(serving, requests, in_flight))
+    elapsed = time.perf_counter() - started
+    tokens: int = sum(r["response"]["body"]["usage"]["completion_tokens"] for r in records)
+    return tokens / elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=8, help="each prompt this many times")
+    default_cache = Path(tempfile.gettempdir()) / "textgen-public"
+    parser.add_argument("--cache", type=Path, default=default_cache)
+    parser.add_argument("--work", type=Path, help="keep the prepared models here, for reruns")
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args()
+
+    prompts = [prompt for prompt in PROMPTS for _ in range(args.repeat)]
+    figures: dict[str, Any] = {"cpu": cpu_description(), "requests": len(prompts), "models": {}}
+    with tempfile.TemporaryDirectory() as scratch:
+        work = args.work or Path(scratch)
+        store = store_of(prepare(work, args.cache), work / "run-batch-store")
+        settings = Settings(model_store=str(store), max_queued_requests=len(prompts))
+        service = GenerationService(settings, LocalModelStore(store))
+        serving = OpenAIServing(service, settings.default_max_tokens)
+        in_flight = settings.max_batch_size + settings.max_queued_requests
+        for model in ("smollm2-135m", "gpt2-124m"):
+            engine_direct(service, model, prompts[:2])  # load and warm up
+            runs: dict[str, list[float]] = {"engine": [], "run_batch": []}
+            for _ in range(args.rounds):
+                runs["engine"].append(engine_direct(service, model, prompts))
+                runs["run_batch"].append(through_batch(serving, model, prompts, in_flight))
+            medians = {name: statistics.median(values) for name, values in runs.items()}
+            figures["models"][model] = {
+                "tokens_per_second": medians,
+                "runs": runs,
+                "ratio_run_batch_to_engine": medians["run_batch"] / medians["engine"],
+            }
+            print(model, json.dumps(figures["models"][model]), file=sys.stderr, flush=True)
+        service.close(grace_seconds=0)
+    report(figures, args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    raise SystemExit(main())

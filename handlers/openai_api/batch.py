@@ -1,0 +1,155 @@
+"""OpenAI's batch files run on this process's engines: `textgen run-batch` (vLLM's `run-batch` on
+the same format).
+
+An input line is `{"custom_id", "method": "POST", "url", "body"}` for `/v1/completions` or
+`/v1/chat/completions`; an output line is `{"id", "custom_id", "response": {"status_code",
+"request_id", "body"}, "error": null}`, the body what the route would answer (its OpenAI error
+body for a request that failed). The whole file is checked before anything runs, as OpenAI's
+Batch API checks it at create time: a line that is not JSON, names another endpoint, lacks a
+custom_id or repeats one, or has a body the endpoint refuses, and the file is refused, naming its
+first bad lines. Then every line is in flight together (the engine batches their rows, as it
+batches concurrent clients), as many as the engine's queue takes, and each comes out in input
+order, once: answered, or failed with its error (a model not in the store, a prompt too long).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from handlers.errors import openai_error_body, openai_status, status_of
+from handlers.openai_api import protocol as p
+from handlers.openai_api.serving import OpenAIServing
+from textgen.errors import Overloaded, TextgenError
+
+COMPLETIONS, CHAT = "/v1/completions", "/v1/chat/completions"
+ENDPOINTS: dict[str, type[p.CompletionRequest] | type[p.ChatCompletionRequest]] = {
+    COMPLETIONS: p.CompletionRequest,
+    CHAT: p.ChatCompletionRequest,
+}
+_BAD_LINES_NAMED = 5
+_RETRY_AFTER_FULL_S = 0.05  # the engine's queue was full: a line waits for room
+
+
+class BatchFileInvalid(TextgenError):
+    """A batch file OpenAI's Batch API would refuse at create time."""
+
+    kind = "invalid_batch_file"
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    line: int  # 1-based, in the file
+    custom_id: str
+    url: str
+    body: p.CompletionRequest | p.ChatCompletionRequest
+
+
+def parse_batch(lines: Iterable[str]) -> list[BatchRequest]:
+    """The file's requests, in order; BatchFileInvalid naming its first bad lines."""
+    requests: list[BatchRequest] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            requests.append(_request(number, text, seen))
+        except ValueError as exc:
+            problems.append(f"line {number}: {exc}")
+    if problems:
+        shown = "; ".join(problems[:_BAD_LINES_NAMED])
+        more = len(problems) - _BAD_LINES_NAMED
+        raise BatchFileInvalid(
+            f"the batch file has {len(problems)} bad line(s): {shown}"
+            + (f"; and {more} more" if more > 0 else ""),
+            lines=len(problems),
+        )
+    if not requests:
+        raise BatchFileInvalid("the batch file holds no request")
+    return requests
+
+
+def _request(number: int, text: str, seen: set[str]) -> BatchRequest:
+    try:
+        line = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    if not isinstance(line, dict):
+        raise ValueError("not a JSON object")
+    custom_id = line.get("custom_id")
+    if not isinstance(custom_id, str) or not custom_id:
+        raise ValueError("no custom_id (a non-empty string)")
+    if custom_id in seen:
+        raise ValueError(f"custom_id {custom_id!r} is used by an earlier line")
+    seen.add(custom_id)
+    if line.get("method", "POST") != "POST":
+        raise ValueError(f"method {line.get('method')!r}: only POST")
+    url = line.get("url")
+    endpoint = ENDPOINTS.get(url) if isinstance(url, str) else None
+    if endpoint is None:
+        raise ValueError(f"url {url!r}: one of {', '.join(ENDPOINTS)}")
+    try:
+        body = endpoint.model_validate(line.get("body"))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise ValueError(f"body.{where}: {first['msg']}") from None
+    if body.stream:
+        raise ValueError("body.stream: a batch's answers are not streamed")
+    assert isinstance(url, str)
+    return BatchRequest(number, custom_id, url, body)
+
+
+async def run_batch(
+    serving: OpenAIServing,
+    requests: list[BatchRequest],
+    in_flight: int,
+    on_done: Callable[[dict[str, Any]], None] = lambda record: None,
+) -> list[dict[str, Any]]:
+    """Every request's output line, in input order, with up to `in_flight` requests on the
+    engines at once; `on_done` is called with each line as it completes."""
+    slots = asyncio.Semaphore(max(in_flight, 1))
+
+    async def one(request: BatchRequest) -> dict[str, Any]:
+        async with slots:
+            status, body = await _answer(serving, request)
+        record = output_line(request.custom_id, status, body)
+        on_done(record)
+        return record
+
+    return list(await asyncio.gather(*(one(request) for request in requests)))
+
+
+async def _answer(serving: OpenAIServing, request: BatchRequest) -> tuple[int, dict[str, Any]]:
+    """The route's answer to the request: its status and body."""
+    while True:
+        try:
+            answer: BaseModel
+            if isinstance(request.body, p.CompletionRequest):
+                prepared = await serving.start_completion(request.body, deadline=None)
+                answer = serving.completion(prepared, await prepared.generation.outputs())
+            else:
+                prepared = await serving.start_chat(request.body, deadline=None)
+                answer = serving.chat(prepared, await prepared.generation.outputs())
+            return 200, answer.model_dump(mode="json")
+        except Overloaded:
+            await asyncio.sleep(_RETRY_AFTER_FULL_S)
+        except TextgenError as exc:
+            status = openai_status(status_of(exc))
+            return status, openai_error_body(status, exc.kind, exc.message, exc.details)
+
+
+def output_line(custom_id: str, status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": f"batch_req_{uuid.uuid4().hex}",
+        "custom_id": custom_id,
+        "response": {"status_code": status, "request_id": uuid.uuid4().hex, "body": body},
+        "error": None,
+    }
