@@ -402,6 +402,7 @@ def test_export_refuses_a_family_it_cannot_export(store_dir: Path, tmp_path: Pat
         ("embedding_rows", "rows for"),
         ("graph_truncated", "cannot be loaded"),
         ("weights_truncated", "cannot be loaded"),
+        ("weights_elsewhere", "cannot be loaded"),
         (None, None),  # live check: the same copy, undamaged, loads
     ],
 )
@@ -422,6 +423,16 @@ def test_an_export_it_cannot_read_is_a_clear_load_error(
     elif damage == "graph_truncated":  # signed or not, on any CPU
         graph = (export / "model.onnx").read_bytes()
         (export / "model.onnx").write_bytes(graph[: len(graph) // 2])
+    elif damage == "weights_elsewhere":  # a graph pointing outside its folder: never read
+        import onnx
+
+        shutil.copy(export / "model.onnx.data", model / "model.onnx.data")
+        graph = onnx.load(str(export / "model.onnx"), load_external_data=False)
+        for tensor in graph.graph.initializer:
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    entry.value = "../model.onnx.data"
+        onnx.save(graph, export / "model.onnx")
     elif damage == "weights_truncated":  # mapped as they are, or flipped in memory
         weights = (export / "model.onnx.data").read_bytes()
         (export / "model.onnx.data").write_bytes(weights[: len(weights) // 2])
