@@ -12,6 +12,7 @@ from handlers.limits import RequestLimits
 from handlers.openai_api.routes import router as openai_router
 from handlers.openai_api.serving import OpenAIServing
 from handlers.openapi_limits import document_limits
+from handlers.request_ids import RequestIds, stamp_log_records
 from handlers.routes import router
 from handlers.shutdown import graceful_lifespan
 from textgen.malloc import limit_arenas
@@ -53,4 +54,6 @@ def create_app(
     keys = settings.api_key_list()
     if keys:
         app.add_middleware(ApiKeys, keys=keys)
+    app.add_middleware(RequestIds)  # outermost: every answer, a refusal too, carries the id
+    stamp_log_records()
     return app

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 from handlers.errors import openai_error_body, openai_status, status_of
 from handlers.openai_api import protocol as p
 from handlers.openai_api.serving import OpenAIServing
+from handlers.request_ids import current_request_id
 from textgen.errors import Overloaded, TextgenError
 
 COMPLETIONS, CHAT = "/v1/completions", "/v1/chat/completions"
@@ -118,9 +119,14 @@ async def run_batch(
     slots = asyncio.Semaphore(max(in_flight, 1))
 
     async def one(request: BatchRequest) -> dict[str, Any]:
+        request_id = uuid.uuid4().hex  # as a request's through the API (handlers.request_ids)
         async with slots:
-            status, body = await _answer(serving, request)
-        record = output_line(request.custom_id, status, body)
+            token = current_request_id.set(request_id)
+            try:
+                status, body = await _answer(serving, request)
+            finally:
+                current_request_id.reset(token)
+        record = output_line(request.custom_id, status, body, request_id)
         on_done(record)
         return record
 
@@ -146,10 +152,12 @@ async def _answer(serving: OpenAIServing, request: BatchRequest) -> tuple[int, d
             return status, openai_error_body(status, exc.kind, exc.message, exc.details)
 
 
-def output_line(custom_id: str, status: int, body: dict[str, Any]) -> dict[str, Any]:
+def output_line(
+    custom_id: str, status: int, body: dict[str, Any], request_id: str
+) -> dict[str, Any]:
     return {
         "id": f"batch_req_{uuid.uuid4().hex}",
         "custom_id": custom_id,
-        "response": {"status_code": status, "request_id": uuid.uuid4().hex, "body": body},
+        "response": {"status_code": status, "request_id": request_id, "body": body},
         "error": None,
     }

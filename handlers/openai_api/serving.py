@@ -18,6 +18,7 @@ from handlers.openai_api.logprobs import (
     logprob_entries,
     prompt_entries,
 )
+from handlers.request_ids import current_request_id
 from textgen.engine import SamplingParams, SequenceOutput, TokenEvent, TokenLogprob
 from textgen.errors import InvalidRequest
 from textgen.families import Family
@@ -305,7 +306,8 @@ def _usage(prepared: Prepared, outputs: list[SequenceOutput]) -> p.Usage:
 
 
 def _new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex}"
+    """The response's id: the request's own (handlers.request_ids), where there is one."""
+    return f"{prefix}-{current_request_id.get() or uuid.uuid4().hex}"
 
 
 __all__ = ["OpenAIServing", "Prepared", "TokenEvent"]

@@ -170,3 +170,15 @@ def test_a_stream_through_api_gateway_arrives_whole_and_the_sdk_parses_it(
     assert len(chunks) == 5
     assert "".join(c.choices[0].text for c in chunks) == whole.choices[0].text
     assert chunks[-1].choices[0].finish_reason == "length"
+
+
+def test_on_lambda_the_invocations_id_joins_the_request(lambda_module: ModuleType) -> None:
+    context = LocalLambdaContext(remaining_ms=60_000)
+    plain = lambda_module.handler(load_event("rest-health"), context)
+    event = load_event("rest-health")
+    event["headers"] = {**event["headers"], "X-Request-Id": "from-the-caller"}
+    event["multiValueHeaders"] = {**event["multiValueHeaders"], "X-Request-Id": ["from-the-caller"]}
+    sent = lambda_module.handler(event, context)
+
+    assert plain["headers"]["x-request-id"] == context.aws_request_id
+    assert sent["headers"]["x-request-id"] == "from-the-caller"

@@ -102,6 +102,9 @@ def test_a_batch_answers_as_the_api_does_each_line_once_in_order(
             else:
                 assert got == want  # OpenAI's error shape, the same message
     assert failed[0]["response"]["body"]["error"]["code"] == "model_not_found"
+    for record in answered:  # each answer named by its request's id, as through the API
+        response = record["response"]
+        assert response["body"]["id"].endswith(f"-{response['request_id']}")
     # Live check: the comparison tells two answers apart.
     assert not same_answer(answered[0]["response"]["body"], answered[-1]["response"]["body"])
 
