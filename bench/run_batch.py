@@ -74,24 +74,40 @@ def through_batch(serving: OpenAIServing, model: str, prompts: list[str], in_fli
     return tokens / elapsed
 
 
-def main() -> int:
+def engine_bench_arguments(doc: str, rounds: int, repeat: int) -> argparse.Namespace:
+    """The arguments of a benchmark that sends the prompts straight to an engine."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--repeat", type=int, default=8, help="each prompt this many times")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--repeat", type=int, default=repeat, help="each prompt this many times")
     default_cache = Path(tempfile.gettempdir()) / "textgen-public"
     parser.add_argument("--cache", type=Path, default=default_cache)
     parser.add_argument("--work", type=Path, help="keep the prepared models here, for reruns")
     parser.add_argument("--output", type=Path)
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def prepared_store(args: argparse.Namespace, scratch: str, name: str) -> tuple[Path, Settings]:
+    """The two models (with their exports) in a store, and settings whose queue takes every
+    request of the benchmark at once."""
+    work = args.work or Path(scratch)
+    store = store_of(prepare(work, args.cache), work / name)
+    requests = len(PROMPTS) * args.repeat
+    return store, Settings(model_store=str(store), max_queued_requests=requests)
+
+
+def requests_and_figures(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
+    """The benchmark's prompts, each --repeat times, and the start of its report."""
     prompts = [prompt for prompt in PROMPTS for _ in range(args.repeat)]
-    figures: dict[str, Any] = {"cpu": cpu_description(), "requests": len(prompts), "models": {}}
+    return prompts, {"cpu": cpu_description(), "requests": len(prompts), "models": {}}
+
+
+def main() -> int:
+    args = engine_bench_arguments(__doc__ or "", rounds=3, repeat=8)
+    prompts, figures = requests_and_figures(args)
     with tempfile.TemporaryDirectory() as scratch:
-        work = args.work or Path(scratch)
-        store = store_of(prepare(work, args.cache), work / "run-batch-store")
-        settings = Settings(model_store=str(store), max_queued_requests=len(prompts))
+        store, settings = prepared_store(args, scratch, "run-batch-store")
         service = GenerationService(settings, LocalModelStore(store))
         serving = OpenAIServing(service, settings.default_max_tokens)
         in_flight = settings.max_batch_size + settings.max_queued_requests

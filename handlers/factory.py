@@ -7,11 +7,13 @@ from importlib.metadata import version
 from fastapi import FastAPI
 
 from handlers.errors import install_error_handlers
-from handlers.keys import ApiKeys
+from handlers.keys import OPEN_PATHS, ApiKeys
 from handlers.limits import RequestLimits
 from handlers.openai_api.routes import router as openai_router
 from handlers.openai_api.serving import OpenAIServing
 from handlers.openapi_limits import document_limits
+from handlers.prometheus import CountRequests, observe_finished, registry_for
+from handlers.prometheus import router as metrics_router
 from handlers.request_ids import RequestIds, stamp_log_records
 from handlers.routes import router
 from handlers.shutdown import graceful_lifespan
@@ -36,13 +38,16 @@ def create_app(
     )
     app.state.settings = settings
     if service is None:
-        service = GenerationService(settings, open_store(settings.model_store, settings))
+        store = open_store(settings.model_store, settings)
+        service = GenerationService(settings, store, on_finished=observe_finished)
         service.preload(settings.preload_models)
     app.state.service = service
     app.state.openai = OpenAIServing(service, settings.default_max_tokens)
     install_error_handlers(app)
+    app.state.metrics_registry = registry_for(service)
     app.include_router(router)
     app.include_router(openai_router)
+    app.include_router(metrics_router)
     document_limits(app, settings)
     app.add_middleware(
         RequestLimits,
@@ -53,7 +58,9 @@ def create_app(
     )
     keys = settings.api_key_list()
     if keys:
-        app.add_middleware(ApiKeys, keys=keys)
+        open_paths = OPEN_PATHS - ({"/metrics"} if settings.metrics_require_api_key else set())
+        app.add_middleware(ApiKeys, keys=keys, open_paths=open_paths)
+    app.add_middleware(CountRequests)  # a refused request (401, 413) is counted too
     app.add_middleware(RequestIds)  # outermost: every answer, a refusal too, carries the id
     stamp_log_records()
     return app

@@ -1,6 +1,6 @@
-"""API keys: with API_KEYS (or API_KEYS_FILE) set, every route but /health needs
-`Authorization: Bearer <key>`. Unset, the service is open (behind API Gateway, its own API key
-protects the Lambda deployment)."""
+"""API keys: with API_KEYS (or API_KEYS_FILE) set, every route but /health and /metrics (unless
+METRICS_REQUIRE_API_KEY) needs `Authorization: Bearer <key>`. Unset, the service is open (behind
+API Gateway, its own API key protects the Lambda deployment)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from handlers.errors import Unauthorized, response_for, route_path
 
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/health", "/metrics"})
 
 
 class ApiKeys:
-    def __init__(self, app: ASGIApp, keys: list[str]) -> None:
+    def __init__(self, app: ASGIApp, keys: list[str], open_paths: frozenset[str] = OPEN_PATHS):
         self.app = app
         self._keys = [key.encode() for key in keys]
+        self._open = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or route_path(scope) in OPEN_PATHS or self._allowed(scope):
+        if scope["type"] != "http" or route_path(scope) in self._open or self._allowed(scope):
             await self.app(scope, receive, send)
             return
         error = Unauthorized("a valid API key is required: send Authorization: Bearer <key>")

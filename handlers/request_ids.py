@@ -13,7 +13,9 @@ from contextvars import ContextVar
 from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from handlers.asgi import HttpMiddleware, on_response_start
 
 REQUEST_ID_HEADER = "x-request-id"
 # What a caller's id may be: short, and nothing a log line or a header could be bent by.
@@ -31,27 +33,19 @@ def request_id_for(caller: str | None, lambda_context: Any = None) -> str:
     return uuid.uuid4().hex
 
 
-class RequestIds:
-    """ASGI middleware: the request's id chosen, kept for the request's code, and answered."""
+class RequestIds(HttpMiddleware):
+    """The request's id chosen, kept for the request's code, and answered."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         caller = Headers(scope=scope).get(REQUEST_ID_HEADER)
         request_id = request_id_for(caller, scope.get("aws.context"))  # Mangum puts it there
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
-            await send(message)
+        def answer_with_id(message: Message) -> None:
+            MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
 
         token = current_request_id.set(request_id)
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, on_response_start(send, answer_with_id))
         finally:
             current_request_id.reset(token)
 

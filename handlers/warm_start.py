@@ -4,6 +4,7 @@ the download and the session creation overlap the imports that come after it."""
 
 from __future__ import annotations
 
+from handlers.prometheus import observe_finished
 from textgen.malloc import limit_arenas
 from textgen.service import GenerationService
 from textgen.settings import get_settings
@@ -11,5 +12,6 @@ from textgen.store import open_store
 
 _settings = get_settings()
 limit_arenas(_settings.malloc_arenas)  # before the loading thread starts allocating
-service = GenerationService(_settings, open_store(_settings.model_store, _settings))
+_store = open_store(_settings.model_store, _settings)
+service = GenerationService(_settings, _store, on_finished=observe_finished)
 preloading = service.preload_in_background(_settings.preload_models)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from textgen.backends import Backend
 from textgen.engine import Job, SamplingParams, SequenceOutput, TokenEvent
+from textgen.engine.handle import RequestHandle
 from textgen.families import Family, Framework
 from textgen.store import FetchedModel, ModelDescription
 from textgen.timing import Stopwatch, Throughput, Timing, throughput
@@ -36,6 +37,43 @@ class GenerationRequest:
     choices: int = 1  # how many times each prompt runs (OpenAI's `n`), its rows side by side
     # Prompts given as token ids (OpenAI's completions take either): run as they are.
     prompt_ids: list[list[int]] | None = None
+
+
+@dataclass(frozen=True)
+class FinishedRequest:
+    """A request's figures once it has finished or failed (what metrics count)."""
+
+    model_name: str
+    prompt_tokens: int  # each prompt once, however many choices it has
+    generation_tokens: int
+    finish_reasons: list[str]  # a row's each ("error" for every row of a failed request)
+    queue_seconds: float  # submitted to admitted by the engine
+    first_token_seconds: float  # submitted to its first token (to its end where none came)
+    seconds: float  # submitted to finished
+    # The mean gap between a row's tokens (its rows decode side by side, the longest ending it),
+    # where a row made two tokens or more.
+    inter_token_seconds: float | None
+
+    @classmethod
+    def of(cls, model_name: str, handle: RequestHandle, choices: int) -> FinishedRequest:
+        outputs = handle.outputs_so_far()
+        end = handle.finished_at or handle.submitted_at
+        first = handle.first_token_at or end
+        tokens = sum(len(o.token_ids) for o in outputs)
+        gaps = max((len(o.token_ids) - 1 for o in outputs), default=0)
+        failed = handle.error is not None
+        return cls(
+            model_name=model_name,
+            prompt_tokens=sum(o.prompt_tokens for o in outputs[::choices]),
+            generation_tokens=tokens,
+            finish_reasons=["error"] * handle.rows
+            if failed
+            else [o.finish_reason for o in outputs],
+            queue_seconds=(handle.started_at or end) - handle.submitted_at,
+            first_token_seconds=first - handle.submitted_at,
+            seconds=end - handle.submitted_at,
+            inter_token_seconds=(end - first) / gaps if gaps and not failed else None,
+        )
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -19,7 +19,12 @@ from textgen.errors import (
     WrongModelFamily,
 )
 from textgen.families import Family, Framework
-from textgen.generation import Generation, GenerationRequest, GenerationResult
+from textgen.generation import (
+    FinishedRequest,
+    Generation,
+    GenerationRequest,
+    GenerationResult,
+)
 from textgen.loaded_models import LoadedModels
 from textgen.model_files import files_for_runtime
 from textgen.request_checks import checked_max_tokens
@@ -40,9 +45,17 @@ logger = logging.getLogger(__name__)
 
 
 class GenerationService:
-    def __init__(self, settings: Settings, store: ModelStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ModelStore,
+        on_finished: Callable[[FinishedRequest], None] | None = None,
+    ) -> None:
+        """`on_finished` is told each request's figures when it ends (on the engine's thread:
+        it must be quick)."""
         self._settings = settings
         self._store = store
+        self._on_finished = on_finished
         self._closing = False
         self._models: LoadedModels[ModelKey, LoadedModel] = LoadedModels(
             self._load, capacity=settings.max_loaded_models, on_evict=_close_quietly
@@ -107,6 +120,9 @@ class GenerationService:
             stream=request.stream,
         )
         backend.check(job)
+        if self._on_finished is not None:
+            tell, choices = self._on_finished, request.choices
+            job.handle.on_done(lambda h: tell(FinishedRequest.of(model.name, h, choices)))
         backend.engine.submit(job)
         fetched = loaded.fetched if load_seconds is not None else FetchedModel(loaded.fetched.path)
         return Generation(request, model, prompts, backend, job, fetched, load_seconds, clock)

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     # per line. None set: the service is open (API Gateway's own key protects Lambda).
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
     api_keys_file: Path | None = None
+    # GET /metrics is open like /health; true puts it behind the keys too.
+    metrics_require_api_key: bool = False
     max_prompts: int = Field(default=32, ge=1)
     max_prompt_chars: int = Field(default=8000, ge=1)
     max_new_tokens_cap: int = Field(default=1024, ge=1)

@@ -27,6 +27,7 @@ MAY_LOAD = {
     "mangum",
     "numpy",
     "opentelemetry",  # its context API alone: FastAPI's hooks
+    "prometheus_client",  # the metrics a finished request counts
     "pydantic",
     "pydantic_core",
     "pydantic_settings",

@@ -7,7 +7,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from textgen.engine.handle import RequestHandle, SequenceOutput
 from textgen.engine.job import EngineLimits, Job
@@ -29,6 +29,9 @@ class EngineStats:
     steps_per_second: float  # over the last ten seconds
     steps: int  # since the model was loaded
     runtime: str  # what runs the model, e.g. "onnxruntime-int8" or "torch-float32"
+    # Since the model was loaded: how many steps ran with each number of rows.
+    steps_by_rows: dict[int, int] = field(default_factory=dict)
+    kv_cache_usage: float = 0.0  # of the KV cache's token budget, held by the running rows
 
 
 class Engine(ABC):
@@ -45,6 +48,7 @@ class Engine(ABC):
         self._thread: threading.Thread | None = None
         self._steps: deque[float] = deque()
         self._step_count = 0
+        self._steps_by_rows: dict[int, int] = {}
 
     # ---- callers
     def submit(self, job: Job) -> RequestHandle:
@@ -102,7 +106,13 @@ class Engine(ABC):
             window = min(_RATE_WINDOW_S, now - self._steps[0]) if self._steps else 0.0
             rate = len(self._steps) / window if window > 0 else 0.0
             return EngineStats(
-                self._running_rows(), len(self._waiting), rate, self._step_count, self.runtime
+                self._running_rows(),
+                len(self._waiting),
+                rate,
+                self._step_count,
+                self.runtime,
+                dict(self._steps_by_rows),
+                self._kv_usage(),
             )
 
     def close(self, timeout: float | None = None) -> bool:
@@ -160,17 +170,23 @@ class Engine(ABC):
             job.handle.started_at = time.monotonic()
         return admitted
 
-    def _record_step(self) -> None:
+    def _record_step(self, rows: int) -> None:
         now = time.monotonic()
         with self._condition:
             self._steps.append(now)
             self._step_count += 1
+            self._steps_by_rows[rows] = self._steps_by_rows.get(rows, 0) + 1
             while self._steps[0] < now - _RATE_WINDOW_S:  # bounded, whoever asks for stats
                 self._steps.popleft()
 
     @abstractmethod
     def _running_rows(self) -> int:
         """Rows being generated now."""
+
+    def _kv_usage(self) -> float:
+        """The share of the KV cache's budget in use (0 where the engine keeps none between
+        steps)."""
+        return 0.0
 
     @abstractmethod
     def _can_start(self, job: Job, admitted: list[Job]) -> bool:

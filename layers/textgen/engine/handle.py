@@ -8,7 +8,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -66,7 +66,9 @@ class RequestHandle:
         self._wakeups: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
         self.submitted_at = time.monotonic()
         self.started_at: float | None = None  # when the engine admitted it
+        self.first_token_at: float | None = None  # when a row of it made its first token
         self.finished_at: float | None = None
+        self._on_done: list[Callable[[RequestHandle], None]] = []
 
     # ---- the engine's side
     @property
@@ -78,6 +80,7 @@ class RequestHandle:
     ) -> None:
         """Record an event or a finished output; `wake=False` leaves waking the caller to a later
         `wake()` (an engine pushing several rows' tokens in one step wakes its caller once)."""
+        finished: list[Callable[[RequestHandle], None]] = []
         with self._lock:
             if event is not None and self.stream_requested:
                 self._events.append(event)
@@ -86,15 +89,42 @@ class RequestHandle:
                 if all(o is not None for o in self._outputs):
                     self.finished_at = time.monotonic()
                     self._done.set()
+                    finished, self._on_done = self._on_done, []
         if wake:
             self.wake()
+        self._call(finished)
 
     def fail(self, error: BaseException) -> None:
         with self._lock:
             self._error = error
             self.finished_at = time.monotonic()
             self._done.set()
+            finished, self._on_done = self._on_done, []
         self.wake()
+        self._call(finished)
+
+    def on_done(self, callback: Callable[[RequestHandle], None]) -> None:
+        """Call `callback(handle)` once the request has finished or failed (at once if it has),
+        on the thread that finishes it: it must be quick and must not raise."""
+        with self._lock:
+            if not self._done.is_set():
+                self._on_done.append(callback)
+                return
+        self._call([callback])
+
+    def _call(self, callbacks: list[Callable[[RequestHandle], None]]) -> None:
+        for callback in callbacks:
+            with contextlib.suppress(Exception):  # a hook must never take the engine down
+                callback(self)
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    def outputs_so_far(self) -> list[SequenceOutput]:
+        """The rows' outputs, finished ones at least (for observers of a finished request)."""
+        with self._lock:
+            return [o for o in self._outputs if o is not None]
 
     def wake(self) -> None:
         for loop, event in list(self._wakeups):

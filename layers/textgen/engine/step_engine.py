@@ -84,6 +84,12 @@ class StepEngine(Engine):
     def _running_rows(self) -> int:
         return len(self._rows)
 
+    def _kv_usage(self) -> float:
+        """The share of the KV cache's token budget the running rows hold (each its width)."""
+        rows = list(self._rows)
+        width = max((row.width for row in rows), default=0)
+        return min(len(rows) * width / self.limits.kv_token_budget, 1.0)
+
     def _can_start(self, job: Job, admitted: list[Job]) -> bool:
         starting = [*admitted, job]
         rows = len(self._rows) + sum(j.rows for j in starting)
@@ -127,12 +133,12 @@ class StepEngine(Engine):
         step_greedy = getattr(self._runner, "step_greedy", None)  # offered by some runners
         if plain and step_greedy is not None:  # the device picks: no row's logits move
             chosen: list[int] = step_greedy(tokens)
-            self._record_step()
+            self._record_step(len(rows))
             for row, token in zip(rows, chosen, strict=True):
                 self._advance(row, token, None)
             return
         logits = self._runner.step(tokens)
-        self._record_step()
+        self._record_step(len(rows))
         if plain:  # the common case in one vectorised call
             for row, token in zip(rows, np.argmax(logits, axis=1).tolist(), strict=True):
                 self._advance(row, token, None)
@@ -182,6 +188,8 @@ class StepEngine(Engine):
             self._finish(row, "stop", ())
             return
         output.token_ids.append(token)
+        if job.handle.first_token_at is None:
+            job.handle.first_token_at = time.monotonic()
         row.last_token = token
         if job.sampling.repetition_penalty != 1.0 and token not in row.seen:
             row.seen.add(token)

@@ -39,7 +39,7 @@ class WholeRequestEngine(Engine):
                 results = self._generate(job.prompts, job.max_new_tokens, left)
             finally:
                 self._running = None
-            self._record_step()
+            self._record_step(job.rows)
             for index, (text, token_ids, reason) in enumerate(results):
                 text, reason = _cut_at_stop(text, reason, job.sampling.stop)
                 output = SequenceOutput(index, 0, token_ids, text, reason)
