@@ -17,7 +17,7 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.shared import constants
 from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
 
-from textgen.generation import GenerationResult
+from textgen.generation import FinishedRequest, GenerationResult
 
 SERVICE = "serverless-textgen"
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "ServerlessTextgen"
@@ -40,6 +40,31 @@ def tracing_enabled(environ: Mapping[str, str] = os.environ) -> bool:
     disabled = resolve_truthy_env_var_choice(env=setting)
     local = environ.get(constants.SAM_LOCAL_ENV) or environ.get(constants.CHALICE_LOCAL_ENV)
     return bool(environ.get(constants.LAMBDA_TASK_ROOT_ENV)) and not local and not disabled
+
+
+def emf_finished(request: FinishedRequest) -> None:
+    """On Lambda, a finished request's figures under the names /metrics gives them (without
+    Prometheus' `_total`), added to the handler's metrics: CloudWatch gets them in the one EMF
+    line that handler writes per invocation (the request ends, and this runs, before the
+    handler answers). A Lambda environment runs one invocation at a time, so the shared state
+    of `metrics` holds this invocation's alone."""
+    metrics.add_dimension(name="model_name", value=request.model_name)
+    counts = {
+        "textgen_prompt_tokens": request.prompt_tokens,
+        "textgen_generation_tokens": request.generation_tokens,
+        "textgen_request_finished": len(request.finish_reasons),
+    }
+    for name, count in counts.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
+    seconds = {
+        "textgen_time_to_first_token_seconds": request.first_token_seconds,
+        "textgen_e2e_request_latency_seconds": request.seconds,
+        "textgen_queue_time_seconds": request.queue_seconds,
+        "textgen_inter_token_latency_seconds": request.inter_token_seconds,
+    }
+    for name, value in seconds.items():
+        if value is not None:
+            metrics.add_metric(name=name, unit=MetricUnit.Seconds, value=value)
 
 
 def record_generation(result: GenerationResult) -> None:

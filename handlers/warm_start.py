@@ -4,14 +4,23 @@ the download and the session creation overlap the imports that come after it."""
 
 from __future__ import annotations
 
+from handlers.observability import emf_finished
 from handlers.prometheus import observe_finished
+from textgen.generation import FinishedRequest
 from textgen.malloc import limit_arenas
 from textgen.service import GenerationService
 from textgen.settings import get_settings
 from textgen.store import open_store
 
+
+def count_finished(request: FinishedRequest) -> None:
+    """A finished request counted for /metrics and for CloudWatch (the invocation's EMF line)."""
+    observe_finished(request)
+    emf_finished(request)
+
+
 _settings = get_settings()
 limit_arenas(_settings.malloc_arenas)  # before the loading thread starts allocating
 _store = open_store(_settings.model_store, _settings)
-service = GenerationService(_settings, _store, on_finished=observe_finished)
+service = GenerationService(_settings, _store, on_finished=count_finished)
 preloading = service.preload_in_background(_settings.preload_models)

@@ -182,3 +182,29 @@ def test_on_lambda_the_invocations_id_joins_the_request(lambda_module: ModuleTyp
 
     assert plain["headers"]["x-request-id"] == context.aws_request_id
     assert sent["headers"]["x-request-id"] == "from-the-caller"
+
+
+def test_an_invocation_writes_the_metrics_names_of_its_request_in_one_line(
+    lambda_module: ModuleType, capfd: pytest.CaptureFixture[str]
+) -> None:
+    invoke(lambda_module, "http-gpt2-model")  # loaded: the cold start's own line aside
+    capfd.readouterr()
+    status, body = invoke(lambda_module, "http-gpt2-model")
+    lines = [json.loads(x) for x in capfd.readouterr().out.splitlines() if x.startswith('{"_aws"')]
+
+    assert status == 200
+    ours = [line for line in lines if "textgen_generation_tokens" in line]
+    assert len(ours) == 1  # one line for the invocation, whatever the tokens
+    line = ours[0]
+    assert line["model_name"] == "gpt2-test"
+    assert line["textgen_generation_tokens"] == [body["results"][0]["generated_tokens"]]
+    names = {m["Name"] for m in line["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    # The names /metrics gives the same figures (Prometheus' counters add `_total`).
+    assert {
+        "textgen_prompt_tokens",
+        "textgen_generation_tokens",
+        "textgen_request_finished",
+        "textgen_time_to_first_token_seconds",
+        "textgen_e2e_request_latency_seconds",
+        "textgen_queue_time_seconds",
+    } <= names

@@ -69,6 +69,7 @@ class RequestHandle:
         self.first_token_at: float | None = None  # when a row of it made its first token
         self.finished_at: float | None = None
         self._on_done: list[Callable[[RequestHandle], None]] = []
+        self._ended = False  # finished or failed (set before _done, which waiters watch)
 
     # ---- the engine's side
     @property
@@ -80,37 +81,47 @@ class RequestHandle:
     ) -> None:
         """Record an event or a finished output; `wake=False` leaves waking the caller to a later
         `wake()` (an engine pushing several rows' tokens in one step wakes its caller once)."""
-        finished: list[Callable[[RequestHandle], None]] = []
+        finished: list[Callable[[RequestHandle], None]] | None = None
         with self._lock:
             if event is not None and self.stream_requested:
                 self._events.append(event)
             if output is not None:
                 self._outputs[output.index] = output
-                if all(o is not None for o in self._outputs):
-                    self.finished_at = time.monotonic()
-                    self._done.set()
-                    finished, self._on_done = self._on_done, []
+                if all(o is not None for o in self._outputs) and not self._ended:
+                    finished = self._end()
+        if finished is not None:
+            self._finish(finished)
         if wake:
             self.wake()
-        self._call(finished)
 
     def fail(self, error: BaseException) -> None:
         with self._lock:
             self._error = error
-            self.finished_at = time.monotonic()
-            self._done.set()
-            finished, self._on_done = self._on_done, []
+            finished = self._end() if not self._ended else []
+        self._finish(finished)
         self.wake()
-        self._call(finished)
 
     def on_done(self, callback: Callable[[RequestHandle], None]) -> None:
         """Call `callback(handle)` once the request has finished or failed (at once if it has),
-        on the thread that finishes it: it must be quick and must not raise."""
+        on the thread that finishes it, before anyone waiting is told: it must be quick and
+        must not raise."""
         with self._lock:
-            if not self._done.is_set():
+            if not self._ended:
                 self._on_done.append(callback)
                 return
         self._call([callback])
+
+    def _end(self) -> list[Callable[[RequestHandle], None]]:
+        """Mark the request ended (with the lock held); the callbacks to call."""
+        self.finished_at = time.monotonic()
+        self._ended = True
+        callbacks, self._on_done = self._on_done, []
+        return callbacks
+
+    def _finish(self, callbacks: list[Callable[[RequestHandle], None]]) -> None:
+        # Observers first: whoever waits for the request finds it counted already.
+        self._call(callbacks)
+        self._done.set()
 
     def _call(self, callbacks: list[Callable[[RequestHandle], None]]) -> None:
         for callback in callbacks:
