@@ -1,6 +1,7 @@
 """GET /metrics, scraped with prometheus-client's own parser after a known set of requests (both
 families, streamed and not, refusals, a full queue's 429): every count exactly what was asked,
-with a check that a wrong count is caught."""
+with a check that a wrong count is caught; and server processes sharing a multiprocess folder
+counted together."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from handlers.factory import create_app
+from tests.support.fresh_process import fresh_python
 from textgen.backends.tokenizer import ModelTokenizer
 from textgen.settings import Settings
 
@@ -196,3 +198,38 @@ def test_metrics_are_open_unless_a_setting_closes_them(engine_store: Path) -> No
     with TestClient(create_app(closing)) as closed:
         assert closed.get("/metrics").status_code == 401
         assert closed.get("/metrics", headers={"Authorization": "Bearer k1"}).status_code == 200
+
+
+SERVE_ONE = """
+import json, sys
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from handlers.factory import create_app
+from textgen.settings import Settings
+
+with TestClient(create_app(Settings(model_store=sys.argv[1]))) as client:
+    body = {"model_name": "gpt2-test", "prompts": ["Hi"], "max_tokens": 2}
+    assert client.post("/gpt2_model", json=body).status_code == 200
+    text = client.get("/metrics").text
+counted = {
+    sample.name: sample.value
+    for family in text_string_to_metric_families(text)
+    for sample in family.samples
+    if sample.labels.get("route") == "/gpt2_model" or sample.labels.get("model_name") == "gpt2-test"
+}
+print(json.dumps(counted))
+"""
+
+
+def test_server_processes_sharing_a_multiprocess_folder_are_counted_together(
+    store_dir: Path, tmp_path: Path
+) -> None:
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    first = fresh_python(SERVE_ONE, str(store_dir), env=env)
+    second = fresh_python(SERVE_ONE, str(store_dir), env=env)
+    alone = fresh_python(SERVE_ONE, str(store_dir), env={"PROMETHEUS_MULTIPROC_DIR": ""})
+
+    assert first["textgen_requests_total"] == 1
+    assert second["textgen_requests_total"] == 2  # the first process's request too
+    assert second["textgen_e2e_request_latency_seconds_count"] == 2
+    assert alone["textgen_requests_total"] == 1  # live check: without the folder, its own only
