@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from handlers.errors import openai_error_body, openai_status, status_of
 from handlers.openai_api import protocol as p
-from handlers.openai_api.serving import OpenAIServing
+from handlers.openai_api.serving import OpenAIServing, Prepared
 from handlers.request_ids import current_request_id
 from textgen.errors import Overloaded, TextgenError
 
@@ -115,41 +116,79 @@ async def run_batch(
     on_done: Callable[[dict[str, Any]], None] = lambda record: None,
 ) -> list[dict[str, Any]]:
     """Every request's output line, in input order, with up to `in_flight` requests on the
-    engines at once; `on_done` is called with each line as it completes."""
+    engines at once; `on_done` is called with each line as it completes.
+
+    Lines are queued in input order from one thread, one right after another, as a caller
+    handing the engine all its prompts would: the engine then starts with as many rows as have
+    come (lines queued one by one from many threads trickled in and the first steps ran with
+    few rows)."""
     slots = asyncio.Semaphore(max(in_flight, 1))
+    finishing: list[asyncio.Task[dict[str, Any]]] = []
 
-    async def one(request: BatchRequest) -> dict[str, Any]:
+    def finished(task: asyncio.Task[dict[str, Any]]) -> None:
+        slots.release()
+        if not task.cancelled() and task.exception() is None:
+            on_done(task.result())
+
+    for request in requests:
+        await slots.acquire()
         request_id = uuid.uuid4().hex  # as a request's through the API (handlers.request_ids)
-        async with slots:
-            token = current_request_id.set(request_id)
-            try:
-                status, body = await _answer(serving, request)
-            finally:
-                current_request_id.reset(token)
-        record = output_line(request.custom_id, status, body, request_id)
-        on_done(record)
-        return record
-
-    return list(await asyncio.gather(*(one(request) for request in requests)))
+        token = current_request_id.set(request_id)
+        try:
+            queued = await _queue(serving, request)
+            # The task takes this context along: the answer is named by the request's id.
+            finishing.append(asyncio.create_task(_finish(serving, request, queued, request_id)))
+        finally:
+            current_request_id.reset(token)
+        finishing[-1].add_done_callback(finished)
+    return [await task for task in finishing]
 
 
-async def _answer(serving: OpenAIServing, request: BatchRequest) -> tuple[int, dict[str, Any]]:
-    """The route's answer to the request: its status and body."""
+async def _queue(
+    serving: OpenAIServing, request: BatchRequest
+) -> Prepared | tuple[int, dict[str, Any]]:
+    """The request on its engine, or the error that refused it (a full queue waits for room)."""
+    submit = (
+        serving.submit_completion
+        if isinstance(request.body, p.CompletionRequest)
+        else serving.submit_chat
+    )
     while True:
         try:
-            answer: BaseModel
-            if isinstance(request.body, p.CompletionRequest):
-                prepared = await serving.start_completion(request.body, deadline=None)
-                answer = serving.completion(prepared, await prepared.generation.outputs())
-            else:
-                prepared = await serving.start_chat(request.body, deadline=None)
-                answer = serving.chat(prepared, await prepared.generation.outputs())
-            return 200, answer.model_dump(mode="json")
+            prepared: Prepared = await run_in_threadpool(submit, request.body, None)  # type: ignore[arg-type]
+            return prepared
         except Overloaded:
             await asyncio.sleep(_RETRY_AFTER_FULL_S)
         except TextgenError as exc:
-            status = openai_status(status_of(exc))
-            return status, openai_error_body(status, exc.kind, exc.message, exc.details)
+            return _error(exc)
+
+
+async def _finish(
+    serving: OpenAIServing,
+    request: BatchRequest,
+    queued: Prepared | tuple[int, dict[str, Any]],
+    request_id: str,
+) -> dict[str, Any]:
+    """The request's output line: the route's answer, or its error."""
+    if isinstance(queued, tuple):
+        status, body = queued
+    else:
+        try:
+            outputs = await queued.generation.outputs()
+            answer: BaseModel = (
+                serving.completion(queued, outputs)
+                if isinstance(request.body, p.CompletionRequest)
+                else serving.chat(queued, outputs)
+            )
+            status, body = 200, answer.model_dump(mode="json")
+        except TextgenError as exc:
+            status, body = _error(exc)
+    return output_line(request.custom_id, status, body, request_id)
+
+
+def _error(exc: TextgenError) -> tuple[int, dict[str, Any]]:
+    status = openai_status(status_of(exc))
+    return status, openai_error_body(status, exc.kind, exc.message, exc.details)
 
 
 def output_line(

@@ -73,6 +73,11 @@ class OpenAIServing:
 
     # ---- completions
     async def start_completion(self, body: p.CompletionRequest, deadline: float | None) -> Prepared:
+        return await run_in_threadpool(self.submit_completion, body, deadline)
+
+    def submit_completion(self, body: p.CompletionRequest, deadline: float | None) -> Prepared:
+        """Check the request and queue it on its model's engine (blocking: loads the model if
+        needed)."""
         _check_common(body)
         if body.logprobs is not None and not 0 <= body.logprobs <= p.MAX_COMPLETION_LOGPROBS:
             raise InvalidRequest(
@@ -100,8 +105,7 @@ class OpenAIServing:
             logprobs=body.logprobs,
             prompt_logprobs=body.echo and body.logprobs is not None,
         )
-        generation = await run_in_threadpool(self._service.submit, request)
-        return Prepared(generation, body.echo)
+        return Prepared(self._service.submit(request), body.echo)
 
     def completion(self, prepared: Prepared, outputs: list[SequenceOutput]) -> p.Completion:
         choices = [
@@ -144,6 +148,10 @@ class OpenAIServing:
 
     # ---- chat
     async def start_chat(self, body: p.ChatCompletionRequest, deadline: float | None) -> Prepared:
+        return await run_in_threadpool(self.submit_chat, body, deadline)
+
+    def submit_chat(self, body: p.ChatCompletionRequest, deadline: float | None) -> Prepared:
+        """Check the conversation and queue it on its model's engine (blocking)."""
         _check_common(body)
         if body.top_logprobs is not None:
             if not body.logprobs:
@@ -170,8 +178,7 @@ class OpenAIServing:
             logprobs=(body.top_logprobs or 0) if body.logprobs else None,
             special_tokens=False,  # the template writes the model's special tokens itself
         )
-        generation = await run_in_threadpool(self._service.submit, request)
-        return Prepared(generation)
+        return Prepared(self._service.submit(request))
 
     def chat(self, prepared: Prepared, outputs: list[SequenceOutput]) -> p.ChatCompletion:
         choices = [
