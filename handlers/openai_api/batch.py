@@ -148,19 +148,21 @@ async def _queue(
     serving: OpenAIServing, request: BatchRequest
 ) -> Prepared | tuple[int, dict[str, Any]]:
     """The request on its engine, or the error that refused it (a full queue waits for room)."""
-    submit = (
-        serving.submit_completion
-        if isinstance(request.body, p.CompletionRequest)
-        else serving.submit_chat
-    )
     while True:
         try:
-            prepared: Prepared = await run_in_threadpool(submit, request.body, None)  # type: ignore[arg-type]
-            return prepared
+            return await run_in_threadpool(_submit, serving, request.body)
         except Overloaded:
             await asyncio.sleep(_RETRY_AFTER_FULL_S)
         except TextgenError as exc:
             return _error(exc)
+
+
+def _submit(
+    serving: OpenAIServing, body: p.CompletionRequest | p.ChatCompletionRequest
+) -> Prepared:
+    if isinstance(body, p.CompletionRequest):
+        return serving.submit_completion(body, deadline=None)
+    return serving.submit_chat(body, deadline=None)
 
 
 async def _finish(
