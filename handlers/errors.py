@@ -16,6 +16,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from handlers.schemas import ErrorResponse
 from textgen import errors
@@ -56,6 +57,18 @@ class Unauthorized(errors.TextgenError):
     kind = "invalid_api_key"
 
 
+class ObjectNotFound(errors.TextgenError):
+    """No file or batch of that id for this caller (another key's ids are not found either)."""
+
+    kind = "not_found"
+
+
+class BatchFileInvalid(errors.TextgenError):
+    """A batch file OpenAI's Batch API would refuse at create time."""
+
+    kind = "invalid_batch_file"
+
+
 class ClientDisconnected(errors.TextgenError):
     """The client went away before its answer was ready; nobody reads the response."""
 
@@ -84,6 +97,8 @@ STATUS_BY_ERROR: dict[type[errors.TextgenError], int] = {
     HeadersTooLarge: 431,
     QueryTooLong: 414,
     Unauthorized: 401,
+    ObjectNotFound: 404,
+    BatchFileInvalid: 400,
     ClientDisconnected: 499,  # nobody reads it: the connection is gone
 }
 
@@ -181,8 +196,20 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     response: JSONResponse = _builder(request)(exc.status_code, "http_error", str(exc.detail))
-    response.headers.update(exc.headers or {})  # e.g. Allow, on a 405
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route on the path; a path served by two
+        # routes (GET and POST /v1/batches) allows the methods of both.
+        response.headers["Allow"] = ", ".join(_allowed_methods(request))
     return response
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] is Match.PARTIAL:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
 
 
 async def _on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:

@@ -6,6 +6,9 @@ from importlib.metadata import version
 
 from fastapi import FastAPI
 
+from handlers.batch_api.routes import FILES_PATH
+from handlers.batch_api.routes import router as batch_router
+from handlers.batch_api.setup import local_batch_api
 from handlers.errors import install_error_handlers
 from handlers.keys import OPEN_PATHS, ApiKeys
 from handlers.limits import RequestLimits
@@ -43,10 +46,12 @@ def create_app(
         service.preload(settings.preload_models)
     app.state.service = service
     app.state.openai = OpenAIServing(service, settings.default_max_tokens)
+    app.state.batch_api = local_batch_api(settings, app.state.openai)
     install_error_handlers(app)
     app.state.metrics_registry = registry_for(service)
     app.include_router(router)
     app.include_router(openai_router)
+    app.include_router(batch_router)
     app.include_router(metrics_router)
     document_limits(app, settings)
     app.add_middleware(
@@ -55,6 +60,8 @@ def create_app(
         body_timeout_s=settings.request_body_timeout_s,
         max_query_bytes=settings.max_query_bytes,
         max_header_bytes=settings.max_header_bytes,
+        # An upload's multipart framing around the file: a few hundred bytes.
+        body_limits_by_path={FILES_PATH: settings.max_batch_file_bytes + 64 * 1024},
     )
     keys = settings.api_key_list()
     if keys:

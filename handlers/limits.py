@@ -29,9 +29,12 @@ class RequestLimits:
         body_timeout_s: float,
         max_query_bytes: int,
         max_header_bytes: int,
+        body_limits_by_path: dict[str, int] | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # Routes that take larger bodies (file uploads) than MAX_BODY_BYTES.
+        self.body_limits_by_path = body_limits_by_path or {}
         self.body_timeout_s = body_timeout_s
         self.max_query_bytes = max_query_bytes
         self.max_header_bytes = max_header_bytes
@@ -59,7 +62,7 @@ class RequestLimits:
         return None
 
     def _limited(self, scope: Scope, receive: Receive) -> Receive:
-        limit = self.max_body_bytes
+        limit = self.body_limits_by_path.get(route_path(scope), self.max_body_bytes)
         declared = dict(scope.get("headers", [])).get(b"content-length", b"")
         deadline = time.monotonic() + self.body_timeout_s
         seen = 0

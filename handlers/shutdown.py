@@ -26,9 +26,14 @@ _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 async def graceful_lifespan(app: FastAPI) -> AsyncIterator[None]:
     service: GenerationService = app.state.service
     restore = _hear_stop_signals(service)
+    batch_api = getattr(app.state, "batch_api", None)
+    if batch_api is not None:
+        await batch_api.start()  # batches run on this loop; a stopped one's are taken up again
     try:
         yield
     finally:
+        if batch_api is not None:
+            await batch_api.stop()
         service.close(app.state.settings.shutdown_grace_s)
         restore()
 

@@ -17,32 +17,27 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from handlers.errors import openai_error_body, openai_status, status_of
+from handlers.errors import BatchFileInvalid, openai_error_body, openai_status, status_of
 from handlers.openai_api import protocol as p
 from handlers.openai_api.serving import OpenAIServing, Prepared
 from handlers.request_ids import current_request_id
 from textgen.errors import Overloaded, TextgenError
 
 COMPLETIONS, CHAT = "/v1/completions", "/v1/chat/completions"
+Body = p.CompletionRequest | p.ChatCompletionRequest
 ENDPOINTS: dict[str, type[p.CompletionRequest] | type[p.ChatCompletionRequest]] = {
     COMPLETIONS: p.CompletionRequest,
     CHAT: p.ChatCompletionRequest,
 }
 _BAD_LINES_NAMED = 5
 _RETRY_AFTER_FULL_S = 0.05  # the engine's queue was full: a line waits for room
-
-
-class BatchFileInvalid(TextgenError):
-    """A batch file OpenAI's Batch API would refuse at create time."""
-
-    kind = "invalid_batch_file"
 
 
 @dataclass(frozen=True)
@@ -53,16 +48,26 @@ class BatchRequest:
     body: p.CompletionRequest | p.ChatCompletionRequest
 
 
-def parse_batch(lines: Iterable[str]) -> list[BatchRequest]:
-    """The file's requests, in order; BatchFileInvalid naming its first bad lines."""
+def parse_batch(
+    lines: Iterable[str],
+    check: Callable[[Body], None],
+    endpoint: str | None = None,
+    max_line_bytes: int | None = None,
+) -> list[BatchRequest]:
+    """The file's requests, in order; BatchFileInvalid naming its first bad lines. `check`
+    refuses a body as the endpoint would (OpenAIServing.check). With `endpoint`, every line must
+    be for it (the Batch API's batches have one endpoint each)."""
     requests: list[BatchRequest] = []
     problems: list[str] = []
     seen: set[str] = set()
+    endpoints = {endpoint: ENDPOINTS[endpoint]} if endpoint else ENDPOINTS
     for number, text in enumerate(lines, start=1):
         if not text.strip():
             continue
         try:
-            requests.append(_request(number, text, seen))
+            if max_line_bytes is not None and len(text.encode()) > max_line_bytes:
+                raise ValueError(f"longer than {max_line_bytes} bytes (MAX_BODY_BYTES)")
+            requests.append(_request(number, text, seen, endpoints, check))
         except ValueError as exc:
             problems.append(f"line {number}: {exc}")
     if problems:
@@ -78,7 +83,13 @@ def parse_batch(lines: Iterable[str]) -> list[BatchRequest]:
     return requests
 
 
-def _request(number: int, text: str, seen: set[str]) -> BatchRequest:
+def _request(
+    number: int,
+    text: str,
+    seen: set[str],
+    endpoints: Mapping[str, type[BaseModel]],
+    check: Callable[[Body], None],
+) -> BatchRequest:
     try:
         line = json.loads(text)
     except ValueError as exc:
@@ -94,18 +105,22 @@ def _request(number: int, text: str, seen: set[str]) -> BatchRequest:
     if line.get("method", "POST") != "POST":
         raise ValueError(f"method {line.get('method')!r}: only POST")
     url = line.get("url")
-    endpoint = ENDPOINTS.get(url) if isinstance(url, str) else None
+    endpoint = endpoints.get(url) if isinstance(url, str) else None
     if endpoint is None:
-        raise ValueError(f"url {url!r}: one of {', '.join(ENDPOINTS)}")
+        raise ValueError(f"url {url!r}: one of {', '.join(endpoints)}")
     try:
         body = endpoint.model_validate(line.get("body"))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
         raise ValueError(f"body.{where}: {first['msg']}") from None
+    assert isinstance(url, str) and isinstance(body, p.CompletionRequest | p.ChatCompletionRequest)
     if body.stream:
         raise ValueError("body.stream: a batch's answers are not streamed")
-    assert isinstance(url, str)
+    try:
+        check(body)
+    except TextgenError as exc:
+        raise ValueError(f"body.{exc.details.get('field', '')}: {exc.message}") from None
     return BatchRequest(number, custom_id, url, body)
 
 
@@ -161,8 +176,8 @@ def _submit(
     serving: OpenAIServing, body: p.CompletionRequest | p.ChatCompletionRequest
 ) -> Prepared:
     if isinstance(body, p.CompletionRequest):
-        return serving.submit_completion(body, deadline=None)
-    return serving.submit_chat(body, deadline=None)
+        return serving.submit_completion(body, deadline=None, background=True)
+    return serving.submit_chat(body, deadline=None, background=True)
 
 
 async def _finish(

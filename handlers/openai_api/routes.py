@@ -25,7 +25,7 @@ router = APIRouter(
     strict_content_type=False,
     route_class=StrictJSONRoute,
 )
-_ERRORS: dict[int | str, dict[str, Any]] = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     openai_status(int(status)): {"model": p.OpenAIError} for status in ERROR_RESPONSES
 }
 
@@ -38,19 +38,19 @@ def _serving(request: Request) -> OpenAIServing:
 ServingDep = Annotated[OpenAIServing, Depends(_serving)]
 
 
-@router.get("/models", responses=_ERRORS)
+@router.get("/models", responses=ERRORS)
 def list_models(serving: ServingDep) -> p.ModelList:
     """The store's models of the families this service serves."""
     return serving.models()
 
 
-@router.get("/models/{model}", responses=_ERRORS)
+@router.get("/models/{model}", responses=ERRORS)
 def retrieve_model(model: str, serving: ServingDep) -> p.ModelCard:
     """One model of the store."""
     return serving.model(model)
 
 
-@router.post("/completions", responses=_ERRORS, response_model=None)
+@router.post("/completions", responses=ERRORS, response_model=None)
 async def completions(
     request: Request, body: p.CompletionRequest, serving: ServingDep, deadline: DeadlineDep
 ) -> p.Completion | StreamingResponse:
@@ -62,7 +62,7 @@ async def completions(
     return serving.completion(prepared, await until_finished(request, prepared.generation))
 
 
-@router.post("/chat/completions", responses=_ERRORS, response_model=None)
+@router.post("/chat/completions", responses=ERRORS, response_model=None)
 async def chat_completions(
     request: Request, body: p.ChatCompletionRequest, serving: ServingDep, deadline: DeadlineDep
 ) -> p.ChatCompletion | StreamingResponse:

@@ -75,9 +75,17 @@ class OpenAIServing:
     async def start_completion(self, body: p.CompletionRequest, deadline: float | None) -> Prepared:
         return await run_in_threadpool(self.submit_completion, body, deadline)
 
-    def submit_completion(self, body: p.CompletionRequest, deadline: float | None) -> Prepared:
+    def submit_completion(
+        self, body: p.CompletionRequest, deadline: float | None, background: bool = False
+    ) -> Prepared:
         """Check the request and queue it on its model's engine (blocking: loads the model if
-        needed)."""
+        needed); a `background` one (a batch file's line) starts after interactive ones."""
+        request = self._completion_request(body, deadline, background)
+        return Prepared(self._service.submit(request), body.echo)
+
+    def _completion_request(
+        self, body: p.CompletionRequest, deadline: float | None, background: bool
+    ) -> GenerationRequest:
         _check_common(body)
         if body.logprobs is not None and not 0 <= body.logprobs <= p.MAX_COMPLETION_LOGPROBS:
             raise InvalidRequest(
@@ -92,7 +100,7 @@ class OpenAIServing:
                 "echo with logprobs is not supported when streaming", field="logprobs"
             )
         prompts, prompt_ids = _prompt_forms(body.prompt)
-        request = GenerationRequest(
+        return GenerationRequest(
             model_name=body.model,
             prompts=prompts,
             prompt_ids=prompt_ids,
@@ -104,8 +112,16 @@ class OpenAIServing:
             stream=body.stream,
             logprobs=body.logprobs,
             prompt_logprobs=body.echo and body.logprobs is not None,
+            background=background,
         )
-        return Prepared(self._service.submit(request), body.echo)
+
+    def check(self, body: p.CompletionRequest | p.ChatCompletionRequest) -> None:
+        """What submitting `body` checks before a model is loaded: a batch file's lines are
+        checked so, all of them, before any runs."""
+        if isinstance(body, p.CompletionRequest):
+            self._service.check(self._completion_request(body, None, background=True))
+        else:
+            self._service.check(self._chat_request(body, None, background=True))
 
     def completion(self, prepared: Prepared, outputs: list[SequenceOutput]) -> p.Completion:
         choices = [
@@ -150,8 +166,15 @@ class OpenAIServing:
     async def start_chat(self, body: p.ChatCompletionRequest, deadline: float | None) -> Prepared:
         return await run_in_threadpool(self.submit_chat, body, deadline)
 
-    def submit_chat(self, body: p.ChatCompletionRequest, deadline: float | None) -> Prepared:
+    def submit_chat(
+        self, body: p.ChatCompletionRequest, deadline: float | None, background: bool = False
+    ) -> Prepared:
         """Check the conversation and queue it on its model's engine (blocking)."""
+        return Prepared(self._service.submit(self._chat_request(body, deadline, background)))
+
+    def _chat_request(
+        self, body: p.ChatCompletionRequest, deadline: float | None, background: bool
+    ) -> GenerationRequest:
         _check_common(body)
         if body.top_logprobs is not None:
             if not body.logprobs:
@@ -165,7 +188,7 @@ class OpenAIServing:
                 "give max_tokens or max_completion_tokens, not both", field="max_tokens"
             )
         max_tokens = body.max_completion_tokens or body.max_tokens or self._default_max_tokens
-        request = GenerationRequest(
+        return GenerationRequest(
             model_name=body.model,
             prompts=[],
             messages=[_plain_message(m) for m in body.messages],
@@ -177,8 +200,8 @@ class OpenAIServing:
             stream=body.stream,
             logprobs=(body.top_logprobs or 0) if body.logprobs else None,
             special_tokens=False,  # the template writes the model's special tokens itself
+            background=background,
         )
-        return Prepared(self._service.submit(request))
 
     def chat(self, prepared: Prepared, outputs: list[SequenceOutput]) -> p.ChatCompletion:
         choices = [

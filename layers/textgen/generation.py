@@ -37,6 +37,7 @@ class GenerationRequest:
     choices: int = 1  # how many times each prompt runs (OpenAI's `n`), its rows side by side
     # Prompts given as token ids (OpenAI's completions take either): run as they are.
     prompt_ids: list[list[int]] | None = None
+    background: bool = False  # a batch file's line: interactive requests start first
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,12 @@ class GenerationService:
     def engine_stats(self) -> dict[ModelKey, EngineStats]:
         return {key: loaded.backend.engine.stats() for key, loaded in self._models.values()}
 
+    def check(self, request: GenerationRequest) -> None:
+        """The checks `submit` makes before it loads a model (a conversation is checked as one
+        prompt: its text is known once the model's template renders it)."""
+        given: Sequence[str | list[int]] = request.prompt_ids or request.prompts or ["-"]
+        checked_max_tokens(request, _rows(given, request.choices), self._settings)
+
     def submit(self, request: GenerationRequest) -> Generation:
         """Validate, load the model if needed (this blocks), render a conversation with the
         model's chat template, and queue the request's rows on the model's engine."""
@@ -118,6 +124,7 @@ class GenerationService:
             logprobs=request.logprobs,
             prompt_logprobs=request.prompt_logprobs,
             stream=request.stream,
+            background=request.background,
         )
         backend.check(job)
         if self._on_finished is not None:

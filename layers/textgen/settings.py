@@ -22,6 +22,10 @@ def default_download_cache() -> Path:
     return Path.home() / ".cache" / "serverless-textgen" / "downloads"
 
 
+def default_batch_dir() -> Path:
+    return Path.home() / ".cache" / "serverless-textgen" / "batches"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="", case_sensitive=False, extra="ignore", env_ignore_empty=True
@@ -72,6 +76,15 @@ class Settings(BaseSettings):
     s3_max_attempts: int = Field(default=6, ge=1)
     # "name" or "name:framework" (the form /health prints), comma-separated; pt by default.
     preload_models: Annotated[list[tuple[str, Framework]], NoDecode] = Field(default_factory=list)
+
+    # The Batch API (/v1/files, /v1/batches): files and batches kept in BATCH_DIR, run on this
+    # process' engines after interactive requests. A file's size and lines are bounded as
+    # OpenAI's are; each line as a request body (MAX_BODY_BYTES). Batches run in chunks of
+    # BATCH_CHUNK_LINES lines, each written once when it completes.
+    batch_dir: Path = Field(default_factory=default_batch_dir)
+    max_batch_file_bytes: int = Field(default=200 * 1024**2, ge=1024)
+    max_batch_lines: int = Field(default=50_000, ge=1)
+    batch_chunk_lines: int = Field(default=64, ge=1)
 
     # Answer before the caller gives up: API Gateway cuts a request at 29 s. 0 means no budget.
     generation_time_budget_s: float = Field(default=24.0, ge=0)

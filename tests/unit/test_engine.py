@@ -134,6 +134,35 @@ def test_a_full_queue_is_refused_with_a_retry_hint(backend: StepBackend) -> None
     assert refused.value.details["retry_after"] >= 1
 
 
+def test_interactive_requests_start_before_background_ones_queued_earlier(
+    backend: StepBackend,
+) -> None:
+    """A batch file's lines (background jobs) wait behind interactive requests, and a full
+    background queue refuses only background jobs."""
+    steps, runner = engine_for(backend, max_batch_size=1, max_queued_requests=1)
+    runner.gate.clear()
+    try:
+        running = steps.submit(job(backend, ["first"], 4))
+        while steps.stats().running_sequences == 0:
+            time.sleep(0.01)
+        background = job(backend, ["a batch line"], 4)
+        background.background = True
+        steps.submit(background)
+        with pytest.raises(Overloaded):
+            late = job(backend, ["another batch line"], 4)
+            late.background = True
+            steps.submit(late)
+        interactive = steps.submit(job(backend, ["a user"], 4))  # the background queue is full
+        runner.gate.set()
+        assert running.result(60) and interactive.result(60) and background.handle.result(60)
+    finally:
+        runner.gate.set()
+        steps.close(30)
+
+    assert interactive.started_at is not None and background.handle.started_at is not None
+    assert interactive.started_at < background.handle.started_at
+
+
 def test_a_cancelled_request_leaves_the_batch_and_its_mate_goes_on(
     backend: StepBackend, engine: tuple[StepEngine, RecordingRunner]
 ) -> None:

@@ -31,6 +31,7 @@ MAY_LOAD = {
     "pydantic",
     "pydantic_core",
     "pydantic_settings",
+    "python_multipart",  # Starlette's request module loads it wherever it is installed
     "sniffio",
     "starlette",
     "tokenizers",

@@ -44,6 +44,8 @@ class Engine(ABC):
         self.runtime = runtime
         self._condition = threading.Condition()
         self._waiting: deque[Job] = deque()
+        # Background jobs (batch files' lines) start only when no interactive job waits.
+        self._background: deque[Job] = deque()
         self._closing = False
         self._thread: threading.Thread | None = None
         self._steps: deque[float] = deque()
@@ -58,13 +60,14 @@ class Engine(ABC):
         with self._condition:
             if self._closing:
                 raise ShuttingDown("the service is shutting down and takes no new requests")
-            if len(self._waiting) >= self.limits.max_queued_requests:
+            queue = self._background if job.background else self._waiting
+            if len(queue) >= self.limits.max_queued_requests:
                 raise Overloaded(
-                    f"{len(self._waiting)} requests are already waiting for model '{self.name}'; "
+                    f"{len(queue)} requests are already waiting for model '{self.name}'; "
                     "retry shortly",
                     retry_after=1,
                 )
-            self._waiting.append(job)
+            queue.append(job)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._loop, name=f"engine-{self.name}", daemon=True
@@ -107,7 +110,7 @@ class Engine(ABC):
             rate = len(self._steps) / window if window > 0 else 0.0
             return EngineStats(
                 self._running_rows(),
-                len(self._waiting),
+                len(self._waiting) + len(self._background),
                 rate,
                 self._step_count,
                 self.runtime,
@@ -129,7 +132,8 @@ class Engine(ABC):
     def abort(self, error: TextgenError) -> None:
         """Fail every queued and running job with `error` (after a drain ran out of time)."""
         with self._condition:
-            waiting, self._waiting = list(self._waiting), deque()
+            waiting = [*self._waiting, *self._background]
+            self._waiting, self._background = deque(), deque()
         for job in waiting:
             job.handle.fail(error)
         self._abort_running(error)
@@ -138,7 +142,7 @@ class Engine(ABC):
     def _loop(self) -> None:
         while True:
             with self._condition:
-                while not self._waiting and not self._running_rows():
+                while not self._waiting and not self._background and not self._running_rows():
                     if self._closing:
                         self._thread = None
                         return
@@ -153,22 +157,29 @@ class Engine(ABC):
                 self._abort_running(error)
 
     def _admit(self) -> list[Job]:
-        """Waiting jobs to start now, in arrival order; called with the lock held."""
+        """Waiting jobs to start now, in arrival order, background ones only once every
+        interactive one has started; called with the lock held."""
         admitted: list[Job] = []
-        while self._waiting:
-            job = self._waiting[0]
+        if self._admit_from(self._waiting, admitted):
+            self._admit_from(self._background, admitted)
+        return admitted
+
+    def _admit_from(self, queue: deque[Job], admitted: list[Job]) -> bool:
+        """Admit `queue`'s jobs in order while they fit; whether it emptied."""
+        while queue:
+            job = queue[0]
             if job.handle.cancelled:
-                self._waiting.popleft()
+                queue.popleft()
                 for index, ids in enumerate(job.prompt_ids or [[]] * job.rows):
                     job.handle.push(
                         None, SequenceOutput(index, len(ids), finish_reason="cancelled")
                     )
                 continue
             if not self._can_start(job, admitted):
-                break
-            admitted.append(self._waiting.popleft())
+                return False
+            admitted.append(queue.popleft())
             job.handle.started_at = time.monotonic()
-        return admitted
+        return True
 
     def _record_step(self, rows: int) -> None:
         now = time.monotonic()

@@ -20,6 +20,7 @@ class Job:
     logprobs: int | None = None  # per generated token: its log-probability and this many others
     prompt_logprobs: bool = False  # the log-probability of every prompt token (scoring)
     stream: bool = False  # deliver each token as it comes (RequestHandle.events)
+    background: bool = False  # a batch file's line: starts after every waiting interactive job
     handle: RequestHandle = field(init=False)
 
     def __post_init__(self) -> None:

@@ -1,0 +1,1 @@
+"""OpenAI's Batch API: `/v1/files` and `/v1/batches` on this process' engines."""
