@@ -170,6 +170,16 @@ def _run_batch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batch_worker(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from handlers.batch_api.aws import sqs_client
+    from handlers.batch_worker import poll
+
+    asyncio.run(poll(Settings(), sqs_client(), max(args.chunks_at_once, 1), args.idle_exit))
+    return 0
+
+
 def _export_tf(args: argparse.Namespace) -> int:
     from functools import partial
 
@@ -247,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         "every line in flight together on the engines of MODEL_STORE's models, and write one "
         "output line per request to OUTPUT, in input order: {id, custom_id, response: "
         "{status_code, request_id, body}, error}. A file with bad lines (not JSON, another url, "
-        "a missing or repeated custom_id, a body the endpoint refuses) is refused before "
+        "a missing or repeated custom_id, a body not of the endpoint's shape) is refused before "
         "anything runs (exit 1, naming them). Requests that fail go to --errors when given.",
     )
     batch.add_argument("-i", "--input", required=True, help="the batch file (JSONL)")
@@ -255,6 +265,22 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--errors", help="where failed requests go (default: with the answers)")
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
     batch.set_defaults(run=_run_batch)
+
+    worker = commands.add_parser(
+        "batch-worker",
+        help="run the Batch API's chunks from its SQS queue",
+        description="Take chunk messages from BATCH_QUEUE_URL and run them on this machine's "
+        "engines, files and batches in BATCH_BUCKET (as the Lambda workers do; for GPU "
+        "containers). A message is deleted once its chunk is written; a worker stopped "
+        "mid-chunk leaves it to come back after the queue's visibility timeout.",
+    )
+    worker.add_argument(
+        "--chunks-at-once", type=int, default=2, help="chunks running together (default 2)"
+    )
+    worker.add_argument(
+        "--idle-exit", type=float, help="exit after this many seconds without a chunk"
+    )
+    worker.set_defaults(run=_batch_worker)
 
     models = commands.add_parser(
         "models",

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from handlers.batch_api.routes import FILES_PATH
 from handlers.batch_api.routes import router as batch_router
-from handlers.batch_api.setup import local_batch_api
+from handlers.batch_api.setup import batch_api_for
 from handlers.errors import install_error_handlers
 from handlers.keys import OPEN_PATHS, ApiKeys
 from handlers.limits import RequestLimits
@@ -46,7 +46,7 @@ def create_app(
         service.preload(settings.preload_models)
     app.state.service = service
     app.state.openai = OpenAIServing(service, settings.default_max_tokens)
-    app.state.batch_api = local_batch_api(settings, app.state.openai)
+    app.state.batch_api = batch_api_for(settings, app.state.openai)
     install_error_handlers(app)
     app.state.metrics_registry = registry_for(service)
     app.include_router(router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
@@ -91,18 +92,10 @@ def test_the_function_is_built_without_torch() -> None:
     assert set(FUNCTION["Metadata"]["DockerBuildArgs"]) <= declared
 
 
-# The Batch API runs its chunks on a process that outlives its requests, which a Lambda function
-# is not: the function routes it once batches fan out over SQS to workers (docs/batches.md).
-NOT_ON_LAMBDA = ("/v1/files", "/v1/batches")
-
-
 def test_api_routes_are_the_apps_routes() -> None:
     app = create_app(Settings())
     app_routes = {
-        (method.upper(), path)
-        for path, item in app.openapi()["paths"].items()
-        for method in item
-        if not path.startswith(NOT_ON_LAMBDA)
+        (method.upper(), path) for path, item in app.openapi()["paths"].items() for method in item
     } | {("GET", app.docs_url), ("GET", app.openapi_url)}
     template_routes = {
         (event["Properties"]["Method"], event["Properties"]["Path"])
@@ -112,19 +105,74 @@ def test_api_routes_are_the_apps_routes() -> None:
     assert template_routes == app_routes
 
 
-def test_the_function_may_only_read_the_model_prefix() -> None:
-    (policy,) = FUNCTION["Properties"]["Policies"]
-    statements = {s["Sid"]: s for s in policy["Statement"]}
+MODEL_OBJECTS = {"Sub": "arn:${AWS::Partition}:s3:::${ModelBucket}/${ModelPrefix}/*"}
+BATCH_BUCKET = {"If": ["BatchBucketGiven", {"Ref": "BatchBucket"}, {"Ref": "ModelBucket"}]}
+BATCH_OBJECTS = {
+    "Sub": ["arn:${AWS::Partition}:s3:::${Bucket}/${BatchPrefix}/*", {"Bucket": BATCH_BUCKET}]
+}
 
-    assert set(statements) == {"ReadModels", "ListModels"}
-    assert statements["ReadModels"]["Action"] == "s3:GetObject"
-    assert statements["ReadModels"]["Resource"] == {
-        "Sub": "arn:${AWS::Partition}:s3:::${ModelBucket}/${ModelPrefix}/*"
+
+def statements_of(function: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    (policy,) = function["Properties"]["Policies"]
+    return {s["Sid"]: s for s in policy["Statement"]}
+
+
+def test_the_function_reads_the_model_prefix_and_writes_only_the_batch_prefix() -> None:
+    statements = statements_of(FUNCTION)
+
+    assert set(statements) == {
+        "ReadModels",
+        "ListModels",
+        "BatchObjects",
+        "ListBatchObjects",
+        "SendChunks",
     }
+    assert statements["ReadModels"]["Action"] == "s3:GetObject"
+    assert statements["ReadModels"]["Resource"] == MODEL_OBJECTS
     assert statements["ListModels"]["Action"] == "s3:ListBucket"
     assert statements["ListModels"]["Condition"] == {
         "StringLike": {"s3:prefix": [{"Sub": "${ModelPrefix}/*"}]}
     }
+    assert statements["BatchObjects"]["Resource"] == BATCH_OBJECTS
+    assert statements["ListBatchObjects"]["Condition"] == {
+        "StringLike": {"s3:prefix": [{"Sub": "${BatchPrefix}/*"}]}
+    }
+    assert statements["SendChunks"] == {
+        "Sid": "SendChunks",
+        "Effect": "Allow",
+        "Action": "sqs:SendMessage",
+        "Resource": {"GetAtt": "BatchQueue.Arn"},
+    }
+
+
+def test_batch_workers_take_chunks_from_the_queue_as_the_batch_api_needs() -> None:
+    worker = DOC["Resources"]["BatchWorkerFunction"]["Properties"]
+    queue = DOC["Resources"]["BatchQueue"]["Properties"]
+    (event,) = worker["Events"].values()
+    statements = statements_of(DOC["Resources"]["BatchWorkerFunction"])
+    module, _, name = worker["ImageConfig"]["Command"][0].rpartition(".")
+
+    assert callable(getattr(importlib.import_module(module), name))
+    assert event["Type"] == "SQS" and event["Properties"]["Queue"] == {"GetAtt": "BatchQueue.Arn"}
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert event["Properties"]["ScalingConfig"] == {
+        "MaximumConcurrency": {"Ref": "BatchWorkerMaxConcurrency"}
+    }
+    # A chunk still running is never handed to a second worker: AWS asks for six times the
+    # function's timeout.
+    assert queue["VisibilityTimeout"] >= 6 * worker["Timeout"]
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"GetAtt": "BatchDeadLetterQueue.Arn"},
+        "maxReceiveCount": 3,
+    }
+    assert set(statements) == {"ReadModels", "ListModels", "BatchObjects"}
+    assert statements["BatchObjects"]["Resource"] == BATCH_OBJECTS
+    assert statements["BatchObjects"]["Action"] == ["s3:GetObject", "s3:PutObject"]
+    for variable in ("BATCH_BUCKET", "BATCH_PREFIX", "BATCH_QUEUE_URL"):
+        assert (
+            worker["Environment"]["Variables"][variable]
+            == (FUNCTION["Properties"]["Environment"]["Variables"][variable])
+        )
 
 
 def test_parameters_a_deployer_needs() -> None:

@@ -15,6 +15,13 @@ from typing import Protocol
 _KEY = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
 
+def check_key(key: str) -> str:
+    """Keys are the service's own (ids it made, checked before use); anything else is a bug."""
+    if not _KEY.match(key) or ".." in key.split("/"):
+        raise ValueError(f"not a blob key: {key!r}")
+    return key
+
+
 class Blobs(Protocol):
     def put(self, key: str, data: bytes) -> None: ...
 
@@ -46,9 +53,7 @@ class LocalBlobs:
         self._thread_lock = threading.Lock()
 
     def _path(self, key: str) -> Path:
-        if not _KEY.match(key) or ".." in key.split("/"):
-            raise ValueError(f"not a blob key: {key!r}")
-        return self.root / key
+        return self.root / check_key(key)
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)

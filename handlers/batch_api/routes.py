@@ -64,6 +64,10 @@ async def upload_file(
     data = await file.read()
     if not data:
         raise InvalidRequest("the file is empty", field="file")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"a batch file is JSONL, UTF-8 text: {exc}", field="file") from None
     name = file.filename or "upload.jsonl"
     record = await run_in_threadpool(files.create, owner, name, purpose, data)
     return record.public()
@@ -89,8 +93,9 @@ def retrieve_file(file_id: str, owner: OwnerDep, files: FilesDep) -> FileObject:
 
 @router.get("/files/{file_id}/content", response_class=Response)
 def file_content(file_id: str, owner: OwnerDep, files: FilesDep) -> Response:
-    """The file's bytes as uploaded or written (a batch's output: JSONL)."""
-    return Response(files.content(owner, file_id), media_type="application/octet-stream")
+    """The file's bytes as uploaded or written: JSONL (UTF-8 text, so it passes API Gateway as
+    text)."""
+    return Response(files.content(owner, file_id), media_type="application/jsonl")
 
 
 @router.delete("/files/{file_id}")

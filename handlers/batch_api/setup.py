@@ -1,11 +1,13 @@
-"""The Batch API's parts, put together from the settings."""
+"""The Batch API's parts, put together from the settings: in BATCH_DIR with chunks on this
+process' loop, or in S3 with chunks on SQS for the workers (handlers/batch_worker.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from handlers.batch_api.batches import BatchService
-from handlers.batch_api.blobs import LocalBlobs
+from handlers.batch_api.batches import BatchService, ChunkQueue
+from handlers.batch_api.blobs import Blobs, LocalBlobs
 from handlers.batch_api.files import FileStore
 from handlers.batch_api.local_queue import LocalChunkQueue
 from handlers.batch_api.records import BatchRecords
@@ -18,20 +20,45 @@ from textgen.settings import Settings
 class BatchApi:
     files: FileStore
     batches: BatchService
-    queue: LocalChunkQueue
+    local: LocalChunkQueue | None  # chunks run here (no AWS settings)
 
     async def start(self) -> None:
-        await self.queue.start(self.batches)
+        if self.local is not None:
+            await self.local.start(self.batches)
 
     async def stop(self) -> None:
-        await self.queue.stop()
+        if self.local is not None:
+            await self.local.stop()
 
 
-def local_batch_api(settings: Settings, serving: OpenAIServing) -> BatchApi:
-    """Files and batches in BATCH_DIR, chunks run on this process' engines."""
-    blobs = LocalBlobs(settings.batch_dir)
+def blobs_for(settings: Settings) -> Blobs:
+    if settings.batch_bucket:
+        from handlers.batch_api.aws import S3Blobs
+
+        def s3_client() -> Any:
+            from textgen.store.s3 import s3_client_for  # boto3: once the Batch API is called
+
+            return s3_client_for(settings)
+
+        return S3Blobs(s3_client, settings.batch_bucket, settings.batch_prefix)
+    return LocalBlobs(settings.batch_dir)
+
+
+def runner_for(settings: Settings, serving: OpenAIServing, blobs: Blobs) -> BatchRunner:
     files, records = FileStore(blobs), BatchRecords(blobs)
-    runner = BatchRunner(files, records, blobs, serving, in_flight=settings.max_batch_size)
-    queue = LocalChunkQueue(runner)
+    return BatchRunner(files, records, blobs, serving, in_flight=settings.max_batch_size)
+
+
+def batch_api_for(settings: Settings, serving: OpenAIServing) -> BatchApi:
+    blobs = blobs_for(settings)
+    files, records = FileStore(blobs), BatchRecords(blobs)
+    local: LocalChunkQueue | None = None
+    queue: ChunkQueue
+    if settings.batch_queue_url:
+        from handlers.batch_api.aws import SqsChunkQueue, sqs_client
+
+        queue = SqsChunkQueue(sqs_client, settings.batch_queue_url)
+    else:
+        queue = local = LocalChunkQueue(runner_for(settings, serving, blobs))
     batches = BatchService(files, records, blobs, queue, serving.check, settings)
-    return BatchApi(files, batches, queue)
+    return BatchApi(files, batches, local)

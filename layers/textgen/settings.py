@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     max_batch_file_bytes: int = Field(default=200 * 1024**2, ge=1024)
     max_batch_lines: int = Field(default=50_000, ge=1)
     batch_chunk_lines: int = Field(default=64, ge=1)
+    # On AWS: files and batches in this bucket under BATCH_PREFIX, chunks on this SQS queue for
+    # the workers (both set, or neither: BATCH_DIR then).
+    batch_bucket: str | None = None
+    batch_prefix: str = "batches"
+    batch_queue_url: str | None = None
 
     # Answer before the caller gives up: API Gateway cuts a request at 29 s. 0 means no budget.
     generation_time_budget_s: float = Field(default=24.0, ge=0)
@@ -120,6 +125,12 @@ class Settings(BaseSettings):
     compile_cache_dir: Path | None = None
     torch_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     torch_threads: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _batch_aws_whole(self) -> Settings:
+        if bool(self.batch_bucket) != bool(self.batch_queue_url):
+            raise ValueError("set BATCH_BUCKET and BATCH_QUEUE_URL together, or neither")
+        return self
 
     @field_validator("preload_models", mode="before")
     @classmethod

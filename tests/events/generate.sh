@@ -59,3 +59,9 @@ event["requestContext"].pop("authentication", None)
 event["requestContext"].pop("authorizer", None)
 json.dump(event, open("function-url-gpt2-model.json", "w"), indent=2)
 PY
+# A message of the Batch API's chunk queue: the tests put their own chunk message in its body
+# (SAM writes the body into the JSON unescaped, so a JSON body cannot be given here).
+"$sam" local generate-event sqs receive-message --body 'CHUNK' > sqs-chunk.json
+# The Batch API through API Gateway: the tests send every /v1/files and /v1/batches request of
+# the SDK in this event, its method, path and body set to the request's.
+rest --method POST --path v1/batches --resource /v1/batches --body 'BODY' > rest-v1-batches.json

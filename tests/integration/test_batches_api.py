@@ -81,6 +81,10 @@ def test_files_upload_list_retrieve_content_and_delete(client: openai.OpenAI) ->
         client.files.retrieve(made.id)
     with pytest.raises(openai.BadRequestError, match="purpose"):
         client.files.create(file=("x.jsonl", io.BytesIO(data)), purpose="fine-tune")
+    with pytest.raises(openai.BadRequestError, match="UTF-8"):
+        client.files.create(file=("x.jsonl", io.BytesIO(b"\xff\xfe")), purpose="batch")
+    with pytest.raises(openai.BadRequestError, match="empty"):
+        client.files.create(file=("x.jsonl", io.BytesIO(b"")), purpose="batch")
 
 
 def test_a_batch_answers_every_line_as_the_api_does_and_fails_only_its_bad_lines(

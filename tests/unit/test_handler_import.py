@@ -85,10 +85,19 @@ def test_the_handler_imports_the_xray_sdk_only_where_it_traces(on_lambda: bool) 
     assert loaded == {"xray": on_lambda}
 
 
+# As template.yaml configures the function: the Batch API on S3 and SQS (its clients are made
+# when it is first called).
+BATCH_ON_AWS = {"BATCH_BUCKET": "batches", "BATCH_QUEUE_URL": "https://sqs.invalid/1/q"}
+
+
 @pytest.mark.slow
-def test_the_handler_import_loads_only_what_the_first_request_needs(store_dir: Path) -> None:
+@pytest.mark.parametrize("batch_env", [{}, BATCH_ON_AWS], ids=["local", "batch-api-on-aws"])
+def test_the_handler_import_loads_only_what_the_first_request_needs(
+    store_dir: Path, batch_env: dict[str, str]
+) -> None:
     unset = {"PRELOAD_MODELS": "", "LAMBDA_TASK_ROOT": "", "CPU_RUNTIME": ""}
-    loaded = set(fresh_python(LOADED_PACKAGES, env={**unset, "MODEL_STORE": str(store_dir)}))
+    env = {**unset, "MODEL_STORE": str(store_dir), **batch_env}
+    loaded = set(fresh_python(LOADED_PACKAGES, env=env))
 
     assert loaded <= MAY_LOAD, sorted(loaded - MAY_LOAD)
     assert not loaded & MUST_NOT_LOAD
