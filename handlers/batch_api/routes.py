@@ -20,6 +20,7 @@ from handlers.batch_api.objects import (
     Page,
 )
 from handlers.batch_api.setup import BatchApi
+from handlers.errors import BodyTooLarge
 from handlers.keys import caller_identity
 from handlers.openai_api.routes import ERRORS
 from handlers.strict_json import StrictJSONRoute
@@ -56,11 +57,18 @@ BatchesDep = Annotated[BatchService, Depends(_batches)]
 
 @router.post("/files")
 async def upload_file(
-    file: UploadFile, purpose: Annotated[str, Form()], owner: OwnerDep, files: FilesDep
+    request: Request,
+    file: UploadFile,
+    purpose: Annotated[str, Form()],
+    owner: OwnerDep,
+    files: FilesDep,
 ) -> FileObject:
     """Upload a batch file (JSONL; purpose `batch`) as multipart/form-data."""
     if purpose != UPLOAD_PURPOSE:
         raise InvalidRequest(f"purpose {purpose!r}: only {UPLOAD_PURPOSE!r}", field="purpose")
+    limit = request.app.state.settings.max_batch_file_bytes
+    if file.size is not None and file.size > limit:  # the body's limit allows for the framing
+        raise BodyTooLarge(f"the file is {file.size} bytes, more than the limit of {limit}")
     data = await file.read()
     if not data:
         raise InvalidRequest("the file is empty", field="file")

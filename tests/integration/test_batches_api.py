@@ -26,6 +26,7 @@ from tests.support.batch_files import (
 from tests.support.servers import free_port, python_module, running_process, running_server
 
 KEYS = ("key-one", "key-two")
+FILE_LIMIT = 3_000_000  # bytes an upload may have here; a line, MAX_BODY_BYTES (1 MB)
 
 
 def serve(store: Path, batch_dir: Path, **env: str) -> Any:
@@ -41,7 +42,8 @@ def _server(store: Path, batch_dir: Path, **env: str) -> tuple[list[str], int, d
 @pytest.fixture(scope="module")
 def url(engine_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     batch_dir = tmp_path_factory.mktemp("batches")
-    with serve(engine_store, batch_dir, API_KEYS=",".join(KEYS), BATCH_CHUNK_LINES="2") as base:
+    limits = {"BATCH_CHUNK_LINES": "2", "MAX_BATCH_FILE_BYTES": str(FILE_LIMIT)}
+    with serve(engine_store, batch_dir, API_KEYS=",".join(KEYS), **limits) as base:
         yield base
 
 
@@ -178,6 +180,22 @@ def test_a_bad_file_is_refused_at_create_naming_its_first_bad_lines(
         assert f"line {number}: " in message and why in message
     assert "line 6: body.max_tokens" in message and "and 1 more" in message
     assert [b.id for b in client.batches.list()] == before  # nothing was made
+
+
+def test_a_huge_line_is_refused_at_create_and_a_huge_file_at_upload(
+    client: openai.OpenAI,
+) -> None:
+    huge = completion_line("huge", "gpt2-test", "word " * 250_000)  # 1.25 MB, under FILE_LIMIT
+    with pytest.raises(openai.BadRequestError, match="line 2: longer than 1048576 bytes"):
+        client.batches.create(
+            input_file_id=upload(client, [completion_line("ok", "gpt2-test", "Hi"), huge]),
+            endpoint="/v1/completions",
+            completion_window="24h",
+        )
+    too_big = io.BytesIO(b"x" * (FILE_LIMIT + 1))
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.files.create(file=("big.jsonl", too_big), purpose="batch")
+    assert refused.value.status_code == 413
 
 
 @pytest.mark.parametrize(
