@@ -69,6 +69,12 @@ class BatchFileInvalid(errors.TextgenError):
     kind = "invalid_batch_file"
 
 
+class BatchesUnavailable(errors.TextgenError):
+    """The Batch API has nothing to run batches on here (Lambda without its AWS settings)."""
+
+    kind = "batches_unavailable"
+
+
 class ClientDisconnected(errors.TextgenError):
     """The client went away before its answer was ready; nobody reads the response."""
 
@@ -99,6 +105,7 @@ STATUS_BY_ERROR: dict[type[errors.TextgenError], int] = {
     Unauthorized: 401,
     ObjectNotFound: 404,
     BatchFileInvalid: 400,
+    BatchesUnavailable: 503,
     ClientDisconnected: 499,  # nobody reads it: the connection is gone
 }
 

@@ -91,6 +91,9 @@ class SqsChunkQueue:
     def _sqs(self) -> Any:
         return self._make_client()
 
+    def check_ready(self) -> None:
+        """SQS takes messages whenever it answers; a failure to send is the error."""
+
     def send(self, batch_id: str, chunks: Iterable[int]) -> None:
         indexes = list(chunks)
         for start in range(0, len(indexes), _SQS_BATCH):

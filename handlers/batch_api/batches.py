@@ -32,6 +32,10 @@ MAX_WINDOW_S = 24 * 3600
 
 
 class ChunkQueue(Protocol):
+    def check_ready(self) -> None:
+        """Raise the error a caller should see where chunks cannot be run now."""
+        ...
+
     def send(self, batch_id: str, chunks: Iterable[int]) -> None:
         """Have the batch's chunks run, each at least once."""
         ...
@@ -62,6 +66,7 @@ class BatchService:
                 f"endpoint {body.endpoint!r}: one of {', '.join(ENDPOINTS)}", field="endpoint"
             )
         window = completion_window_s(body.completion_window)
+        self._chunks.check_ready()  # before anything is written
         source = self._files.get(owner, body.input_file_id)
         if source.purpose != UPLOAD_PURPOSE:
             raise InvalidRequest(

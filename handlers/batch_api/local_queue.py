@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from handlers.batch_api.batches import BatchService
 from handlers.batch_api.runner import BatchRunner
+from handlers.errors import BatchesUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +38,17 @@ class LocalChunkQueue:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
+    def check_ready(self) -> None:
+        if self._loop is None or self._queue is None:  # no lifespan: Lambda, through Mangum
+            raise BatchesUnavailable(
+                "batches need a process that outlives its requests, or AWS to run them: "
+                "set BATCH_BUCKET and BATCH_QUEUE_URL (docs/batches.md)"
+            )
+
     def send(self, batch_id: str, chunks: Iterable[int]) -> None:
         """Queue the chunks (from the loop's thread or any other)."""
-        if self._loop is None or self._queue is None:
-            raise RuntimeError("the chunk queue is not started (the app's lifespan starts it)")
+        self.check_ready()
+        assert self._loop is not None and self._queue is not None
         queue = self._queue
         for index in chunks:
             self._loop.call_soon_threadsafe(queue.put_nowait, (batch_id, index))

@@ -14,7 +14,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from fastapi.testclient import TestClient
 
+from handlers.factory import create_app
 from tests.support.batch_files import (
     by_custom_id,
     chat_line,
@@ -24,6 +26,7 @@ from tests.support.batch_files import (
     wait_until_final,
 )
 from tests.support.servers import free_port, python_module, running_process, running_server
+from textgen.settings import Settings
 
 KEYS = ("key-one", "key-two")
 FILE_LIMIT = 3_000_000  # bytes an upload may have here; a line, MAX_BODY_BYTES (1 MB)
@@ -295,3 +298,22 @@ def test_a_server_killed_mid_batch_takes_it_up_again_when_it_starts(
     assert batch.request_counts is not None and batch.request_counts.completed == 80
     assert sorted(found) == sorted(f"k-{i}" for i in range(80))
     assert all(len(lines) == 1 for lines in found.values())
+
+
+def test_without_a_process_that_outlives_requests_create_is_a_503_that_writes_nothing(
+    store_dir: Path, tmp_path: Path
+) -> None:
+    # As on Lambda through Mangum without the AWS settings: no lifespan, so no chunk queue.
+    app = create_app(Settings(model_store=str(store_dir), batch_dir=tmp_path))
+    http = TestClient(app)  # not entered: the lifespan does not run
+    lines = jsonl([completion_line("a", "gpt2-test", "Hi")])
+    made = http.post("/v1/files", files={"file": ("in.jsonl", lines)}, data={"purpose": "batch"})
+    body = {"input_file_id": made.json()["id"], "endpoint": "/v1/completions"}
+
+    refused = http.post("/v1/batches", json=body)
+
+    assert made.status_code == 200
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "batches_unavailable"
+    assert "BATCH_QUEUE_URL" in refused.json()["error"]["message"]
+    assert http.get("/v1/batches").json()["data"] == []
