@@ -43,6 +43,9 @@ class Chunks:
     def __init__(self) -> None:
         self.sent: list[tuple[str, int]] = []
 
+    def check_ready(self) -> None:
+        pass
+
     def send(self, batch_id: str, chunks: Any) -> None:
         self.sent.extend((batch_id, index) for index in chunks)
 
