@@ -85,6 +85,7 @@ def demo_store_key() -> str:
                 for name in ("staging", "manifest", "model_files", "families")
             ),
             REPO_ROOT / "handlers" / "cli.py",
+            REPO_ROOT / "handlers" / "commands.py",  # what `textgen demo-store` runs
         ],
         packages=[
             *("torch", "transformers", "gguf", "safetensors", "tokenizers", "accelerate"),
