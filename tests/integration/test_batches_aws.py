@@ -267,3 +267,33 @@ def test_a_batch_through_api_gateway_and_the_sqs_workers(
     assert sorted(found) == [f"g-{i}" for i in range(5)]
     assert all(len(lines) == 1 for lines in found.values())
     assert batch_id in [b.id for b in client.batches.list()]
+
+
+def test_a_batch_cancelled_on_aws_runs_no_more_chunks_and_finalizes_as_cancelled(
+    aws: dict[str, str], lambda_functions: tuple[ModuleType, ModuleType]
+) -> None:
+    api, worker_function = lambda_functions
+    client = through_api_gateway(api)
+    lines = [completion_line(f"x-{i}", "gpt2-test", f"Line {i}") for i in range(4)]
+    batch_id = create(client, lines)
+    cancelling = client.batches.cancel(batch_id)
+    sqs = boto3.session.Session(**_credentials()).client(
+        "sqs", endpoint_url=aws["AWS_ENDPOINT_URL"]
+    )
+    messages = sqs.receive_message(
+        QueueUrl=aws["BATCH_QUEUE_URL"], MaxNumberOfMessages=10, VisibilityTimeout=300
+    )["Messages"]
+    template = load_event("sqs-chunk")["Records"][0]
+    records = [{**template, "messageId": m["MessageId"], "body": m["Body"]} for m in messages]
+
+    answer = worker_function.handler({"Records": records}, LocalLambdaContext())
+    asyncio.set_event_loop(asyncio.new_event_loop())  # as above: Mangum's loop for the API
+    batch = client.batches.retrieve(batch_id)
+    found = by_custom_id(batch, client)
+
+    assert cancelling.status == "cancelling" and len(messages) == 2
+    assert answer == {"batchItemFailures": []}
+    assert batch.status == "cancelled" and batch.output_file_id is None
+    assert batch.request_counts is not None and batch.request_counts.failed == 4
+    assert sorted(found) == [f"x-{i}" for i in range(4)]
+    assert all(ls[0]["error"]["code"] == "batch_cancelled" for ls in found.values())
