@@ -12,13 +12,13 @@ from typing import Any, Literal
 from starlette.concurrency import run_in_threadpool
 
 from handlers.openai_api import protocol as p
+from handlers.openai_api.bodies import chat_request, completion_request
 from handlers.openai_api.logprobs import (
     chat_logprobs,
     completion_logprobs,
     logprob_entries,
     prompt_entries,
 )
-from handlers.openai_api.bodies import chat_request, completion_request
 from handlers.request_ids import current_request_id
 from textgen.engine import SequenceOutput, TokenEvent, TokenLogprob
 from textgen.families import Family
