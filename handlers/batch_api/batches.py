@@ -29,6 +29,7 @@ from textgen.settings import Settings
 _WINDOW = re.compile(r"^([1-9][0-9]*)([smh])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600}
 MAX_WINDOW_S = 24 * 3600
+_RUNNING = ("in_progress", "cancelling", "finalizing")
 
 
 class ChunkQueue(Protocol):
@@ -49,11 +50,13 @@ class BatchService:
         blobs: Blobs,
         chunks: ChunkQueue,
         check: Callable[[Body], None],
+        settle: Callable[[str], BatchRecord],
         settings: Settings,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._files = files
         self._check = check  # refuses a line's body as its endpoint would
+        self._settle = settle  # finishes an overdue batch (BatchRunner.settle_overdue)
         self._records = records
         self._blobs = blobs
         self._chunks = chunks
@@ -108,10 +111,10 @@ class BatchService:
         return record.public()
 
     def retrieve(self, owner: str, batch_id: str) -> Batch:
-        return self._records.owned(owner, batch_id).public()
+        return self._settled(self._records.owned(owner, batch_id)).public()
 
     def listing(self, owner: str, after: str | None, limit: int) -> Page:
-        mine = [r for r in self._records.all() if r.owner == owner]
+        mine = [self._settled(r) for r in self._records.all() if r.owner == owner]
         mine.sort(key=lambda r: (r.created_at, r.id), reverse=True)  # newest first, as OpenAI
         return page([r.public() for r in mine], after, limit)
 
@@ -133,10 +136,18 @@ class BatchService:
 
         return self._records.update(batch_id, cancel).public()
 
+    def _settled(self, record: BatchRecord) -> BatchRecord:
+        """The batch, settled first if its window and the workers' grace are over (no
+        scheduler: reading it is what settles it)."""
+        grace = self._settings.batch_overdue_grace_s
+        overdue = record.expires_at is not None and self._clock() >= record.expires_at + grace
+        if overdue and record.status in _RUNNING:
+            return self._settle(record.id)
+        return record
+
     def unfinished(self) -> list[BatchRecord]:
         """Batches a stopped process left running (the local queue takes them up again)."""
-        running = ("in_progress", "cancelling", "finalizing")
-        return [r for r in self._records.all() if r.status in running]
+        return [r for r in self._records.all() if r.status in _RUNNING]
 
 
 def completion_window_s(window: str) -> int:

@@ -91,19 +91,30 @@ class Batch(BaseModel):
 
 class BatchRecord(Batch):
     """A batch as stored: the chunks its lines were cut into (`chunk_starts[i]` is chunk i's
-    first request, counted from 0), those done, and those that ran out of time unrun."""
+    first request, counted from 0); for each chunk done, the run whose lines count (a chunk run
+    twice wrote two sets of lines; the batch's files take one); the chunks that ran out of
+    time unrun."""
 
     owner: str
     chunk_starts: list[int]
-    chunks_done: list[int] = Field(default_factory=list)
+    counted_runs: dict[int, str] = Field(default_factory=dict)
     expired_chunks: list[int] = Field(default_factory=list)
 
     def public(self) -> Batch:
         return Batch.model_validate(self.model_dump(include=set(Batch.model_fields)))
 
     @property
+    def chunks_done(self) -> list[int]:
+        return sorted(self.counted_runs)
+
+    @property
     def all_chunks_done(self) -> bool:
-        return len(self.chunks_done) == len(self.chunk_starts)
+        return len(self.counted_runs) == len(self.chunk_starts)
+
+    @property
+    def taking_chunks(self) -> bool:
+        """Whether a chunk's lines may still be counted (not once finalizing has begun)."""
+        return self.status in ("in_progress", "cancelling")
 
 
 class CreateBatch(BaseModel):

@@ -54,11 +54,14 @@ def batch_api_for(settings: Settings, serving: OpenAIServing) -> BatchApi:
     files, records = FileStore(blobs), BatchRecords(blobs)
     local: LocalChunkQueue | None = None
     queue: ChunkQueue
+    runner = runner_for(settings, serving, blobs)
     if settings.batch_queue_url:
         from handlers.batch_api.aws import SqsChunkQueue, sqs_client
 
         queue = SqsChunkQueue(sqs_client, settings.batch_queue_url)
     else:
-        queue = local = LocalChunkQueue(runner_for(settings, serving, blobs))
-    batches = BatchService(files, records, blobs, queue, serving.check, settings)
+        queue = local = LocalChunkQueue(runner)
+    batches = BatchService(
+        files, records, blobs, queue, serving.check, runner.settle_overdue, settings
+    )
     return BatchApi(files, batches, local)

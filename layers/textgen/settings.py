@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     max_batch_file_bytes: int = Field(default=200 * 1024**2, ge=1024)
     max_batch_lines: int = Field(default=50_000, ge=1)
     batch_chunk_lines: int = Field(default=64, ge=1)
+    # A batch still running this long after its window ends (its chunks in a dead-letter queue,
+    # or a local server gone) is settled as expired when next read: by then no worker can still
+    # hold a chunk (a Lambda worker's most is 900 s).
+    batch_overdue_grace_s: float = Field(default=900.0, ge=0)
     # On AWS: files and batches in this bucket under BATCH_PREFIX, chunks on this SQS queue for
     # the workers (both set, or neither: BATCH_DIR then).
     batch_bucket: str | None = None

@@ -27,6 +27,7 @@ from textgen.store import open_store
 OWNER = "owner"
 LINES = 6
 CHUNK = 2
+GRACE = 900.0  # seconds after the window before a read settles an unfinished batch
 
 
 class Clock:
@@ -77,11 +78,19 @@ class Batches:
         blobs = LocalBlobs(root)
         self.clock, self.chunks = Clock(), Chunks()
         self.files, self.records = FileStore(blobs), BatchRecords(blobs)
-        settings = Settings(batch_chunk_lines=CHUNK)
-        self.service = BatchService(
-            self.files, self.records, blobs, self.chunks, serving.check, settings, self.clock
-        )
+        settings = Settings(batch_chunk_lines=CHUNK, batch_overdue_grace_s=GRACE)
         self.blobs, self.serving = blobs, serving
+        settle = self.runner().settle_overdue
+        self.service = BatchService(
+            self.files,
+            self.records,
+            blobs,
+            self.chunks,
+            serving.check,
+            settle,
+            settings,
+            self.clock,
+        )
 
     def runner(self, serving: OpenAIServing | None = None) -> BatchRunner:
         return BatchRunner(
@@ -177,3 +186,47 @@ def test_chunks_taken_after_the_window_ends_expire_and_what_is_done_is_kept(
     assert all(line["error"]["code"] == "batch_expired" for line in expired)
     assert record.request_counts.model_dump() == {"total": 6, "completed": 2, "failed": 4}
     assert batches.custom_ids(record) == EVERY_ID
+
+
+def test_a_batch_no_worker_finishes_is_settled_as_expired_when_read_after_its_window(
+    batches: Batches,
+) -> None:
+    batch_id = batches.create(window="1h")
+    runner = batches.runner()
+    first, second, _ = batches.chunks.sent
+    asyncio.run(runner.run_chunk(*first))  # the others never come (a dead-letter queue)
+
+    batches.clock.now += 3600 + GRACE - 1
+    before_grace = batches.service.retrieve(OWNER, batch_id)
+    batches.clock.now += 1
+    settled = batches.service.retrieve(OWNER, batch_id)
+    asyncio.run(runner.run_chunk(*second))  # a late worker: nothing more is counted
+    record = batches.record(batch_id)
+    expired = batches.lines(record.error_file_id)
+
+    assert before_grace.status == "in_progress"
+    assert settled.status == "expired" and settled.expired_at is not None
+    assert record.request_counts.model_dump() == {"total": 6, "completed": 2, "failed": 4}
+    assert [line["custom_id"] for line in batches.lines(record.output_file_id)] == ["r0", "r1"]
+    assert all(line["error"]["code"] == "batch_expired" for line in expired)
+    assert batches.custom_ids(record) == EVERY_ID
+
+
+def test_a_chunk_run_twice_at_once_counts_one_run_whole(batches: Batches) -> None:
+    """Two workers holding the same chunk: each writes its own lines; the batch's files take the
+    run that was counted, never a mix."""
+    batch_id = batches.create()
+
+    async def deliver() -> None:
+        first, *rest = batches.chunks.sent
+        await asyncio.gather(batches.runner().run_chunk(*first), batches.runner().run_chunk(*first))
+        for chunk in rest:
+            await batches.runner().run_chunk(*chunk)
+
+    asyncio.run(deliver())
+    record = batches.record(batch_id)
+    answers = batches.lines(record.output_file_id)
+
+    assert record.status == "completed"
+    assert [line["custom_id"] for line in answers] == [f"r{i}" for i in range(LINES)]
+    assert record.request_counts.model_dump() == {"total": 6, "completed": 6, "failed": 0}
