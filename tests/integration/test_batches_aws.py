@@ -152,31 +152,37 @@ def test_the_lambda_worker_runs_sqs_events_and_reports_only_the_bad_message(
 ) -> None:
     lines = [completion_line(f"l-{i}", "gpt2-test", f"Line {i}") for i in range(3)]
     batch_id = create(client, lines)
-    sqs = boto3.session.Session(**_credentials()).client(
-        "sqs", endpoint_url=aws["AWS_ENDPOINT_URL"]
-    )
-    messages = sqs.receive_message(
-        QueueUrl=aws["BATCH_QUEUE_URL"], MaxNumberOfMessages=10, VisibilityTimeout=300
-    )["Messages"]
-    template = load_event("sqs-chunk")["Records"][0]
-    records = [
-        {**copy.deepcopy(template), "messageId": m["MessageId"], "body": m["Body"]}
-        for m in messages
-    ]
-    bad = {**copy.deepcopy(template), "messageId": "not-a-chunk", "body": "CHUNK"}
+    records = taken_chunks(aws)
+    bad = {**copy.deepcopy(records[0]), "messageId": "not-a-chunk", "body": "CHUNK"}
 
     answer = run_lambda(aws, {"Records": [*records, bad]})
     again = run_lambda(aws, {"Records": records})  # delivered twice
     batch = client.batches.retrieve(batch_id)
     found = by_custom_id(batch, client)
 
-    assert len(messages) == 2  # 3 lines, 2 a chunk
+    assert len(records) == 2  # 3 lines, 2 a chunk
     assert answer == {"batchItemFailures": [{"itemIdentifier": "not-a-chunk"}]}
     assert again == {"batchItemFailures": []}
     assert batch.status == "completed"
     assert batch.request_counts is not None and batch.request_counts.completed == 3
     assert sorted(found) == ["l-0", "l-1", "l-2"]
     assert all(len(lines) == 1 for lines in found.values())
+
+
+def taken_chunks(aws: dict[str, str]) -> list[dict[str, Any]]:
+    """The chunk messages on the queue (up to 10), taken as Lambda's poller takes them, each in
+    the SAM-generated SQS event's record."""
+    sqs = boto3.session.Session(**_credentials()).client(
+        "sqs", endpoint_url=aws["AWS_ENDPOINT_URL"]
+    )
+    messages = sqs.receive_message(
+        QueueUrl=aws["BATCH_QUEUE_URL"], MaxNumberOfMessages=10, VisibilityTimeout=300
+    ).get("Messages", [])
+    template = load_event("sqs-chunk")["Records"][0]
+    return [
+        {**copy.deepcopy(template), "messageId": m["MessageId"], "body": m["Body"]}
+        for m in messages
+    ]
 
 
 def _credentials() -> dict[str, str]:
@@ -245,14 +251,7 @@ def test_a_batch_through_api_gateway_and_the_sqs_workers(
     client = through_api_gateway(api)
     lines = [completion_line(f"g-{i}", "gpt2-test", f"Line {i}") for i in range(5)]
     batch_id = create(client, lines)
-    sqs = boto3.session.Session(**_credentials()).client(
-        "sqs", endpoint_url=aws["AWS_ENDPOINT_URL"]
-    )
-    template = load_event("sqs-chunk")["Records"][0]
-    while messages := sqs.receive_message(
-        QueueUrl=aws["BATCH_QUEUE_URL"], MaxNumberOfMessages=10, VisibilityTimeout=300
-    ).get("Messages", []):
-        records = [{**template, "messageId": m["MessageId"], "body": m["Body"]} for m in messages]
+    while records := taken_chunks(aws):
         answer = worker_function.handler({"Records": records}, LocalLambdaContext())
         assert answer == {"batchItemFailures": []}
     # The two functions share this process here, not on Lambda: the worker's asyncio.run left
@@ -277,21 +276,14 @@ def test_a_batch_cancelled_on_aws_runs_no_more_chunks_and_finalizes_as_cancelled
     lines = [completion_line(f"x-{i}", "gpt2-test", f"Line {i}") for i in range(4)]
     batch_id = create(client, lines)
     cancelling = client.batches.cancel(batch_id)
-    sqs = boto3.session.Session(**_credentials()).client(
-        "sqs", endpoint_url=aws["AWS_ENDPOINT_URL"]
-    )
-    messages = sqs.receive_message(
-        QueueUrl=aws["BATCH_QUEUE_URL"], MaxNumberOfMessages=10, VisibilityTimeout=300
-    )["Messages"]
-    template = load_event("sqs-chunk")["Records"][0]
-    records = [{**template, "messageId": m["MessageId"], "body": m["Body"]} for m in messages]
+    records = taken_chunks(aws)
 
     answer = worker_function.handler({"Records": records}, LocalLambdaContext())
     asyncio.set_event_loop(asyncio.new_event_loop())  # as above: Mangum's loop for the API
     batch = client.batches.retrieve(batch_id)
     found = by_custom_id(batch, client)
 
-    assert cancelling.status == "cancelling" and len(messages) == 2
+    assert cancelling.status == "cancelling" and len(records) == 2
     assert answer == {"batchItemFailures": []}
     assert batch.status == "cancelled" and batch.output_file_id is None
     assert batch.request_counts is not None and batch.request_counts.failed == 4
