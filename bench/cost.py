@@ -27,7 +27,6 @@ Reproduce with:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
@@ -56,8 +55,7 @@ LAMBDA_MB = {1: 1769, 2: 3538, 6: 10240}
 
 def measure(store: Path, model: str) -> dict[str, float]:
     """In this (pinned) process: interactive and batch tokens/s of `model`."""
-    from handlers.openai_api import protocol as p
-    from handlers.openai_api.batch import COMPLETIONS, BatchRequest, run_batch
+    from bench.run_batch import through_batch
     from handlers.openai_api.serving import OpenAIServing
     from textgen.engine import SamplingParams
     from textgen.service import GenerationRequest, GenerationService
@@ -79,25 +77,8 @@ def measure(store: Path, model: str) -> dict[str, float]:
         tokens += one(PROMPTS[index % len(PROMPTS)], NEW_TOKENS)
     interactive = tokens / (time.perf_counter() - started)
 
-    lines = [
-        BatchRequest(
-            index,
-            f"line-{index}",
-            COMPLETIONS,
-            p.CompletionRequest(
-                model=model,
-                prompt=PROMPTS[index % len(PROMPTS)],
-                max_tokens=NEW_TOKENS,
-                temperature=0,
-            ),
-        )
-        for index in range(CHUNK_LINES)
-    ]
-    started = time.perf_counter()
-    records = asyncio.run(run_batch(serving, lines, CHUNK_LINES))
-    batch = sum(r["response"]["body"]["usage"]["completion_tokens"] for r in records) / (
-        time.perf_counter() - started
-    )
+    prompts = [PROMPTS[index % len(PROMPTS)] for index in range(CHUNK_LINES)]
+    batch = through_batch(serving, model, prompts, CHUNK_LINES, NEW_TOKENS)
     service.close(grace_seconds=0)
     return {"interactive": interactive, "batch": batch}
 

@@ -63,14 +63,20 @@ def engine_direct(
     return tokens / (clock() - started)
 
 
-def through_batch(serving: OpenAIServing, model: str, prompts: list[str], in_flight: int) -> float:
-    """The same requests as a batch file's lines; tokens/s."""
+def through_batch(
+    serving: OpenAIServing,
+    model: str,
+    prompts: list[str],
+    in_flight: int,
+    new_tokens: int = NEW_TOKENS,
+) -> float:
+    """The same requests as a batch file's lines (greedy, up to `new_tokens` each); tokens/s."""
     requests = [
         BatchRequest(
             index,
             f"line-{index}",
             COMPLETIONS,
-            p.CompletionRequest(model=model, prompt=prompt, max_tokens=NEW_TOKENS, temperature=0),
+            p.CompletionRequest(model=model, prompt=prompt, max_tokens=new_tokens, temperature=0),
         )
         for index, prompt in enumerate(prompts)
     ]

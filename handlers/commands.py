@@ -145,7 +145,7 @@ def run_batch(args: argparse.Namespace) -> int:
     with open(args.input, encoding="utf-8") as lines:
         # The whole file's shape checked before any runs; a body its endpoint refuses (a prompt
         # too long) is that line's error, as vLLM's run-batch has it.
-        requests = parse_batch(lines, check=lambda body: None)
+        requests = parse_batch(lines)
     service = GenerationService(settings, open_store(settings.model_store, settings))
     serving = OpenAIServing(service, settings.default_max_tokens)
     in_flight = settings.max_batch_size + settings.max_queued_requests

@@ -44,8 +44,8 @@ class BatchRunner:
         in_flight: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._files = files
-        self._records = records
+        self.files = files
+        self.records = records
         self._blobs = blobs
         self._serving = serving
         self._in_flight = in_flight
@@ -53,7 +53,7 @@ class BatchRunner:
         self._parsed: dict[str, list[BatchRequest]] = {}  # the latest batch's input, parsed
 
     async def run_chunk(self, batch_id: str, index: int) -> None:
-        record = await asyncio.to_thread(self._records.get, batch_id)
+        record = await asyncio.to_thread(self.records.get, batch_id)
         if record is None or record.status in FINAL_STATUSES:
             return
         if index in record.counted_runs or not record.taking_chunks:
@@ -75,7 +75,7 @@ class BatchRunner:
         """A batch whose chunks were not all taken in its window (and the grace after it):
         each chunk not done is written as a worker taking it now would (its lines expired, or
         cancelled), then the batch finalizes. No worker has to come back for it."""
-        record = self._records.get(batch_id)
+        record = self.records.get(batch_id)
         assert record is not None
         for index in range(len(record.chunk_starts)):
             if index not in record.counted_runs and record.taking_chunks:
@@ -102,7 +102,9 @@ class BatchRunner:
     def _chunk_requests(self, record: BatchRecord, index: int) -> list[BatchRequest]:
         if record.id not in self._parsed:
             text = self._blobs.get(batch_blob(record.id, INPUT)).decode()
-            requests = parse_batch(text.splitlines(), self._serving.check, record.endpoint)
+            # Checked whole at create; a body refused now (the limits changed since) is its
+            # line's error when it runs, not a chunk that never can.
+            requests = parse_batch(text.splitlines(), endpoint=record.endpoint)
             self._parsed = {record.id: requests}
         starts = [*record.chunk_starts, record.request_counts.total]
         return self._parsed[record.id][starts[index] : starts[index + 1]]
@@ -128,7 +130,7 @@ class BatchRunner:
                 record.expired_chunks.append(index)
             return True
 
-        return self._records.update(batch_id, count)
+        return self.records.update(batch_id, count)
 
     def finalize(self, batch_id: str) -> BatchRecord:
         """The output and error files from the chunks' lines, then the batch's final status."""
@@ -139,7 +141,7 @@ class BatchRunner:
             record.status, record.finalizing_at = "finalizing", int(self._clock())
             return True
 
-        record = self._records.update(batch_id, begin)
+        record = self.records.update(batch_id, begin)
         if record.status in FINAL_STATUSES:
             return record
         output_id = self._write_file(record, "out", "output")
@@ -159,7 +161,7 @@ class BatchRunner:
             return True
 
         self._parsed.pop(batch_id, None)
-        return self._records.update(batch_id, end)
+        return self.records.update(batch_id, end)
 
     def _write_file(self, record: BatchRecord, kind: str, name: str) -> str | None:
         parts = [
@@ -173,7 +175,7 @@ class BatchRunner:
         # again writes the same file.
         file_id = f"file-{uuid.uuid5(uuid.NAMESPACE_URL, f'{record.id}/{name}').hex}"
         filename = f"{record.id}_{name}.jsonl"
-        self._files.create(record.owner, filename, OUTPUT_PURPOSE, data, file_id=file_id)
+        self.files.create(record.owner, filename, OUTPUT_PURPOSE, data, file_id=file_id)
         return file_id
 
 

@@ -51,10 +51,10 @@ def runner_for(settings: Settings, serving: OpenAIServing, blobs: Blobs) -> Batc
 
 def batch_api_for(settings: Settings, serving: OpenAIServing) -> BatchApi:
     blobs = blobs_for(settings)
-    files, records = FileStore(blobs), BatchRecords(blobs)
+    runner = runner_for(settings, serving, blobs)
+    files, records = runner.files, runner.records
     local: LocalChunkQueue | None = None
     queue: ChunkQueue
-    runner = runner_for(settings, serving, blobs)
     if settings.batch_queue_url:
         from handlers.batch_api.aws import SqsChunkQueue, sqs_client
 

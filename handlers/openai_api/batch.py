@@ -50,12 +50,13 @@ class BatchRequest:
 
 def parse_batch(
     lines: Iterable[str],
-    check: Callable[[Body], None],
+    check: Callable[[Body], None] | None = None,
     endpoint: str | None = None,
     max_line_bytes: int | None = None,
 ) -> list[BatchRequest]:
-    """The file's requests, in order; BatchFileInvalid naming its first bad lines. `check`
-    refuses a body as the endpoint would (OpenAIServing.check). With `endpoint`, every line must
+    """The file's requests, in order; BatchFileInvalid naming its first bad lines. `check`, where
+    given, refuses a body as the endpoint would (OpenAIServing.check); without it, such a body is
+    its line's error when it runs. With `endpoint`, every line must
     be for it (the Batch API's batches have one endpoint each)."""
     requests: list[BatchRequest] = []
     problems: list[str] = []
@@ -88,7 +89,7 @@ def _request(
     text: str,
     seen: set[str],
     endpoints: Mapping[str, type[BaseModel]],
-    check: Callable[[Body], None],
+    check: Callable[[Body], None] | None,
 ) -> BatchRequest:
     try:
         line = json.loads(text)
@@ -118,7 +119,8 @@ def _request(
     if body.stream:
         raise ValueError("body.stream: a batch's answers are not streamed")
     try:
-        check(body)
+        if check is not None:
+            check(body)
     except TextgenError as exc:
         raise ValueError(f"body.{exc.details.get('field', '')}: {exc.message}") from None
     return BatchRequest(number, custom_id, url, body)

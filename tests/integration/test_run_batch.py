@@ -187,4 +187,4 @@ def test_a_bad_file_is_refused_before_anything_runs(
     assert done.returncode == 1
     assert named in done.stderr
     assert not (tmp_path / "out.jsonl").exists()  # nothing ran, nothing written
-    assert len(parse_batch([good], lambda body: None)) == 1  # the good line alone is taken
+    assert len(parse_batch([good])) == 1  # the good line alone is taken
