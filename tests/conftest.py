@@ -23,6 +23,7 @@ from textgen.settings import Settings
 # The files that take longest, started first: each worker takes whole files (--dist loadfile), and
 # a long file started last would leave one worker running it alone at the end.
 LONGEST_FIRST = (
+    "tests/integration/test_lm_eval.py",
     "tests/notebooks/test_llama_training.py",
     "tests/notebooks/test_gpt2_deployment.py",
     "tests/test_container.py",
