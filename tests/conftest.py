@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from handlers.factory import create_app
@@ -18,12 +20,20 @@ from tests.support.artifact_cache import (
 )
 from tests.support.models import build_test_store
 from tests.support.servers import REPO_ROOT, run_textgen
+from textgen.backends.cpu import available_cpus
 from textgen.settings import Settings
+
+# Each worker computes on its share of the cores (pytest -n 2: half each), in this process and the
+# servers, notebooks and lm-eval runs it starts: at a thread per core, two workers' engines would
+# run four threads on two cores, each waiting on the others' spinning.
+_THREADS = str(max(1, available_cpus() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+os.environ.setdefault("TORCH_THREADS", _THREADS)
+os.environ.setdefault("OMP_NUM_THREADS", _THREADS)
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # imported above: read its setting then
 
 # The files that take longest, started first: each worker takes whole files (--dist loadfile), and
 # a long file started last would leave one worker running it alone at the end.
 LONGEST_FIRST = (
-    "tests/integration/test_lm_eval.py",
     "tests/notebooks/test_llama_training.py",
     "tests/notebooks/test_gpt2_deployment.py",
     "tests/test_container.py",

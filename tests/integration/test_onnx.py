@@ -237,20 +237,24 @@ def test_an_older_two_graph_export_serves_from_its_per_token_graph(
     metadata = json.loads((export / "textgen.json").read_text())
     (export / "textgen.json").write_text(json.dumps({**metadata, "prefill_model": "prefill.onnx"}))
 
-    older = load_backend(Framework.PYTORCH, model, Settings())
-    current = load_backend(Framework.PYTORCH, onnx_store / "gpt2-int8", Settings())
+    (older_runtime, older), (_, current) = greedy_tokens(model, onnx_store / "gpt2-int8")
+
+    assert older_runtime == INT8_RUNTIME
+    assert older == current and len(older) == 6
+
+
+def greedy_tokens(*models: Path, prompt: str = "Hello there") -> list[tuple[str, list[int]]]:
+    """Each model's runtime and its 6 greedy tokens for `prompt` (each loaded, then closed)."""
+    backends = [load_backend(Framework.PYTORCH, model, Settings()) for model in models]
     try:
-        older_ids = older.encode(["Hello there"], 6)
-        found = [
-            b.engine.submit(Job(["Hello there"], older_ids, 6)).result(60)[0].token_ids
-            for b in (older, current)
+        ids = backends[0].encode([prompt], 6)
+        return [
+            (b.engine.runtime, b.engine.submit(Job([prompt], ids, 6)).result(60)[0].token_ids)
+            for b in backends
         ]
     finally:
-        older.engine.close()
-        current.engine.close()
-
-    assert older.engine.runtime == INT8_RUNTIME
-    assert found[0] == found[1] and len(found[0]) == 6
+        for backend in backends:
+            backend.engine.close()
 
 
 def test_an_export_of_format_4_serves_as_it_is_and_is_remade_when_ensured(
@@ -262,18 +266,8 @@ def test_an_export_of_format_4_serves_as_it_is_and_is_remade_when_ensured(
     assert metadata["smoothing"]["calibration_tokens"] > 0  # a LLaMA's int8 export is smoothed
     metadata_file.write_text(json.dumps({**metadata, "format": 4, "smoothing": None}))
 
-    older = load_backend(Framework.PYTORCH, model, Settings())
-    current = load_backend(Framework.PYTORCH, onnx_store / "llama-int8", Settings())
-    try:
-        ids = older.encode(["Hello there"], 6)
-        found = [
-            b.engine.submit(Job(["Hello there"], ids, 6)).result(60)[0].token_ids
-            for b in (older, current)
-        ]
-    finally:
-        older.engine.close()
-        current.engine.close()
-    assert found[0] == found[1] and len(found[0]) == 6  # the same files: the same tokens
+    (_, older), (_, current) = greedy_tokens(model, onnx_store / "llama-int8")
+    assert older == current and len(older) == 6  # the same files: the same tokens
 
     assert not has_current_export(model)
     assert ensure_export(model) is not None
