@@ -9,11 +9,8 @@ graph itself (one activation range per tensor). Each is scored as bench/cpu_deco
 512-token window of the held-out chapters is half prompt, and its second half is decoded a token at
 a time, teacher-forced.
 
-- export: what `textgen export-onnx` writes: the model's activations smoothed into its weights
-  (textgen.convert.smoothing), int8 decoding steps, each weight channel quantized symmetrically
-  (zero point 128); prompts through its per-token int8 graph;
-- unsmoothed: the same without the smoothing (the export before it). The variants below are of
-  this one, as they were measured before the smoothing;
+- export: what `textgen export-onnx` writes: int8 decoding steps, each weight channel quantized
+  symmetrically (zero point 128); prompts through its per-token int8 graph;
 - float32_prompts: the export with prompts in float32 (the export before the per-token graph:
   two more copies of the weights in memory);
 - asymmetric_weights: the export with ONNX Runtime's default, each channel over its own min..max
@@ -31,8 +28,6 @@ Reproduce (WORK: the --work folder of a bench/cpu_decoding.py run, which holds t
 
     python bench/quantization_choices.py --work WORK \
         --output bench/results/quantization_choices-cpu-2core.json
-
-or some variants only, e.g. `--variants export,unsmoothed --skip-bfloat16`.
 """
 
 from __future__ import annotations
@@ -59,23 +54,21 @@ from bench.cpu_decoding import (  # noqa: E402
     PERPLEXITY_TOKENS,
     PERPLEXITY_WINDOW,
     _decoded_log_likelihood,
-    cpu_description,
     score_windows,
 )
 from bench.prompts import PROMPTS  # noqa: E402
 from bench.report import report  # noqa: E402
 from textgen.backends.onnx_runner import OnnxRunner  # noqa: E402
 
-# variant: (MatMuls kept in float32, symmetric weights, prompt graph, first token apart, smoothed)
+# variant: (MatMuls kept in float32, symmetric weights, prompt graph, first token apart)
 VARIANTS = {
-    "export": ((), True, "per_token", False, True),
-    "unsmoothed": ((), True, "per_token", False, False),
-    "float32_prompts": ((), True, "float32", False, False),
-    "asymmetric_weights": ((), False, "per_token", False, False),
-    "per_tensor_prompts": ((), True, "decoding", False, False),
-    "per_tensor_prompts_first_token_apart": ((), True, "decoding", True, False),
-    "float32_lm_head": (("lm_head",), True, "per_token", False, False),
-    "float32_down_proj": (("down_proj",), True, "per_token", False, False),
+    "export": ((), True, "per_token", False),
+    "float32_prompts": ((), True, "float32", False),
+    "asymmetric_weights": ((), False, "per_token", False),
+    "per_tensor_prompts": ((), True, "decoding", False),
+    "per_tensor_prompts_first_token_apart": ((), True, "decoding", True),
+    "float32_lm_head": (("lm_head",), True, "per_token", False),
+    "float32_down_proj": (("down_proj",), True, "per_token", False),
 }
 STEP_ROWS, STEPS = 8, 64
 
@@ -170,17 +163,13 @@ def main() -> int:
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "textgen-public"
     )
     parser.add_argument("--output", type=Path)
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
-    parser.add_argument("--skip-bfloat16", action="store_true")
     args = parser.parse_args()
-    variants = {name: VARIANTS[name] for name in args.variants.split(",")}
 
     from tokenizers import Tokenizer
 
     from textgen.backends.onnx_backend import session_options
     from textgen.backends.tokenizer import ModelTokenizer
-    from textgen.convert.onnx_graph import build_graph, int8_weights, token_embedding
-    from textgen.convert.smoothing import calibration_windows, input_maxima, smooth_llama
+    from textgen.convert.onnx_graph import build_graph, int8_weights
     from textgen.demo.moby_dick import split
     from textgen.models import load_decoder
     from textgen.settings import Settings
@@ -201,40 +190,27 @@ def main() -> int:
         model, "torch", windows, PERPLEXITY_WINDOW // 2, args.threads
     )
     float32 = math.exp(-reference / (len(windows) * PERPLEXITY_WINDOW // 2))
-    figures: dict[str, Any] = {
-        "cpu": cpu_description(),
-        "threads": args.threads,
-        "float32_perplexity": float32,
+    figures: dict[str, Any] = {"threads": args.threads, "float32_perplexity": float32}
+    # The 16-bit path (PyTorch bfloat16, chosen on CPUs with AVX512-BF16 or AMX); elsewhere
+    # PyTorch emulates it: slower, the same numbers.
+    bfloat16 = _decoded_log_likelihood(
+        model, "torch", windows, PERPLEXITY_WINDOW // 2, args.threads, torch_dtype="bfloat16"
+    )
+    value = math.exp(-bfloat16 / (len(windows) * PERPLEXITY_WINDOW // 2))
+    figures["torch_bfloat16"] = {
+        "perplexity": value,
+        "vs_float32_percent": 100 * (value / float32 - 1),
     }
-    if not args.skip_bfloat16:
-        # The 16-bit path (PyTorch bfloat16, chosen on CPUs with AVX512-BF16 or AMX); elsewhere
-        # PyTorch emulates it: slower, the same numbers.
-        bfloat16 = _decoded_log_likelihood(
-            model, "torch", windows, PERPLEXITY_WINDOW // 2, args.threads, torch_dtype="bfloat16"
-        )
-        value = math.exp(-bfloat16 / (len(windows) * PERPLEXITY_WINDOW // 2))
-        figures["torch_bfloat16"] = {
-            "perplexity": value,
-            "vs_float32_percent": 100 * (value / float32 - 1),
-        }
-        print("torch_bfloat16", figures["torch_bfloat16"], file=sys.stderr, flush=True)
+    print("torch_bfloat16", figures["torch_bfloat16"], file=sys.stderr, flush=True)
     embedding = np.load(export / "embedding.npy", mmap_mode="r")
-    plain = load_decoder(model, torch.float32, torch.device("cpu"))
-    smoothed = load_decoder(model, torch.float32, torch.device("cpu"))
+    decoder = load_decoder(model, torch.float32, torch.device("cpu"))
     with tempfile.TemporaryDirectory() as scratch:
         float32_graph = Path(scratch) / "float32.onnx"
-        onnx.save(build_graph(plain, "llama"), float32_graph)
+        onnx.save(build_graph(decoder, "llama"), float32_graph)
         float32_session = ort.InferenceSession(str(float32_graph), options)
-        calibration = calibration_windows(model, smoothed.context_length)
-        table = token_embedding(smoothed, "llama")
-        smooth_llama(smoothed, input_maxima(build_graph(smoothed, "llama"), table, calibration))
-        smoothed_graph = Path(scratch) / "smoothed-float32.onnx"
-        onnx.save(build_graph(smoothed, "llama"), smoothed_graph)
-        for name, (keep, symmetric, prompt_graph, apart, smooth) in variants.items():
-            decoder = smoothed if smooth else plain
+        for name, (keep, symmetric, prompt_graph, apart) in VARIANTS.items():
             output = Path(scratch) / f"{name}.onnx"
-            source = smoothed_graph if smooth else float32_graph
-            graph = quantized(source, keep, symmetric, output)
+            graph = quantized(float32_graph, keep, symmetric, output)
             decode = ort.InferenceSession(str(graph), options)
             prompts_session = decode
             if prompt_graph == "float32":

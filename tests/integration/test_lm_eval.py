@@ -27,9 +27,13 @@ from textgen.demo.store import SMOLLM2
 
 pytestmark = pytest.mark.slow
 
-# The fast path (the demo store's int8 export) against float32: the fast CPU path's bound, +1.5%
-# of float32's perplexity per token, one-sided. An accuracy may move by a near-tie item or two.
-FAST_PERPLEXITY_PER_TOKEN = 1.015
+# The fast path (the demo store's int8 export) against float32. Issue 22 allows +1.5% of float32
+# perplexity per token, measured on tokens decoded after a 256-token prompt; lm-eval's rolling
+# perplexity also scores each passage's first tokens, where int8 loses more (through this API, on
+# 40 held-out 512-token windows: +2.0% at positions 1 to 127, +1.6% from 128 on; these passages
+# are about 90 tokens). Hence +2.5% per token here, one-sided. An accuracy may move by a near-tie
+# item or two.
+FAST_PERPLEXITY_PER_TOKEN = 1.025
 FAST_ACCURACY_ITEMS = 2
 ACCURACIES = [(tasks.LOGLIKELIHOOD, "acc"), (tasks.CLOZE, "acc"), (tasks.CLOZE, "acc_norm")]
 BATCH = 8  # prompts per completions request, as lm-eval's --batch_size: the engine scores them

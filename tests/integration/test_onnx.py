@@ -26,13 +26,11 @@ from textgen.backends.onnx_runner import OnnxRunner, prefill_groups
 from textgen.backends.signed_int8 import Int8Weights, wants_signed
 from textgen.backends.step_backend import StepBackend
 from textgen.backends.torch_runner import TorchRunner
-from textgen.convert.onnx_export import ensure_export, has_current_export
 from textgen.convert.onnx_graph import int8_weights
 from textgen.engine import Job
 from textgen.errors import ModelLoadFailed
 from textgen.families import Framework
 from textgen.manifest import build_manifest
-from textgen.model_files import ONNX_EXPORT_FORMAT
 from textgen.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -237,42 +235,20 @@ def test_an_older_two_graph_export_serves_from_its_per_token_graph(
     metadata = json.loads((export / "textgen.json").read_text())
     (export / "textgen.json").write_text(json.dumps({**metadata, "prefill_model": "prefill.onnx"}))
 
-    (older_runtime, older), (_, current) = greedy_tokens(model, onnx_store / "gpt2-int8")
-
-    assert older_runtime == INT8_RUNTIME
-    assert older == current and len(older) == 6
-
-
-def greedy_tokens(*models: Path, prompt: str = "Hello there") -> list[tuple[str, list[int]]]:
-    """Each model's runtime and its 6 greedy tokens for `prompt` (each loaded, then closed)."""
-    backends = [load_backend(Framework.PYTORCH, model, Settings()) for model in models]
+    older = load_backend(Framework.PYTORCH, model, Settings())
+    current = load_backend(Framework.PYTORCH, onnx_store / "gpt2-int8", Settings())
     try:
-        ids = backends[0].encode([prompt], 6)
-        return [
-            (b.engine.runtime, b.engine.submit(Job([prompt], ids, 6)).result(60)[0].token_ids)
-            for b in backends
+        older_ids = older.encode(["Hello there"], 6)
+        found = [
+            b.engine.submit(Job(["Hello there"], older_ids, 6)).result(60)[0].token_ids
+            for b in (older, current)
         ]
     finally:
-        for backend in backends:
-            backend.engine.close()
+        older.engine.close()
+        current.engine.close()
 
-
-def test_an_export_of_format_4_serves_as_it_is_and_is_remade_when_ensured(
-    onnx_store: Path, tmp_path: Path
-) -> None:
-    model = shutil.copytree(onnx_store / "llama-int8", tmp_path / "llama-int8")
-    metadata_file = model / "onnx" / "textgen.json"
-    metadata = json.loads(metadata_file.read_text())
-    assert metadata["smoothing"]["calibration_tokens"] > 0  # a LLaMA's int8 export is smoothed
-    metadata_file.write_text(json.dumps({**metadata, "format": 4, "smoothing": None}))
-
-    (_, older), (_, current) = greedy_tokens(model, onnx_store / "llama-int8")
-    assert older == current and len(older) == 6  # the same files: the same tokens
-
-    assert not has_current_export(model)
-    assert ensure_export(model) is not None
-    assert json.loads(metadata_file.read_text())["format"] == ONNX_EXPORT_FORMAT
-    assert ensure_export(model) is None  # current now
+    assert older.engine.runtime == INT8_RUNTIME
+    assert found[0] == found[1] and len(found[0]) == 6
 
 
 def test_the_export_is_published_with_the_model(onnx_store: Path) -> None:
@@ -288,7 +264,7 @@ def test_the_export_is_published_with_the_model(onnx_store: Path) -> None:
     assert published <= set(manifest.files)
     metadata = json.loads((onnx_store / "gpt2-int8" / "onnx" / "textgen.json").read_text())
     assert (metadata["precision"], metadata["family"]) == ("int8", "gpt2")
-    assert (metadata["format"], metadata["int8_weights"]) == (ONNX_EXPORT_FORMAT, "signed")
+    assert (metadata["format"], metadata["int8_weights"]) == (4, "signed")
     assert "prefill_model" not in metadata  # one graph for prompts and steps
     assert not (onnx_store / "gpt2-int8" / "onnx" / "prefill.onnx").exists()
 

@@ -21,9 +21,7 @@ table is an input of the graph, saved once as embedding.npy.
 Each weight channel is quantized symmetrically (zero at 128, the scale set by its largest
 magnitude), not over its own min..max: the asymmetric zero point moves SmolLM2's held-out
 perplexity by +2.8% of float32's, the symmetric one by +1.25%, at the same speed
-(bench/quantization_choices.py). Before that, a LLaMA's few outsized activation channels are
-moved into its weights (textgen.convert.smoothing: the same function, a range shared by both),
-measured on a calibration text shipped with the package.
+(bench/quantization_choices.py).
 
 The 8-bit weights are stored signed (v - 128, zero point 0: the quantizer's unsigned bytes with
 their top bit flipped), the form CPUs with VNNI (AVX512-VNNI, AVX-VNNI) multiply exactly and
@@ -48,7 +46,6 @@ import torch
 
 from textgen.convert.onnx_graph import build_graph, int8_weights, token_embedding
 from textgen.convert.onnx_layout import save_for_serving, save_graph
-from textgen.convert.smoothing import ALPHA, calibration_windows, input_maxima, smooth_llama
 from textgen.errors import BackendNotInstalled, UnsupportedModel
 from textgen.model_files import (
     CONFIG_FILE,
@@ -83,15 +80,8 @@ def export_onnx(model_dir: Path, precision: Precision = "int8") -> Path:
     decoder = load_decoder(model_dir, torch.float32, torch.device("cpu"))
     target = model_dir / ONNX_EXPORT_DIR
     signed = False
-    smoothing: dict[str, float] | None = None
     with tempfile.TemporaryDirectory() as scratch, staged_folder(target) as staging:
         float32 = build_graph(decoder, config["model_type"])
-        if precision == "int8" and config["model_type"] == "llama":
-            table = token_embedding(decoder, "llama")
-            windows = calibration_windows(model_dir, decoder.context_length)
-            smooth_llama(decoder, input_maxima(float32, table, windows))
-            float32 = build_graph(decoder, "llama")
-            smoothing = {"alpha": ALPHA, "calibration_tokens": sum(map(len, windows))}
         if precision == "float32":
             save_for_serving(float32, staging / ONNX_MODEL_FILE)
         else:
@@ -122,7 +112,6 @@ def export_onnx(model_dir: Path, precision: Precision = "int8") -> Path:
         }
         if precision == "int8":
             metadata["int8_weights"] = "signed" if signed else "unsigned"
-            metadata["smoothing"] = smoothing
         (staging / ONNX_METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     return target
 
