@@ -110,7 +110,7 @@ def publish(args: argparse.Namespace) -> int:
     if not args.no_onnx:  # a CPU serves the model on the fast path with no step of its own
         from textgen.convert.onnx_export import ensure_export
 
-        if (export := ensure_export(model_dir)) is not None:
+        if (export := ensure_export(model_dir, settings.export_cache_dir)) is not None:
             print(f"wrote the ONNX export (int8) to {export}", file=sys.stderr)
     total = build_manifest(model_dir).total_bytes if model_dir.is_dir() else 0
     with tqdm(total=total, unit="B", unit_scale=True, desc="uploading", disable=args.quiet) as bar:

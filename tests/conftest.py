@@ -90,6 +90,7 @@ def demo_store_key() -> str:
         [
             TEXTGEN / "demo",
             TEXTGEN / "convert",  # the GGUF import and the ONNX export
+            TEXTGEN / "convert" / "calibration.txt",  # the int8 export's calibration text
             TEXTGEN / "models",
             *(
                 TEXTGEN / f"{name}.py"

@@ -28,10 +28,13 @@ ONNX_WEIGHTS_FILE = "model.onnx.data"  # the graph's large initializers, memory-
 ONNX_EMBEDDING_FILE = "embedding.npy"  # the token embedding table the graph takes as input
 ONNX_EMBEDDING_INPUT = "embedding"  # that input's name
 ONNX_METADATA_FILE = "textgen.json"
-ONNX_EXPORT_FORMAT = 4  # bumped when the graph's inputs, outputs or files change
+ONNX_EXPORT_FORMAT = 5  # bumped when the graph's inputs, outputs, files or weights change
 # Format 3: weights inside the graph file, optimized at load (and an int8 export maybe in two
 # graphs, its per-token one in prefill.onnx); still served. Format 4: textgen.convert.onnx_layout.
-ONNX_READABLE_FORMATS = (3, ONNX_EXPORT_FORMAT)
+# Format 5: format 4 with each int8 product's outlier input channels in float32
+# (textgen.convert.calibration); a format 4 export is served as it is and remade by ensure_export.
+ONNX_OPTIMIZED_FORMATS = (4, ONNX_EXPORT_FORMAT)  # optimized at export
+ONNX_READABLE_FORMATS = (3, *ONNX_OPTIMIZED_FORMATS)
 
 
 def read_model_type(config_text: str, model_name: str) -> str:

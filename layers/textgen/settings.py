@@ -66,8 +66,8 @@ class Settings(BaseSettings):
         default_factory=lambda: Path(tempfile.gettempdir()) / "textgen-models"
     )
     model_cache_max_bytes: int = Field(default=8 * 1024**3, ge=1)
-    # `textgen export-tf` reuses an export of identical inputs kept here (textgen.convert.
-    # export_cache); none: every export is built.
+    # `textgen export-tf` and `textgen publish` (its ONNX export) reuse an export of identical
+    # inputs kept here (textgen.convert.export_cache); none: every export is built.
     export_cache_dir: Path | None = None
     verify_cached_models: bool = True  # re-hash a cached model when a process first uses it
     s3_max_concurrency: int = Field(default=16, ge=1)

@@ -26,11 +26,13 @@ from textgen.backends.onnx_runner import OnnxRunner, prefill_groups
 from textgen.backends.signed_int8 import Int8Weights, wants_signed
 from textgen.backends.step_backend import StepBackend
 from textgen.backends.torch_runner import TorchRunner
+from textgen.convert.onnx_export import ensure_export, has_current_export
 from textgen.convert.onnx_graph import int8_weights
 from textgen.engine import Job
 from textgen.errors import ModelLoadFailed
 from textgen.families import Framework
 from textgen.manifest import build_manifest
+from textgen.model_files import ONNX_EXPORT_FORMAT
 from textgen.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -235,20 +237,42 @@ def test_an_older_two_graph_export_serves_from_its_per_token_graph(
     metadata = json.loads((export / "textgen.json").read_text())
     (export / "textgen.json").write_text(json.dumps({**metadata, "prefill_model": "prefill.onnx"}))
 
-    older = load_backend(Framework.PYTORCH, model, Settings())
-    current = load_backend(Framework.PYTORCH, onnx_store / "gpt2-int8", Settings())
+    runtimes, found = greedy_tokens_of(model, onnx_store / "gpt2-int8")
+
+    assert runtimes[0] == INT8_RUNTIME
+    assert found[0] == found[1] and len(found[0]) == 6
+
+
+def greedy_tokens_of(*models: Path) -> tuple[list[str], list[list[int]]]:
+    """Each model's engine runtime and its six greedy tokens after "Hello there"."""
+    backends = [load_backend(Framework.PYTORCH, model, Settings()) for model in models]
     try:
-        older_ids = older.encode(["Hello there"], 6)
+        ids = backends[0].encode(["Hello there"], 6)
         found = [
-            b.engine.submit(Job(["Hello there"], older_ids, 6)).result(60)[0].token_ids
-            for b in (older, current)
+            b.engine.submit(Job(["Hello there"], ids, 6)).result(60)[0].token_ids for b in backends
         ]
     finally:
-        older.engine.close()
-        current.engine.close()
+        for backend in backends:
+            backend.engine.close()
+    return [b.engine.runtime for b in backends], found
 
-    assert older.engine.runtime == INT8_RUNTIME
-    assert found[0] == found[1] and len(found[0]) == 6
+
+def test_an_export_of_format_4_serves_as_it_is_and_is_remade_when_ensured(
+    onnx_store: Path, tmp_path: Path
+) -> None:
+    model = shutil.copytree(onnx_store / "llama-int8", tmp_path / "llama-int8")
+    metadata_file = model / "onnx" / "textgen.json"
+    metadata = json.loads(metadata_file.read_text())
+    assert list(metadata["float_channels"]) == ["lm_head"] and metadata["calibration_tokens"]
+    metadata_file.write_text(json.dumps({**metadata, "format": 4}))
+
+    _, found = greedy_tokens_of(model, onnx_store / "llama-int8")
+    assert found[0] == found[1] and len(found[0]) == 6  # the same files: the same tokens
+
+    assert not has_current_export(model)
+    assert ensure_export(model) is not None
+    assert json.loads(metadata_file.read_text())["format"] == ONNX_EXPORT_FORMAT
+    assert ensure_export(model) is None  # current now
 
 
 def test_the_export_is_published_with_the_model(onnx_store: Path) -> None:
@@ -264,7 +288,7 @@ def test_the_export_is_published_with_the_model(onnx_store: Path) -> None:
     assert published <= set(manifest.files)
     metadata = json.loads((onnx_store / "gpt2-int8" / "onnx" / "textgen.json").read_text())
     assert (metadata["precision"], metadata["family"]) == ("int8", "gpt2")
-    assert (metadata["format"], metadata["int8_weights"]) == (4, "signed")
+    assert (metadata["format"], metadata["int8_weights"]) == (ONNX_EXPORT_FORMAT, "signed")
     assert "prefill_model" not in metadata  # one graph for prompts and steps
     assert not (onnx_store / "gpt2-int8" / "onnx" / "prefill.onnx").exists()
 

@@ -31,14 +31,14 @@ def converter(folder: Path, code: str = "# version 1\n") -> Path:
 
 def test_the_key_follows_the_weights_and_the_converter_not_the_exports(tmp_path: Path) -> None:
     code = converter(tmp_path)
-    first = export_key(model(tmp_path / "a"), code, PACKAGES)
+    first = export_key(model(tmp_path / "a"), [code], PACKAGES)
     same = model(tmp_path / "b")
     (same / TF_EXPORT_DIR).mkdir()
     (same / TF_EXPORT_DIR / "saved_model.pb").write_bytes(b"an earlier export")
 
-    assert export_key(same, code, PACKAGES) == first
-    assert export_key(model(tmp_path / "c", b"weightz"), code, PACKAGES) != first
-    assert export_key(same, converter(tmp_path, "# version 2\n"), PACKAGES) != first
+    assert export_key(same, [code], PACKAGES) == first
+    assert export_key(model(tmp_path / "c", b"weightz"), [code], PACKAGES) != first
+    assert export_key(same, [converter(tmp_path, "# version 2\n")], PACKAGES) != first
 
 
 def test_an_export_of_identical_inputs_is_copied_not_built(tmp_path: Path) -> None:
@@ -93,3 +93,39 @@ def test_the_command_reuses_a_kept_export(
     (folder / "model.safetensors").write_bytes(b"other weights")
     assert main(["export-tf", str(folder)]) != 0
     assert not (folder / TF_EXPORT_DIR).exists()
+
+
+def test_an_onnx_export_of_identical_inputs_is_copied_not_built(
+    store_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from textgen.convert import onnx_export
+    from textgen.model_files import ONNX_EXPORT_DIR
+
+    built: list[Path] = []
+    real = onnx_export.export_onnx
+
+    def counted(model_dir: Path) -> Path:
+        built.append(model_dir)
+        return real(model_dir)
+
+    monkeypatch.setattr(onnx_export, "export_onnx", counted)
+    cache = tmp_path / "exports"
+    first, second, other = (
+        shutil.copytree(store_dir / "llama-test", tmp_path / name, ignore=ignore_exports)
+        for name in ("first", "second", "other")
+    )
+    (other / "config.json").write_text((other / "config.json").read_text() + "\n")
+
+    for folder in (first, second, other):
+        assert onnx_export.ensure_export(folder, cache) == folder / ONNX_EXPORT_DIR
+
+    assert built == [first, other]  # the second was copied from the first's
+    for name in ("model.onnx", "model.onnx.data", "textgen.json"):
+        copied = (second / ONNX_EXPORT_DIR / name).read_bytes()
+        assert copied == (first / ONNX_EXPORT_DIR / name).read_bytes()
+    assert onnx_export.has_current_export(second)
+    assert onnx_export.ensure_export(second, cache) is None  # current: nothing to do
+
+
+def ignore_exports(folder: str, names: list[str]) -> list[str]:
+    return [name for name in names if name in ("onnx", "tf")]

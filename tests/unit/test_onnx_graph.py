@@ -50,9 +50,13 @@ def test_what_it_can_express_gets_past_the_checks(family: str, activation: str) 
         build_graph(decoder(activation_name=activation), family)
 
 
-def one_product(weight: np.ndarray, int8: dict[str, Int8Weight] | None = None) -> Any:
+def one_product(
+    weight: np.ndarray,
+    int8: dict[str, Int8Weight] | None = None,
+    float_channels: dict[str, np.ndarray] | None = None,
+) -> Any:
     """A graph of one weighted product, y = x @ weight, as the builder writes it."""
-    writer = GraphWriter(int8)
+    writer = GraphWriter(int8, float_channels)
     writer.linear("x", "weight", weight, None, output="y")
     rows, columns = ["rows", weight.shape[0]], ["rows", weight.shape[1]]
     graph = helper.make_graph(
@@ -114,3 +118,65 @@ def test_8_bit_weights_that_match_no_product_are_refused(store_dir: Path) -> Non
     stray = Int8Weight(np.zeros((2, 2), np.uint8), np.ones(2, np.float32), np.zeros(2, np.uint8))
     with pytest.raises(ValueError, match="no product of the graph: \\['not_a_weight'\\]"):
         build_graph(tiny, "gpt2", {"not_a_weight": stray})
+
+
+def test_float_channels_are_taken_out_of_the_8_bit_product(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    weight = rng.standard_normal((64, 32)).astype(np.float32)
+    x = rng.standard_normal((4, 64)).astype(np.float32)
+    outliers = np.array([3, 40], dtype=np.int64)
+    x[:, outliers] *= 60  # two channels far above the rest in every token, as in a trained LLaMA
+    only_outliers = np.zeros_like(x[:1])
+    only_outliers[0, outliers] = x[0, outliers]
+    x = np.concatenate([x, only_outliers])
+    onnx.save(one_product(weight), tmp_path / "float32.onnx")
+    quantize_int8(tmp_path / "float32.onnx", tmp_path / "tensor.onnx")
+    weights = int8_weights(onnx.load(tmp_path / "tensor.onnx"))
+    float32 = run_product(tmp_path / "float32.onnx", x)
+
+    def error(channels: dict[str, np.ndarray] | None) -> np.ndarray:
+        onnx.save(one_product(weight, weights, channels), tmp_path / "int8.onnx")
+        y = run_product(tmp_path / "int8.onnx", x)
+        difference: np.ndarray = np.abs(y - float32).max(axis=1) / np.abs(float32).max(axis=1)
+        return difference
+
+    taken, kept = error({"weight": outliers}), error(None)
+
+    # A token with nothing but the taken channels is multiplied in float32 alone: the 8-bit
+    # product adds exact zeros.
+    assert taken[-1] < 1e-6 < kept[-1]
+    # The other tokens' ranges are no longer set by the outliers (live: with them, 8 bits lose).
+    assert (taken[:-1] < 0.02).all() and (kept[:-1] > 2 * taken[:-1]).all()
+
+
+def run_product(graph: Path, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"x": x})
+    return np.asarray(y)
+
+
+def test_calibration_finds_the_largest_channels_and_leaves_the_graph_as_it_was(
+    store_dir: Path,
+) -> None:
+    import torch
+
+    from textgen.convert.calibration import calibration_windows, float_channels, input_maxima
+    from textgen.convert.onnx_graph import token_embedding
+    from textgen.models import load_decoder
+
+    tiny = load_decoder(store_dir / "llama-test", torch.float32, torch.device("cpu"))
+    graph = build_graph(tiny, "llama")
+    before = graph.SerializeToString()
+    table = token_embedding(tiny, "llama")
+    windows = calibration_windows(store_dir / "llama-test", tiny.context_length)
+
+    first = float_channels(graph, table, windows, ("lm_head",), count=4)
+    (largest,) = input_maxima(graph, table, windows, ("lm_head",)).values()
+
+    assert windows and graph.SerializeToString() == before
+    assert list(first) == ["lm_head"] and first["lm_head"].tolist() == sorted(
+        np.argsort(largest)[-4:].tolist()
+    )
+    assert float_channels(graph, table, windows, ("lm_head",), count=4)["lm_head"].tolist() == (
+        first["lm_head"].tolist()
+    )

@@ -32,9 +32,9 @@ from textgen.errors import ModelLoadFailed
 from textgen.model_files import (
     ONNX_EMBEDDING_FILE,
     ONNX_EXPORT_DIR,
-    ONNX_EXPORT_FORMAT,
     ONNX_METADATA_FILE,
     ONNX_MODEL_FILE,
+    ONNX_OPTIMIZED_FORMATS,
     ONNX_PREFILL_FILE,
     ONNX_READABLE_FORMATS,
 )
@@ -72,7 +72,7 @@ def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
             raise ValueError(f"unexpected prefill graph {graph!r}")
         flipped, signed = _int8_weights_for_this_cpu(export / graph, metadata, settings)
         options = session_options(settings)
-        if metadata["format"] == ONNX_EXPORT_FORMAT:  # optimized at export
+        if metadata["format"] in ONNX_OPTIMIZED_FORMATS:
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         if flipped and flipped.external:
             options.add_external_initializers(

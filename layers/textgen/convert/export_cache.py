@@ -20,10 +20,12 @@ _COMPLETE = ".complete"
 _EXPORTS = (TF_EXPORT_DIR, ONNX_EXPORT_DIR)
 
 
-def export_key(model_dir: Path, converter: Path, packages: Iterable[str]) -> str:
-    """A digest of the model folder's files (not its exports), the converter's source file and
-    the installed versions of `packages`."""
-    digest = hashlib.sha256(converter.read_bytes())
+def export_key(model_dir: Path, converter: Iterable[Path], packages: Iterable[str]) -> str:
+    """A digest of the model folder's files (not its exports), the converter's files (its code
+    and data) and the installed versions of `packages`."""
+    digest = hashlib.sha256()
+    for path in converter:
+        digest.update(f"{path.name}\0".encode() + path.read_bytes())
     for package in sorted(packages):
         digest.update(f"\0{package}=={importlib.metadata.version(package)}".encode())
     for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):

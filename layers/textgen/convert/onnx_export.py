@@ -21,7 +21,9 @@ table is an input of the graph, saved once as embedding.npy.
 Each weight channel is quantized symmetrically (zero at 128, the scale set by its largest
 magnitude), not over its own min..max: the asymmetric zero point moves SmolLM2's held-out
 perplexity by +2.8% of float32's, the symmetric one by +1.25%, at the same speed
-(bench/quantization_choices.py).
+(bench/quantization_choices.py). The output projection takes its few outsized input channels
+out of the 8-bit product and multiplies them in float32 (textgen.convert.calibration, measured on
+a calibration text shipped with the package).
 
 The 8-bit weights are stored signed (v - 128, zero point 0: the quantizer's unsigned bytes with
 their top bit flipped), the form CPUs with VNNI (AVX512-VNNI, AVX-VNNI) multiply exactly and
@@ -39,11 +41,18 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from textgen.convert.calibration import (
+    CALIBRATION_FILE,
+    FLOAT_PRODUCTS,
+    calibration_windows,
+    float_channels,
+)
+from textgen.convert.export_cache import cached_export, export_key
 from textgen.convert.onnx_graph import build_graph, int8_weights, token_embedding
 from textgen.convert.onnx_layout import save_for_serving, save_graph
 from textgen.errors import BackendNotInstalled, UnsupportedModel
@@ -59,10 +68,15 @@ from textgen.models import load_decoder
 from textgen.staging import staged_folder
 
 Precision = Literal["int8", "float32"]
+# What the export is made with, beside the model and the converter's files (export_key_of).
+EXPORT_PACKAGES = ("torch", "onnx", "onnxruntime", "numpy", "tokenizers")
 
 
-def export_onnx(model_dir: Path, precision: Precision = "int8") -> Path:
-    """Write MODEL_DIR/onnx/ (graph, tokenizer, metadata) through a staging folder."""
+def export_onnx(
+    model_dir: Path, precision: Precision = "int8", float_products: tuple[str, ...] = FLOAT_PRODUCTS
+) -> Path:
+    """Write MODEL_DIR/onnx/ (graph, tokenizer, metadata) through a staging folder; in int8,
+    `float_products` (weight names) take their outlier input channels in float32."""
     model_dir = Path(model_dir)
     config = json.loads((model_dir / CONFIG_FILE).read_text(encoding="utf-8"))
     if config.get("model_type") not in ("gpt2", "llama"):
@@ -80,6 +94,7 @@ def export_onnx(model_dir: Path, precision: Precision = "int8") -> Path:
     decoder = load_decoder(model_dir, torch.float32, torch.device("cpu"))
     target = model_dir / ONNX_EXPORT_DIR
     signed = False
+    calibrated: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as scratch, staged_folder(target) as staging:
         float32 = build_graph(decoder, config["model_type"])
         if precision == "float32":
@@ -93,7 +108,14 @@ def export_onnx(model_dir: Path, precision: Precision = "int8") -> Path:
             signed = all(w.symmetric() for w in weights.values())
             if signed:  # see the module's note
                 weights = {name: weight.signed() for name, weight in weights.items()}
-            per_token = build_graph(decoder, config["model_type"], weights)
+            windows = calibration_windows(model_dir, decoder.context_length)
+            table = token_embedding(decoder, config["model_type"])
+            channels = float_channels(float32, table, windows, float_products)
+            per_token = build_graph(decoder, config["model_type"], weights, channels)
+            calibrated = {
+                "calibration_tokens": sum(map(len, windows)),
+                "float_channels": {name: len(taken) for name, taken in channels.items()},
+            }
             save_for_serving(per_token, staging / ONNX_MODEL_FILE)
         np.save(staging / ONNX_EMBEDDING_FILE, token_embedding(decoder, config["model_type"]))
         for name in ("tokenizer.json",):
@@ -112,20 +134,41 @@ def export_onnx(model_dir: Path, precision: Precision = "int8") -> Path:
         }
         if precision == "int8":
             metadata["int8_weights"] = "signed" if signed else "unsigned"
+            metadata.update(calibrated)
         (staging / ONNX_METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     return target
 
 
-def ensure_export(model_dir: Path) -> Path | None:
+def ensure_export(model_dir: Path, cache_dir: Path | None = None) -> Path | None:
     """Write MODEL_DIR's int8 export unless it has a current one or is no model the export
-    knows (no config, or a family other than gpt2 and llama): the export written, or None."""
+    knows (no config, or a family other than gpt2 and llama): the export written, or None. With
+    `cache_dir` (EXPORT_CACHE_DIR), one of identical inputs made before is copied from there."""
     try:
         config = json.loads((Path(model_dir) / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if config.get("model_type") not in ("gpt2", "llama") or has_current_export(model_dir):
         return None
-    return export_onnx(model_dir)
+    key = "" if cache_dir is None else export_key_of(model_dir)
+    target, _ = cached_export(
+        cache_dir, Path(model_dir), ONNX_EXPORT_DIR, key, lambda: export_onnx(model_dir)
+    )
+    return target
+
+
+def export_key_of(model_dir: Path) -> str:
+    """The export cache's key of this model folder's int8 export (textgen.convert.export_cache):
+    its files, the converter's (this folder's code and calibration text, the decoders it writes
+    from, the tokenizer that reads the calibration text) and the libraries' versions."""
+    package = Path(__file__).parents[1]
+    converter = [
+        *sorted(Path(__file__).parent.glob("*.py")),
+        Path(__file__).parent / CALIBRATION_FILE,
+        *sorted((package / "models").glob("*.py")),
+        package / "model_files.py",
+        package / "backends" / "tokenizer.py",
+    ]
+    return export_key(Path(model_dir), converter, EXPORT_PACKAGES)
 
 
 def has_current_export(model_dir: Path) -> bool:

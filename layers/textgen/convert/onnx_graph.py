@@ -44,13 +44,19 @@ from textgen.errors import UnsupportedModel
 from textgen.model_files import ONNX_EMBEDDING_INPUT as EMBEDDING
 
 
-def build_graph(decoder: Any, family: str, int8: Mapping[str, Int8Weight] | None = None) -> Any:
+def build_graph(
+    decoder: Any,
+    family: str,
+    int8: Mapping[str, Int8Weight] | None = None,
+    float_channels: Mapping[str, np.ndarray] | None = None,
+) -> Any:
     """The ModelProto of one step of `decoder` (a textgen.models decoder): in float32, or with
     the 8-bit weights of `int8` (by weight name: int8_weights of the quantized decoding graph),
-    each token's activations on a scale of their own (the int8 export's graph)."""
+    each token's activations on a scale of their own, the input channels of `float_channels`
+    (by weight name) in float32 (the int8 export's graph)."""
     from onnx import TensorProto, helper
 
-    writer = GraphWriter(int8)
+    writer = GraphWriter(int8, float_channels)
     layers = len(decoder.blocks)
     inputs = [
         helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["rows", "length"]),

@@ -67,14 +67,20 @@ def int8_weights(graph: Any) -> dict[str, Int8Weight]:
 class GraphWriter:
     """Nodes and initializers, with names made up as they come. Weighted products are written
     in float32, or, for the weights given in `int8` (a decoding graph's, see int8_weights), in
-    8 bits with each token's activations quantized on their own (see `linear`)."""
+    8 bits with each token's activations quantized on their own (see `linear`), the input
+    channels named in `float_channels` (by weight name) taken out and multiplied in float32."""
 
-    def __init__(self, int8: Mapping[str, Int8Weight] | None = None) -> None:
+    def __init__(
+        self,
+        int8: Mapping[str, Int8Weight] | None = None,
+        float_channels: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
         from onnx import TensorProto, helper, numpy_helper
 
         self._helper, self._numpy_helper = helper, numpy_helper
         self._float = TensorProto.FLOAT
         self.int8 = dict(int8 or {})
+        self.float_channels = dict(float_channels or {})
         self.int8_used: set[str] = set()
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
@@ -121,11 +127,28 @@ class GraphWriter:
         product = None if bias is not None else output
         if name in self.int8:
             self.int8_used.add(name)
-            out = self._int8_rows_matmul(x, name, self.int8[name], product)
+            out = self._int8_product(x, name, as_numpy(weight), product)
         else:
             (out,) = self.node("MatMul", [x, self.weight(name, weight)], node_names(product))
         if bias is not None:
             (out,) = self.node("Add", [out, self.weight(f"{name}.bias", bias)], node_names(output))
+        return out
+
+    def _int8_product(self, x: str, name: str, weight: np.ndarray, output: str | None) -> str:
+        """x @ weight in 8 bits, but for the input channels in float_channels[name], which are
+        zeroed before quantizing (so they set no token's range and, as exact zeros, add nothing
+        to the integer product) and multiplied in float32 beside it."""
+        channels = self.float_channels.get(name)
+        if channels is None or not len(channels):
+            return self._int8_rows_matmul(x, name, self.int8[name], output)
+        keep = np.ones(weight.shape[0], dtype=np.float32)
+        keep[channels] = 0.0
+        rest = self.one("Mul", [x, self.weight(f"{name}.int8_channels", keep)])
+        quantized = self._int8_rows_matmul(rest, name, self.int8[name], None)
+        taken = self.one("Gather", [x, self.weight(f"{name}.float_channels", channels)], axis=-1)
+        rows = np.ascontiguousarray(weight[channels])
+        in_float = self.one("MatMul", [taken, self.weight(f"{name}.float_rows", rows)])
+        (out,) = self.node("Add", [quantized, in_float], node_names(output))
         return out
 
     def _int8_rows_matmul(self, x: str, name: str, weight: Int8Weight, output: str | None) -> str:

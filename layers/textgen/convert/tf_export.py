@@ -84,7 +84,7 @@ EXPORT_PACKAGES = ("tensorflow", "keras", "keras-hub", "safetensors", "tokenizer
 
 def export_key_of(model_dir: Path) -> str:
     """The export cache's key of this model folder's export (textgen.convert.export_cache)."""
-    return export_key(Path(model_dir), Path(__file__), EXPORT_PACKAGES)
+    return export_key(Path(model_dir), [Path(__file__)], EXPORT_PACKAGES)
 
 
 def export_tf(model_dir: Path) -> Path:
