@@ -10,6 +10,7 @@ few 1e-6 nats lower per token, which moves perplexities in the hundreds from the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -22,7 +23,7 @@ from transformers import AutoTokenizer
 
 from tests.support import lm_eval_runs
 from tests.support import lm_eval_tasks as tasks
-from tests.support.artifact_cache import artifact_key, cached_artifact, folder_digest
+from tests.support.artifact_cache import artifact_key, cached_artifact
 from tests.support.lm_eval_runs import Scores, differences, evaluate, evaluate_cli
 from tests.support.servers import free_port, python_module, running_server
 from textgen.demo.store import SMOLLM2
@@ -108,7 +109,7 @@ def hf_reference(
     key = artifact_key(
         [Path(tasks.__file__), Path(lm_eval_runs.__file__)],
         packages=["lm_eval", "transformers", "torch", "tokenizers"],
-        inputs=[demo_store_key, folder_digest(include_path), *names, str(chat)],
+        inputs=[demo_store_key, tasks_digest(include_path), *names, str(chat)],
     )
 
     def build(folder: Path) -> None:
@@ -120,6 +121,16 @@ def hf_reference(
     folder = cached_artifact(f"lm-eval-hf-{'chat' if chat else 'scored'}", key, build)
     kept = json.loads((folder / "reference.json").read_text())
     return {(task, metric): value for task, metric, value in kept["scores"]}, kept["answers"]
+
+
+def tasks_digest(include_path: Path) -> str:
+    """The tasks' files as written, less the folder they were written to (the task files name
+    their data files by absolute path; lm-eval keeps a datasets cache beside them)."""
+    digest = hashlib.sha256()
+    for path in sorted([*include_path.glob("*.yaml"), *include_path.glob("*.jsonl")]):
+        text = path.read_text(encoding="utf-8").replace(str(include_path), "TASKS")
+        digest.update(f"{path.name}\0{text}\0".encode())
+    return digest.hexdigest()
 
 
 def test_token_id_requests_score_as_the_hf_backend(
