@@ -25,10 +25,12 @@ from textgen.settings import Settings
 
 # Each worker computes on its share of the cores (pytest -n 2: half each), in this process and the
 # servers, notebooks and lm-eval runs it starts: at a thread per core, two workers' engines would
-# run four threads on two cores, each waiting on the others' spinning.
+# run four threads on two cores, each waiting on the others' spinning. TensorFlow sizes its own
+# pools to the host unless told by its variables.
 _THREADS = str(max(1, available_cpus() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
-os.environ.setdefault("TORCH_THREADS", _THREADS)
-os.environ.setdefault("OMP_NUM_THREADS", _THREADS)
+for _variable in ("TORCH_THREADS", "OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+    os.environ.setdefault(_variable, _THREADS)
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # imported above: read its setting then
 
 # The files that take longest, started first: each worker takes whole files (--dist loadfile), and
