@@ -97,6 +97,7 @@ def export_onnx(
     calibrated: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as scratch, staged_folder(target) as staging:
         float32 = build_graph(decoder, config["model_type"])
+        table = token_embedding(decoder, config["model_type"])
         if precision == "float32":
             save_for_serving(float32, staging / ONNX_MODEL_FILE)
         else:
@@ -109,7 +110,6 @@ def export_onnx(
             if signed:  # see the module's note
                 weights = {name: weight.signed() for name, weight in weights.items()}
             windows = calibration_windows(model_dir, decoder.context_length)
-            table = token_embedding(decoder, config["model_type"])
             channels = float_channels(float32, table, windows, float_products)
             per_token = build_graph(decoder, config["model_type"], weights, channels)
             calibrated = {
@@ -117,7 +117,7 @@ def export_onnx(
                 "float_channels": {name: len(taken) for name, taken in channels.items()},
             }
             save_for_serving(per_token, staging / ONNX_MODEL_FILE)
-        np.save(staging / ONNX_EMBEDDING_FILE, token_embedding(decoder, config["model_type"]))
+        np.save(staging / ONNX_EMBEDDING_FILE, table)
         for name in ("tokenizer.json",):
             if (model_dir / name).is_file():
                 shutil.copy2(model_dir / name, staging / name)

@@ -127,14 +127,16 @@ class GraphWriter:
         product = None if bias is not None else output
         if name in self.int8:
             self.int8_used.add(name)
-            out = self._int8_product(x, name, as_numpy(weight), product)
+            out = self._int8_product(x, name, weight, product)
         else:
             (out,) = self.node("MatMul", [x, self.weight(name, weight)], node_names(product))
         if bias is not None:
             (out,) = self.node("Add", [out, self.weight(f"{name}.bias", bias)], node_names(output))
         return out
 
-    def _int8_product(self, x: str, name: str, weight: np.ndarray, output: str | None) -> str:
+    def _int8_product(
+        self, x: str, name: str, weight: torch.Tensor | np.ndarray, output: str | None
+    ) -> str:
         """x @ weight in 8 bits, but for the input channels in float_channels[name], which are
         zeroed before quantizing (so they set no token's range and, as exact zeros, add nothing
         to the integer product) and multiplied in float32 beside it."""
@@ -146,7 +148,7 @@ class GraphWriter:
         rest = self.one("Mul", [x, self.weight(f"{name}.int8_channels", keep)])
         quantized = self._int8_rows_matmul(rest, name, self.int8[name], None)
         taken = self.one("Gather", [x, self.weight(f"{name}.float_channels", channels)], axis=-1)
-        rows = np.ascontiguousarray(weight[channels])
+        rows = np.ascontiguousarray(as_numpy(weight)[channels])
         in_float = self.one("MatMul", [taken, self.weight(f"{name}.float_rows", rows)])
         (out,) = self.node("Add", [quantized, in_float], node_names(output))
         return out
