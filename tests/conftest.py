@@ -26,12 +26,26 @@ from textgen.settings import Settings
 # Each worker computes on its share of the cores (pytest -n 2: half each), in this process and the
 # servers, notebooks and lm-eval runs it starts: at a thread per core, two workers' engines would
 # run four threads on two cores, each waiting on the others' spinning. TensorFlow sizes its own
-# pools to the host unless told by its variables.
-_THREADS = str(max(1, available_cpus() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
-for _variable in ("TORCH_THREADS", "OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
-    os.environ.setdefault(_variable, _THREADS)
-os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
-torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # imported above: read its setting then
+# pools to the host unless told by its variables. Set at configure time, when the number of
+# workers is known: the controller's environment is its workers', so a share computed there for
+# one process (as an import-time setting did) would be every worker's.
+THREAD_VARIABLES = ("TORCH_THREADS", "OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
+
+
+def worker_processes(config: pytest.Config) -> int:
+    if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # a worker
+        return int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    distributed = config.getoption("dist", "no") != "no"
+    return len(config.getoption("tx", None) or []) if distributed else 1
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    threads = str(max(1, available_cpus() // max(1, worker_processes(config))))
+    for variable in THREAD_VARIABLES:
+        os.environ.setdefault(variable, threads)  # a value set before pytest wins
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # imported already: tell it now
+
 
 # The files that take longest, started first: each worker takes whole files (--dist loadfile), and
 # a long file started last would leave one worker running it alone at the end.
