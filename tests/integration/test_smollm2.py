@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from safetensors import safe_open
 
@@ -16,11 +17,14 @@ from handlers.factory import create_app
 from tests.integration.test_exact_answers import differences, traces
 from tests.support.chat import chat_prompts
 from tests.support.parity import divergence_margin, greedy_outputs
+from tests.unit.test_checkpoint import differences as checkpoint_differences
 from textgen.backends import load_backend
 from textgen.backends.step_backend import StepBackend
 from textgen.convert.onnx_export import has_current_export
 from textgen.demo.store import SMOLLM2
 from textgen.families import Framework
+from textgen.models import FAMILIES, load_with_transformers
+from textgen.models.checkpoint import read_checkpoint
 from textgen.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -68,6 +72,15 @@ def test_the_import_keeps_the_model_as_it_was(demo_store: Path) -> None:
     assert dtypes == {"BF16"}
     assert generation["eos_token_id"] == 2  # <|im_end|>
     assert "<|im_start|>" in (model / "chat_template.jinja").read_text()
+
+
+def test_smollm2_read_from_its_files_is_transformers_decoder(demo_store: Path) -> None:
+    model_dir = demo_store / SMOLLM2  # bfloat16 on disk, tied embeddings
+    for dtype in (torch.float32, torch.bfloat16):
+        ours = read_checkpoint(model_dir, FAMILIES, dtype, torch.device("cpu"))
+        theirs = load_with_transformers(model_dir, dtype, torch.device("cpu"))
+        assert ours is not None
+        assert checkpoint_differences(ours, theirs) == []
 
 
 def test_smollm2_answers_a_factual_question(torch_client: TestClient, demo_store: Path) -> None:

@@ -1,8 +1,9 @@
 """Our own forward passes of the decoder families we serve, over a KV cache whose rows decode at
 positions of their own: what continuous batching needs and Hugging Face's generate() lacks.
 
-Weights and configs still come from Hugging Face's loaders; only the forward pass is ours. This
-module is the family table: a Hugging Face `model_type` to the forward pass that takes its weights.
+The weights come from the folder's safetensors (textgen.models.checkpoint), or from Hugging Face's
+loader where that reader does not know the folder in full. This module is the family table: a
+Hugging Face `model_type` to the forward pass that takes its weights.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import torch
 
+from textgen.models.checkpoint import read_checkpoint
 from textgen.models.decoder import Decoder, decoder_tensors
 from textgen.models.gpt2 import GPT2Decoder
 from textgen.models.kv_cache import KVCache
@@ -22,8 +24,15 @@ FAMILIES: dict[str, Any] = {"gpt2": GPT2Decoder, "llama": LlamaDecoder}
 
 
 def load_decoder(model_dir: Path, dtype: torch.dtype, device: torch.device) -> Decoder:
-    """Load a model folder (what save_pretrained writes) with Hugging Face's loader, then take its
-    weights into our forward pass of the same family."""
+    """Load a model folder (what save_pretrained writes) into our forward pass of its family:
+    straight from its files where textgen.models.checkpoint knows them in full, else with Hugging
+    Face's loader."""
+    decoder: Decoder | None = read_checkpoint(model_dir, FAMILIES, dtype, device)
+    return decoder if decoder is not None else load_with_transformers(model_dir, dtype, device)
+
+
+def load_with_transformers(model_dir: Path, dtype: torch.dtype, device: torch.device) -> Decoder:
+    """Hugging Face's loader, then its model's weights into our forward pass of the family."""
     from transformers import AutoModelForCausalLM  # seconds to import: only when a model loads
 
     hf_model = AutoModelForCausalLM.from_pretrained(
@@ -32,8 +41,8 @@ def load_decoder(model_dir: Path, dtype: torch.dtype, device: torch.device) -> D
     family = FAMILIES.get(hf_model.config.model_type)
     if family is None:
         raise ValueError(f"no forward pass for model type {hf_model.config.model_type!r}")
-    decoder: Decoder = family.from_hf(hf_model, device)
-    return decoder
+    loaded: Decoder = family.from_hf(hf_model, device)
+    return loaded
 
 
 __all__ = [
@@ -44,5 +53,6 @@ __all__ = [
     "KVCache",
     "decoder_tensors",
     "load_decoder",
+    "load_with_transformers",
     "select_outputs",
 ]

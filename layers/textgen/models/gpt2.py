@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers.activations import ACT2FN
 
+from textgen.models.activations import activation
 from textgen.models.kv_cache import KVCache
 from textgen.models.types import AttentionCache, ForwardBatch, select_outputs
 
@@ -45,7 +45,7 @@ class GPT2Decoder:
         self.eps = float(config.layer_norm_epsilon)
         self.scale = self.head_dim**-0.5 if config.scale_attn_weights else 1.0
         self.activation_name = str(config.activation_function)
-        self.activation = ACT2FN[self.activation_name]
+        self.activation = activation(self.activation_name)
         w = {k: v.to(device) for k, v in weights.items()}
         self.dtype = w["transformer.wte.weight"].dtype
         self.wte = w["transformer.wte.weight"]
@@ -57,6 +57,12 @@ class GPT2Decoder:
     @classmethod
     def from_hf(cls, hf_model: Any, device: torch.device) -> GPT2Decoder:
         return cls(hf_model.config, dict(hf_model.state_dict()), device)
+
+    @classmethod
+    def from_checkpoint(
+        cls, config: Any, weights: dict[str, torch.Tensor], device: torch.device
+    ) -> GPT2Decoder | None:
+        return cls(config, weights, device)
 
     @staticmethod
     def _block(w: dict[str, torch.Tensor], p: str) -> _Block:

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers.activations import ACT2FN
 
+from textgen.models.activations import activation
 from textgen.models.kv_cache import KVCache
 from textgen.models.types import AttentionCache, ForwardBatch, select_outputs
 
@@ -45,6 +45,40 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return x * cos + rotated * sin
 
 
+class DefaultRotary(torch.nn.Module):
+    """Rotary embedding of the default type, computed as Hugging Face's LlamaRotaryEmbedding
+    computes it (the same expressions, so the same bits; tests/unit/test_checkpoint.py)."""
+
+    def __init__(self, inv_freq: torch.Tensor):
+        super().__init__()
+        self.inv_freq: torch.Tensor
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.attention_scaling = 1.0
+
+    @classmethod
+    def of(cls, config: Any) -> DefaultRotary | None:
+        parameters = getattr(config, "rope_parameters", None)
+        if parameters is None:  # written by transformers before 5
+            if getattr(config, "rope_scaling", None) is not None:
+                return None
+            parameters = {"rope_type": "default", "rope_theta": config.rope_theta}
+        if set(parameters) != {"rope_type", "rope_theta"} or parameters["rope_type"] != "default":
+            return None
+        base = float(parameters["rope_theta"])
+        dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        return cls(1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float) / dim)))
+
+    def forward(
+        self, x: torch.Tensor, position_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        inv_freq = self.inv_freq.to(device=x.device, dtype=torch.float)
+        freqs = position_ids[..., None].float() * inv_freq
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos = emb.cos() * self.attention_scaling
+        sin = emb.sin() * self.attention_scaling
+        return cos.to(dtype=x.dtype), sin.to(dtype=x.dtype)
+
+
 class LlamaDecoder:
     def __init__(
         self,
@@ -64,7 +98,7 @@ class LlamaDecoder:
         self.scale = self.head_dim**-0.5
         self.intermediate = int(config.intermediate_size)
         self.activation_name = str(config.hidden_act)
-        self.activation = ACT2FN[self.activation_name]
+        self.activation = activation(self.activation_name)
         self.rotary = rotary.to(device)
         w = {k: v.to(device) for k, v in weights.items()}
         self.dtype = w["model.embed_tokens.weight"].dtype
@@ -79,6 +113,15 @@ class LlamaDecoder:
     def from_hf(cls, hf_model: Any, device: torch.device) -> LlamaDecoder:
         rotary = hf_model.model.rotary_emb
         return cls(hf_model.config, dict(hf_model.state_dict()), rotary, device)
+
+    @classmethod
+    def from_checkpoint(
+        cls, config: Any, weights: dict[str, torch.Tensor], device: torch.device
+    ) -> LlamaDecoder | None:
+        """None where the rotary embedding is not the default one (llama3, yarn, ...): those
+        are Hugging Face's module's to compute."""
+        rotary = DefaultRotary.of(config)
+        return None if rotary is None else cls(config, weights, rotary, device)
 
     @staticmethod
     def _fused(w: dict[str, torch.Tensor], names: list[str], part: str) -> torch.Tensor | None:
