@@ -1,11 +1,10 @@
 """The Lambda function's service, made first thing on a cold start: importing this module starts
 loading PRELOAD_MODELS on a thread of its own (GenerationService.preload_in_background), so that
-the download and the session creation overlap the imports that come after it."""
+the download and the session creation overlap the imports that come after it. It imports only
+what the service needs before the thread starts: the web stack and the metrics come after."""
 
 from __future__ import annotations
 
-from handlers.observability import emf_finished
-from handlers.prometheus import observe_finished
 from textgen.generation import FinishedRequest
 from textgen.malloc import limit_arenas
 from textgen.service import GenerationService
@@ -15,6 +14,11 @@ from textgen.store import open_store
 
 def count_finished(request: FinishedRequest) -> None:
     """A finished request counted for /metrics and for CloudWatch (the invocation's EMF line)."""
+    # Imported here, not above, so that the load starts about 0.14 s sooner on a cold start;
+    # by the first finished request the app's own import has loaded both.
+    from handlers.observability import emf_finished
+    from handlers.prometheus import observe_finished
+
     observe_finished(request)
     emf_finished(request)
 
