@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -79,10 +80,7 @@ def test_a_folder_read_from_its_files_is_transformers_decoder(
 
 
 def test_the_comparison_sees_one_changed_weight(model_dir: Path, tmp_path: Path) -> None:
-    changed = tmp_path / model_dir.name
-    changed.mkdir()
-    for path in model_dir.iterdir():
-        (changed / path.name).write_bytes(path.read_bytes())
+    changed = copied(model_dir, tmp_path / model_dir.name)
     weights = load_file(changed / SINGLE_FILE)
     name = sorted(n for n in weights if n.endswith("norm.weight") or n.endswith("ln_2.weight"))[0]
     weights[name] = weights[name].clone()
@@ -106,11 +104,15 @@ def test_the_known_activations_are_transformers_own() -> None:
     assert math.isclose(float(KNOWN["gelu_new"](torch.tensor(1.0))), 0.8412, abs_tol=1e-4)
 
 
-def edited(model_dir: Path, tmp_path: Path, **config_changes: Any) -> Path:
-    copy = tmp_path / "edited"
-    copy.mkdir(parents=True)
+def copied(model_dir: Path, target: Path) -> Path:
+    target.mkdir(parents=True)
     for path in model_dir.iterdir():
-        (copy / path.name).write_bytes(path.read_bytes())
+        (target / path.name).write_bytes(path.read_bytes())
+    return target
+
+
+def edited(model_dir: Path, tmp_path: Path, **config_changes: Any) -> Path:
+    copy = copied(model_dir, tmp_path / "edited")
     config = json.loads((copy / "config.json").read_text())
     for key, value in config_changes.items():
         if value is None:
@@ -141,8 +143,6 @@ def test_what_it_does_not_know_in_full_goes_to_transformers(tmp_path: Path) -> N
 
 
 def test_reading_a_folder_imports_no_transformers(model_dir: Path) -> None:
-    import subprocess
-
     probe = (
         "import sys, torch; from pathlib import Path; from textgen.models import load_decoder; "
         f"load_decoder(Path({str(model_dir)!r}), torch.float32, torch.device('cpu')); "

@@ -61,7 +61,7 @@ class GPT2Decoder:
     @classmethod
     def from_checkpoint(
         cls, config: Any, weights: dict[str, torch.Tensor], device: torch.device
-    ) -> GPT2Decoder | None:
+    ) -> GPT2Decoder:
         return cls(config, weights, device)
 
     @staticmethod
