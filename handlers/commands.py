@@ -48,7 +48,9 @@ def _ensure_demo_store(root: Path, settings: Settings) -> bool:
             file=sys.stderr,
         )
 
-    store = build_demo_store(root, settings.download_cache_dir, on_fetch=fetching)
+    store = build_demo_store(
+        root, settings.download_cache_dir, on_fetch=fetching, export_cache=settings.export_cache_dir
+    )
     if store.built:
         names = ", ".join(p.name for p in store.built)
         print(f"built demo models in {root}: {names}", file=sys.stderr)

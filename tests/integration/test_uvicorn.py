@@ -63,6 +63,7 @@ def test_uvicorn_serves_sixteen_concurrent_requests_without_mixing_them(store_di
     assert health.json()["status"] == "ok"
 
 
+@pytest.mark.usefixtures("export_cache")  # the tiny models' exports, kept
 def test_textgen_serve_builds_the_demo_store_and_serves_it(
     tmp_path: Path, demo_store: Path
 ) -> None:
@@ -101,6 +102,7 @@ def test_textgen_serve_builds_the_demo_store_and_serves_it(
     assert all((default_store / name / "onnx" / "model.onnx").is_file() for name in DEMO_MODELS)
 
 
+@pytest.mark.usefixtures("export_cache")  # the tiny models' exports, kept
 def test_without_a_registry_serve_starts_with_the_tiny_models_and_says_what_is_missing(
     tmp_path: Path,
 ) -> None:

@@ -129,3 +129,36 @@ def test_an_onnx_export_of_identical_inputs_is_copied_not_built(
 
 def ignore_exports(folder: str, names: list[str]) -> list[str]:
     return [name for name in names if name in ("onnx", "tf")]
+
+
+def test_the_demo_stores_tiny_models_reuse_kept_exports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from textgen.convert import onnx_export
+    from textgen.demo import store
+    from textgen.model_files import ONNX_EXPORT_DIR
+
+    built: list[str] = []
+    real = onnx_export.export_onnx
+
+    def counted(model_dir: Path) -> Path:
+        built.append(f"{model_dir.parent.name}/{model_dir.name}")
+        return real(model_dir)
+
+    monkeypatch.setattr(onnx_export, "export_onnx", counted)
+    monkeypatch.setattr(store, "_fetch_smollm2", lambda *_: None)  # the tiny models only
+    cache = tmp_path / "exports"
+    first = store.build_demo_store(tmp_path / "first", tmp_path / "downloads", export_cache=cache)
+    # The same models in another store (a store keeps its models and adds missing exports).
+    for name in store.TINY_DEMO_MODELS:
+        shutil.copytree(
+            tmp_path / "first" / name, tmp_path / "second" / name, ignore=ignore_exports
+        )
+    second = store.build_demo_store(tmp_path / "second", tmp_path / "downloads", export_cache=cache)
+
+    assert [p.name for p in first.exported] == [p.name for p in second.exported]
+    assert [p.name for p in second.exported] == list(store.TINY_DEMO_MODELS)
+    assert built == [f"first/{name}" for name in store.TINY_DEMO_MODELS]  # none for the second
+    for name in store.TINY_DEMO_MODELS:
+        kept, copied = (tmp_path / root / name / ONNX_EXPORT_DIR for root in ("first", "second"))
+        assert (copied / "model.onnx").read_bytes() == (kept / "model.onnx").read_bytes()

@@ -114,12 +114,14 @@ def build_demo_store(
     root: Path,
     download_cache: Path,
     on_fetch: Callable[[str], None] = lambda _: None,
+    export_cache: Path | None = None,
 ) -> DemoStore:
     """The embedded default store: a tiny GPT-2, a tiny LLaMA and SmolLM2-135M-Instruct (bfloat16
     on disk), each with its int8 ONNX export, so that a CPU serves them on the fast path with no
     step of the user's. Existing models are kept (an export is written where one is missing or
     of an older format). When SmolLM2 cannot be fetched (no registry), the tiny models are built
-    all the same and `missing` says why."""
+    all the same and `missing` says why. With `export_cache` (EXPORT_CACHE_DIR), a tiny model's
+    export of identical inputs made before is copied from there."""
     from textgen.convert.onnx_export import ensure_export, has_current_export
 
     builders: dict[str, Callable[[Path], Path]] = {
@@ -131,7 +133,7 @@ def build_demo_store(
         path = Path(root) / name
         if not (path / "config.json").is_file():
             store.built.append(builders[name](path))
-        if ensure_export(path) is not None:
+        if ensure_export(path, export_cache) is not None:
             store.exported.append(path)
     path = Path(root) / SMOLLM2
     if (path / "config.json").is_file() and has_current_export(path):

@@ -103,6 +103,7 @@ def test_a_process_killed_mid_download_leaves_nothing_trusted(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("export_cache")  # gpt2-test's export, kept
 def test_textgen_publish_and_models_commands(
     proxy: FaultProxy, bucket: str, store_dir: Path, tmp_path: Path
 ) -> None:
