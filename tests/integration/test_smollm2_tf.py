@@ -13,6 +13,7 @@ from handlers.factory import create_app
 from tests.support.chat import chat_prompts
 from tests.support.parity import divergence_margin, greedy_outputs
 from textgen.demo.store import SMOLLM2
+from textgen.engine.handle import SequenceOutput
 from textgen.families import Framework
 from textgen.settings import Settings
 
@@ -47,24 +48,25 @@ def prompts(smollm2_tf_store: Path) -> list[str]:
     return chat_prompts(smollm2_tf_store / SMOLLM2, QUESTIONS)
 
 
-def test_tensorflow_answers_the_factual_question(client: TestClient, prompts: list[str]) -> None:
-    request = {"model_name": SMOLLM2, "prompts": prompts, "max_tokens": MAX_TOKENS}
-
-    response = client.post("/llama_model", json={**request, "framework": "tf"})
-
-    assert response.status_code == 200, response.text
-    first = response.json()["results"][0]
-    assert (first["generated_text"], first["finish_reason"]) == (
-        "The capital of France is Paris.",
-        "stop",
-    )
+@pytest.fixture(scope="module")
+def tf_outputs(client: TestClient, prompts: list[str]) -> list[SequenceOutput]:
+    """The TensorFlow path's greedy outputs, once for both tests (a bucket of 4 x 128 tokens runs
+    for seconds); the HTTP side of framework "tf" is test_tensorflow.py's."""
+    return greedy_outputs(client, SMOLLM2, prompts, Framework.TENSORFLOW, max_tokens=MAX_TOKENS)
 
 
-def test_tensorflow_gives_pytorchs_greedy_tokens(client: TestClient, prompts: list[str]) -> None:
+def test_tensorflow_answers_the_factual_question(tf_outputs: list[SequenceOutput]) -> None:
+    first = tf_outputs[0]
+
+    assert (first.text, first.finish_reason) == ("The capital of France is Paris.", "stop")
+
+
+def test_tensorflow_gives_pytorchs_greedy_tokens(
+    client: TestClient, prompts: list[str], tf_outputs: list[SequenceOutput]
+) -> None:
     pt = greedy_outputs(client, SMOLLM2, prompts, max_tokens=MAX_TOKENS, logprobs=5)
-    tf = greedy_outputs(client, SMOLLM2, prompts, Framework.TENSORFLOW, max_tokens=MAX_TOKENS)
 
-    margins = [divergence_margin(p, t.token_ids) for p, t in zip(pt, tf, strict=True)]
+    margins = [divergence_margin(p, t.token_ids) for p, t in zip(pt, tf_outputs, strict=True)]
 
     # A row may part only where PyTorch saw the two candidates as all but equal, and rarely.
     assert all(m is None or 0 <= m < NEAR_TIE for m in margins), margins
