@@ -42,7 +42,7 @@ from bench.report import report  # noqa: E402
 MEMORY_GROWTH_LIMIT = 0.05
 WARM_UP_MIN_S = 15.0
 SETTLE_S = 2.0  # how long the server is watched at rest for its threads and open files
-WORKER_IDLE_S = 10.0  # anyio stops a worker thread idle this long, at the next call
+ANYIO_WORKER_IDLE_S = 10.0  # anyio stops a worker thread idle this long, at the next call
 
 Scenario = Callable[[httpx.AsyncClient, random.Random], Awaitable[tuple[int, int]]]
 
@@ -140,16 +140,17 @@ def server_figures(pid: int) -> dict[str, int]:
     }
 
 
-def figures_at_rest(url: str, pid: int) -> dict[str, int]:
+def figures_at_rest(url: str, pid: int, worker_idle_s: float) -> dict[str, int]:
     """The server's figures at rest: its thread pool pruned, then the fewest threads and files
     seen over SETTLE_S seconds.
 
     Sync routes run in anyio's worker threads, which stay after a burst until a later call finds
-    them idle for WORKER_IDLE_S (anyio's MAX_IDLE_TIME) and stops them: so the figures are taken
-    after that long and one call (GET /health is sync). A connection the client has just closed
-    is still an open socket until the server's loop reads its end, and a thread may be exiting:
-    one instant's count would call those leaks, while a leak stays for the whole window."""
-    time.sleep(WORKER_IDLE_S + 0.5)
+    them idle for `worker_idle_s` (anyio's MAX_IDLE_TIME) and stops them: so the figures are
+    taken after that long and one call (GET /health is sync). A connection the client has just
+    closed is still an open socket until the server's loop reads its end, and a thread may be
+    exiting: one instant's count would call those leaks, while a leak stays for the whole
+    window."""
+    time.sleep(worker_idle_s + 0.5)
     httpx.get(f"{url}/health", timeout=10)
     samples = []
     for _ in range(int(SETTLE_S / 0.1)):
@@ -195,7 +196,32 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
 
 
-def soak(store: Path, duration: float, clients: int, seed: int) -> dict[str, Any]:
+def server_command(port: int, worker_idle_s: float) -> list[str]:
+    """`textgen serve` on loopback; with anyio's idle time for worker threads set to
+    `worker_idle_s` (its WorkerThread.MAX_IDLE_TIME, read at each call) unless that is anyio's
+    own. A shorter one only makes the rests shorter: threads that leak are not anyio's idle
+    workers, which it stops either way."""
+    serve = ["serve", "--port", str(port), "--log-level", "error"]
+    if worker_idle_s == ANYIO_WORKER_IDLE_S:
+        return [sys.executable, "-m", "handlers.cli", *serve]
+    launcher = (
+        "import sys, anyio._backends._asyncio as backend\n"
+        "if not hasattr(backend.WorkerThread, 'MAX_IDLE_TIME'):\n"
+        "    sys.exit('this anyio has no WorkerThread.MAX_IDLE_TIME: leave --worker-idle-s out')\n"
+        f"backend.WorkerThread.MAX_IDLE_TIME = {worker_idle_s!r}\n"
+        "from handlers.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    return [sys.executable, "-c", launcher, *serve]
+
+
+def soak(
+    store: Path,
+    duration: float,
+    clients: int,
+    seed: int,
+    worker_idle_s: float = ANYIO_WORKER_IDLE_S,
+) -> dict[str, Any]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -206,10 +232,9 @@ def soak(store: Path, duration: float, clients: int, seed: int) -> dict[str, Any
         "MAX_QUEUED_REQUESTS": str(4 * clients),
         "MAX_LOADED_MODELS": "3",  # every model the mix uses stays loaded, as in production
     }
-    command = [sys.executable, "-m", "handlers.cli", "serve", "--port", str(port)]
     log = Path(os.environ.get("LOAD_SERVER_LOG", os.devnull)).open("w")  # noqa: SIM115
     server = subprocess.Popen(
-        [*command, "--log-level", "error"], cwd=REPO_ROOT, env=env, stdout=log, stderr=log
+        server_command(port, worker_idle_s), cwd=REPO_ROOT, env=env, stdout=log, stderr=log
     )
     try:
         while True:
@@ -221,7 +246,7 @@ def soak(store: Path, duration: float, clients: int, seed: int) -> dict[str, Any
         warm_up = Tally()
         warm_up_s = max(duration / 5, WARM_UP_MIN_S)
         asyncio.run(drive(url, warm_up_s, clients, seed, warm_up))
-        after_warm_up = figures_at_rest(url, server.pid)
+        after_warm_up = figures_at_rest(url, server.pid, worker_idle_s)
         tally = Tally()
         started = time.perf_counter()
         asyncio.run(drive(url, duration - warm_up_s, clients, seed + 1, tally))
@@ -232,7 +257,7 @@ def soak(store: Path, duration: float, clients: int, seed: int) -> dict[str, Any
             if all(e["running_sequences"] == e["queued_requests"] == 0 for e in engines.values()):
                 break
             time.sleep(0.05)
-        end = figures_at_rest(url, server.pid)
+        end = figures_at_rest(url, server.pid, worker_idle_s)
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -242,6 +267,7 @@ def soak(store: Path, duration: float, clients: int, seed: int) -> dict[str, Any
     summary = {
         "duration_s": duration,
         "clients": clients,
+        "worker_idle_s": worker_idle_s,
         "requests": dict(tally.requests),
         "statuses": dict(tally.statuses),
         "unexpected": tally.unexpected[:20],
@@ -274,6 +300,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--store", type=Path, help="default: the test models, built here")
     parser.add_argument("--output", type=Path)
+    parser.add_argument(
+        "--worker-idle-s",
+        type=float,
+        default=ANYIO_WORKER_IDLE_S,
+        help="how long the server's idle worker threads stay (anyio's own: 10): the two rests "
+        "at which its threads are counted each wait this long",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         store = args.store
@@ -281,7 +314,7 @@ def main() -> int:
             from tests.support.models import build_test_store
 
             store = build_test_store(Path(scratch))
-        summary = soak(store, args.duration, args.clients, args.seed)
+        summary = soak(store, args.duration, args.clients, args.seed, args.worker_idle_s)
     report(summary, args.output)
     return 0 if all(summary["goals_met"].values()) else 1
 

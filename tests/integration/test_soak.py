@@ -30,6 +30,9 @@ def test_a_short_soak_meets_every_goal(store_dir: Path, tmp_path: Path) -> None:
             str(store_dir),
             "--output",
             str(report_file),
+            # Rests of 1.5 s instead of 10.5 s: anyio stops idle worker threads after 1 s.
+            "--worker-idle-s",
+            "1",
         ],
         cwd=REPO_ROOT,
         capture_output=True,
@@ -39,5 +42,6 @@ def test_a_short_soak_meets_every_goal(store_dir: Path, tmp_path: Path) -> None:
 
     assert done.returncode == 0, json.dumps(report, indent=2)
     assert all(report["goals_met"].values())
+    assert report["worker_idle_s"] == 1
     assert sum(report["requests"].values()) > 50  # it really carried load
     assert set(report["requests"]) == {"seed", "completion", "stream", "disconnect", "invalid"}
