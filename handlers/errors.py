@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -109,11 +110,21 @@ STATUS_BY_ERROR: dict[type[errors.TextgenError], int] = {
     ClientDisconnected: 499,  # nobody reads it: the connection is gone
 }
 
+
+def documented_as(model: type[BaseModel]) -> dict[str, Any]:
+    """An OpenAPI response whose JSON body is `model`'s schema, referenced by name. Not FastAPI's
+    {"model": ...}, which builds a pydantic TypeAdapter per route and status when the routes are
+    imported (about 30 ms of a cold start, for documents few processes ever serve): the models'
+    schemas are added where the documents are made (handlers.openapi_limits)."""
+    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"content": {"application/json": {"schema": schema}}}
+
+
 # What every route may answer besides its success, for the OpenAPI documents: derived from the
 # table above (plus request validation and unexpected failures), so the two cannot drift apart.
+ERROR_STATUSES = sorted({*STATUS_BY_ERROR.values(), 422, 500} - {499})
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse}
-    for status in sorted({*STATUS_BY_ERROR.values(), 422, 500} - {499})
+    status: documented_as(ErrorResponse) for status in ERROR_STATUSES
 }
 _OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error"}
 

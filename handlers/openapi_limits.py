@@ -12,9 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.utils import get_openapi
 
-from handlers.openai_api.protocol import MAX_CHAT_TOP_LOGPROBS, MAX_CHOICES, MAX_COMPLETION_LOGPROBS
+from handlers.openai_api.protocol import (
+    MAX_CHAT_TOP_LOGPROBS,
+    MAX_CHOICES,
+    MAX_COMPLETION_LOGPROBS,
+    OpenAIError,
+)
+from handlers.schemas import ErrorResponse
 from textgen.engine.params import (
     MAX_REPETITION_PENALTY,
     MAX_SEED,
@@ -35,10 +42,33 @@ def document_limits(app: FastAPI, settings: Settings) -> None:
 
     def openapi() -> Schema:
         if app.openapi_schema is None:
-            _constrain_document(generate(), settings)
+            document = generate()
+            _add_referenced_schemas(document)
+            _constrain_document(document, settings)
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+# The error bodies the routes name by reference (handlers.errors.documented_as).
+REFERENCED_MODELS = (ErrorResponse, OpenAIError)
+
+
+def _add_referenced_schemas(document: Schema) -> None:
+    """The referenced models' schemas among the document's components, in its order (by name),
+    exactly as FastAPI writes a response model's: from routes made for that alone, when a
+    document is asked for rather than when the app's routes are imported."""
+    router = APIRouter()
+    for index, model in enumerate(REFERENCED_MODELS):
+        router.add_api_route(f"/{index}", _nothing, responses={400: {"model": model}})
+    found = get_openapi(title="", version="", routes=router.routes)["components"]["schemas"]
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update({name: s for name, s in found.items() if name not in schemas})
+    document["components"]["schemas"] = dict(sorted(schemas.items()))
+
+
+def _nothing() -> None:
+    """The endpoint of the routes that only carry a model to the document."""
 
 
 def _constrain_document(document: Schema, settings: Settings) -> None:

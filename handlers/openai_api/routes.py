@@ -11,7 +11,13 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from handlers.deps import DeadlineDep
-from handlers.errors import ERROR_RESPONSES, openai_error_response, openai_status, status_of
+from handlers.errors import (
+    ERROR_STATUSES,
+    documented_as,
+    openai_error_response,
+    openai_status,
+    status_of,
+)
 from handlers.openai_api import protocol as p
 from handlers.openai_api.serving import OpenAIServing, Prepared
 from handlers.strict_json import StrictJSONRoute
@@ -26,7 +32,7 @@ router = APIRouter(
     route_class=StrictJSONRoute,
 )
 ERRORS: dict[int | str, dict[str, Any]] = {
-    openai_status(int(status)): {"model": p.OpenAIError} for status in ERROR_RESPONSES
+    openai_status(status): documented_as(p.OpenAIError) for status in ERROR_STATUSES
 }
 
 

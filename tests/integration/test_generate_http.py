@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from handlers.factory import create_app
+from handlers.routes import router
 from tests.support.models import set_eos
 from textgen.settings import Settings
 
@@ -157,3 +161,26 @@ def test_openapi_documents_both_call_shapes(client: TestClient) -> None:
 
     shapes = schema["schema"]["anyOf"]
     assert {s.get("type") for s in shapes} == {"object", "array"}
+
+
+def test_error_bodies_are_documented_by_reference_not_built_per_route(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(spec)))
+    responses = {
+        path: spec["paths"][path][method]["responses"]
+        for path, method in (("/llama_model", "post"), ("/v1/completions", "post"))
+    }
+
+    # Every name referenced is among the components (the error bodies are added to them).
+    assert refs <= spec["components"]["schemas"].keys()
+    assert {"ErrorResponse", "OpenAIError"} <= refs
+    error_body = responses["/llama_model"]["400"]["content"]["application/json"]["schema"]
+    assert error_body == {"$ref": "#/components/schemas/ErrorResponse"}
+    assert responses["/v1/completions"]["404"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/OpenAIError"
+    }
+    assert responses["/llama_model"]["400"]["description"] == "Bad Request"
+    # Importing the routes built no pydantic field for an error status (FastAPI does, per route
+    # and status, for {"model": ...}): the seed routes' only response field is their success's.
+    route = next(r for r in router.routes if isinstance(r, APIRoute) and r.path == "/llama_model")
+    assert route.response_fields == {}
