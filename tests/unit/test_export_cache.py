@@ -95,11 +95,10 @@ def test_the_command_reuses_a_kept_export(
     assert not (folder / TF_EXPORT_DIR).exists()
 
 
-def test_an_onnx_export_of_identical_inputs_is_copied_not_built(
-    store_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def onnx_builds(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The model folders whose int8 export is built (not copied) from here on, in order."""
     from textgen.convert import onnx_export
-    from textgen.model_files import ONNX_EXPORT_DIR
 
     built: list[Path] = []
     real = onnx_export.export_onnx
@@ -109,6 +108,15 @@ def test_an_onnx_export_of_identical_inputs_is_copied_not_built(
         return real(model_dir)
 
     monkeypatch.setattr(onnx_export, "export_onnx", counted)
+    return built
+
+
+def test_an_onnx_export_of_identical_inputs_is_copied_not_built(
+    store_dir: Path, tmp_path: Path, onnx_builds: list[Path]
+) -> None:
+    from textgen.convert import onnx_export
+    from textgen.model_files import ONNX_EXPORT_DIR
+
     cache = tmp_path / "exports"
     first, second, other = (
         shutil.copytree(store_dir / "llama-test", tmp_path / name, ignore=ignore_exports)
@@ -119,7 +127,7 @@ def test_an_onnx_export_of_identical_inputs_is_copied_not_built(
     for folder in (first, second, other):
         assert onnx_export.ensure_export(folder, cache) == folder / ONNX_EXPORT_DIR
 
-    assert built == [first, other]  # the second was copied from the first's
+    assert onnx_builds == [first, other]  # the second was copied from the first's
     for name in ("model.onnx", "model.onnx.data", "textgen.json"):
         copied = (second / ONNX_EXPORT_DIR / name).read_bytes()
         assert copied == (first / ONNX_EXPORT_DIR / name).read_bytes()
@@ -132,20 +140,11 @@ def ignore_exports(folder: str, names: list[str]) -> list[str]:
 
 
 def test_the_demo_stores_tiny_models_reuse_kept_exports(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, onnx_builds: list[Path]
 ) -> None:
-    from textgen.convert import onnx_export
     from textgen.demo import store
     from textgen.model_files import ONNX_EXPORT_DIR
 
-    built: list[str] = []
-    real = onnx_export.export_onnx
-
-    def counted(model_dir: Path) -> Path:
-        built.append(f"{model_dir.parent.name}/{model_dir.name}")
-        return real(model_dir)
-
-    monkeypatch.setattr(onnx_export, "export_onnx", counted)
     monkeypatch.setattr(store, "_fetch_smollm2", lambda *_: None)  # the tiny models only
     cache = tmp_path / "exports"
     first = store.build_demo_store(tmp_path / "first", tmp_path / "downloads", export_cache=cache)
@@ -158,7 +157,8 @@ def test_the_demo_stores_tiny_models_reuse_kept_exports(
 
     assert [p.name for p in first.exported] == [p.name for p in second.exported]
     assert [p.name for p in second.exported] == list(store.TINY_DEMO_MODELS)
-    assert built == [f"first/{name}" for name in store.TINY_DEMO_MODELS]  # none for the second
+    # none for the second
+    assert onnx_builds == [tmp_path / "first" / name for name in store.TINY_DEMO_MODELS]
     for name in store.TINY_DEMO_MODELS:
         kept, copied = (tmp_path / root / name / ONNX_EXPORT_DIR for root in ("first", "second"))
         assert (copied / "model.onnx").read_bytes() == (kept / "model.onnx").read_bytes()
