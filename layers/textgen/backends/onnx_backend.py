@@ -9,7 +9,9 @@ tokens use them). Its 8-bit weights are served signed on CPUs where that is exac
 (textgen.backends.signed_int8).
 
 The export's graph comes optimized, its weights in a file ONNX Runtime memory-maps
-(textgen.convert.onnx_layout): a session starts without optimizing or copying them. An export of
+(textgen.convert.onnx_layout): a session starts without optimizing or copying them. The tokenizer
+loads on a helper thread meanwhile: ONNX Runtime lets go of the GIL while it builds the session,
+and the tokenizer's parse (tens of milliseconds on a cold start) holds it. An export of
 the previous format (weights inside the graph) is optimized here; if it was an int8 export in two
 graphs, its per-token prompt graph (prefill.onnx) serves both, its decoding graph is not loaded.
 """
@@ -17,8 +19,9 @@ graphs, its per-token prompt graph (prefill.onnx) serves both, its decoding grap
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
@@ -27,7 +30,6 @@ from textgen.backends.cpu import available_cpus
 from textgen.backends.onnx_runner import OnnxRunner
 from textgen.backends.signed_int8 import FlippedGraph, flipped_graph, wants_signed
 from textgen.backends.step_backend import StepBackend
-from textgen.backends.tokenizer import ModelTokenizer
 from textgen.errors import ModelLoadFailed
 from textgen.model_files import (
     ONNX_EMBEDDING_FILE,
@@ -39,6 +41,9 @@ from textgen.model_files import (
     ONNX_READABLE_FORMATS,
 )
 from textgen.settings import Settings
+
+if TYPE_CHECKING:
+    from textgen.backends.tokenizer import ModelTokenizer
 
 # What a damaged export raises: ours, and ONNX Runtime's (which share no base of their own).
 _ORT_STATE = ort.capi.onnxruntime_pybind11_state
@@ -59,6 +64,36 @@ _LOAD_ERRORS: tuple[type[Exception], ...] = (
 
 
 def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="textgen-tokenizer") as beside:
+        tokenizer = beside.submit(load_tokenizer, model_dir)
+        session, metadata, embedding, flipped, signed = _session(model_dir, settings)
+        tokens = tokenizer.result()
+    # Weights handed over from memory live as long as the runner (and its session).
+    runner = OnnxRunner(session, metadata, tokens.pad_id, embedding, keep=flipped)
+    precision = metadata.get("precision", "float32")
+    return StepBackend(
+        model_dir.name,
+        tokens,
+        runner,
+        int(metadata["context_length"]),
+        runner.kv_bytes_per_token,
+        settings,
+        runtime=f"onnxruntime-{precision}{'-signed' if signed else ''}",
+    )
+
+
+def load_tokenizer(model_dir: Path) -> ModelTokenizer:
+    # Imported here, on the helper thread: the tokenizers library's import overlaps the session.
+    from textgen.backends.tokenizer import ModelTokenizer
+
+    return ModelTokenizer(model_dir)
+
+
+def _session(
+    model_dir: Path, settings: Settings
+) -> tuple[ort.InferenceSession, dict[str, Any], np.ndarray, FlippedGraph | None, bool]:
+    """The export's session, its metadata, its embedding table, the weights handed over from
+    memory (if any) and whether its 8-bit weights are served signed."""
     export = model_dir / ONNX_EXPORT_DIR
     try:
         metadata = json.loads((export / ONNX_METADATA_FILE).read_text(encoding="utf-8"))
@@ -84,25 +119,12 @@ def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
             options,
             providers=["CPUExecutionProvider"],
         )
-        embedding = _embedding(export, metadata)
+        return session, metadata, _embedding(export, metadata), flipped, signed
     except _LOAD_ERRORS as exc:
         raise ModelLoadFailed(
             f"the ONNX export of '{model_dir.name}' cannot be loaded: {exc}; re-create it with "
             "`textgen export-onnx`"
         ) from exc
-    tokens = ModelTokenizer(model_dir)
-    # Weights handed over from memory live as long as the runner (and its session).
-    runner = OnnxRunner(session, metadata, tokens.pad_id, embedding, keep=flipped)
-    precision = metadata.get("precision", "float32")
-    return StepBackend(
-        model_dir.name,
-        tokens,
-        runner,
-        int(metadata["context_length"]),
-        runner.kv_bytes_per_token,
-        settings,
-        runtime=f"onnxruntime-{precision}{'-signed' if signed else ''}",
-    )
 
 
 def _int8_weights_for_this_cpu(

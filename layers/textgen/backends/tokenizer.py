@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jinja2 import TemplateError
 from tokenizers import Tokenizer
 
 from textgen.backends.imports import heavy_imports
@@ -74,6 +73,7 @@ class ModelTokenizer:
                 field="messages",
             )
         with heavy_imports:  # transformers' lazy imports are not thread-safe
+            from jinja2 import TemplateError
             from transformers.utils.chat_template_utils import render_jinja_template
 
         try:
