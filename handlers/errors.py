@@ -9,8 +9,10 @@ the official SDKs raise their usual exceptions (there a 422 is a 400: OpenAI's b
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
+import fastapi.routing
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -224,10 +226,17 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
 
 def _allowed_methods(request: Request) -> list[str]:
     methods: set[str] = set()
-    for route in request.app.router.routes:
+    for route in _each_route(request.app.router.routes):
         if route.matches(request.scope)[0] is Match.PARTIAL:
             methods |= getattr(route, "methods", None) or set()
     return sorted(methods)
+
+
+def _each_route(routes: list[Any]) -> Iterable[Any]:
+    """Every route, those of included routers too: FastAPI from 0.16x keeps an included router
+    whole, as one entry, and walks it with `iter_route_contexts`."""
+    walk = getattr(fastapi.routing, "iter_route_contexts", None)
+    return walk(routes) if walk is not None else routes
 
 
 async def _on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:

@@ -6,14 +6,11 @@ from importlib.metadata import version
 
 from fastapi import FastAPI
 
-from handlers.batch_api.routes import FILES_PATH
-from handlers.batch_api.routes import router as batch_router
-from handlers.batch_api.setup import batch_api_for
+from handlers.batch_api import FILES_PATH
 from handlers.errors import install_error_handlers
 from handlers.keys import OPEN_PATHS, ApiKeys
+from handlers.later_routes import include_on_first_use
 from handlers.limits import RequestLimits
-from handlers.openai_api.routes import router as openai_router
-from handlers.openai_api.serving import OpenAIServing
 from handlers.openapi_limits import document_limits
 from handlers.prometheus import CountRequests, observe_finished, registry_for
 from handlers.prometheus import router as metrics_router
@@ -45,15 +42,12 @@ def create_app(
         service = GenerationService(settings, store, on_finished=observe_finished)
         service.preload(settings.preload_models)
     app.state.service = service
-    app.state.openai = OpenAIServing(service, settings.default_max_tokens)
-    app.state.batch_api = batch_api_for(settings, app.state.openai)
     install_error_handlers(app)
     app.state.metrics_registry = registry_for(service)
     app.include_router(router)
-    app.include_router(openai_router)
-    app.include_router(batch_router)
     app.include_router(metrics_router)
     document_limits(app, settings)
+    include_on_first_use(app)  # the OpenAI-style and Batch API routes (handlers.later_routes)
     app.add_middleware(
         RequestLimits,
         max_body_bytes=settings.max_body_bytes,

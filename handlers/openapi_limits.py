@@ -15,12 +15,6 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from handlers.openai_api.protocol import (
-    MAX_CHAT_TOP_LOGPROBS,
-    MAX_CHOICES,
-    MAX_COMPLETION_LOGPROBS,
-    OpenAIError,
-)
 from handlers.schemas import ErrorResponse
 from textgen.engine.params import (
     MAX_REPETITION_PENALTY,
@@ -50,8 +44,13 @@ def document_limits(app: FastAPI, settings: Settings) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-# The error bodies the routes name by reference (handlers.errors.documented_as).
-REFERENCED_MODELS = (ErrorResponse, OpenAIError)
+def referenced_models() -> tuple[type[Any], ...]:
+    """The error bodies the routes name by reference (handlers.errors.documented_as)."""
+    # Imported when a document is made: the OpenAI routes' models load with their routes
+    # (handlers.later_routes).
+    from handlers.openai_api.protocol import OpenAIError
+
+    return (ErrorResponse, OpenAIError)
 
 
 def _add_referenced_schemas(document: Schema) -> None:
@@ -59,7 +58,7 @@ def _add_referenced_schemas(document: Schema) -> None:
     exactly as FastAPI writes a response model's: from routes made for that alone, when a
     document is asked for rather than when the app's routes are imported."""
     router = APIRouter()
-    for index, model in enumerate(REFERENCED_MODELS):
+    for index, model in enumerate(referenced_models()):
         router.add_api_route(f"/{index}", _nothing, responses={400: {"model": model}})
     found = get_openapi(title="", version="", routes=router.routes)["components"]["schemas"]
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
@@ -72,6 +71,12 @@ def _nothing() -> None:
 
 
 def _constrain_document(document: Schema, settings: Settings) -> None:
+    from handlers.openai_api.protocol import (
+        MAX_CHAT_TOP_LOGPROBS,
+        MAX_CHOICES,
+        MAX_COMPLETION_LOGPROBS,
+    )
+
     prompt: Schema = {"minLength": 1, "maxLength": settings.max_prompt_chars}
     prompt["pattern"] = _PRINTABLE
     prompts = {"minItems": 1, "maxItems": settings.max_prompts, "items": prompt}

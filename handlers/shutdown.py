@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from handlers.later_routes import include_openai_routes
 from textgen.service import GenerationService
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -26,14 +27,13 @@ _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 async def graceful_lifespan(app: FastAPI) -> AsyncIterator[None]:
     service: GenerationService = app.state.service
     restore = _hear_stop_signals(service)
-    batch_api = getattr(app.state, "batch_api", None)
-    if batch_api is not None:
-        await batch_api.start()  # batches run on this loop; a stopped one's are taken up again
+    include_openai_routes(app)  # a server serves every route from its start
+    batch_api = app.state.batch_api
+    await batch_api.start()  # batches run on this loop; a stopped one's are taken up again
     try:
         yield
     finally:
-        if batch_api is not None:
-            await batch_api.stop()
+        await batch_api.stop()
         service.close(app.state.settings.shutdown_grace_s)
         restore()
 

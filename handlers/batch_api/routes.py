@@ -33,7 +33,6 @@ router = APIRouter(
     route_class=StrictJSONRoute,
     responses=ERRORS,
 )
-FILES_PATH = "/v1/files"
 
 
 def _owner(request: Request) -> str:

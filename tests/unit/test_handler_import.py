@@ -40,16 +40,31 @@ MAY_LOAD = {
 }
 MUST_NOT_LOAD = {"aws_xray_sdk", "boto3", "jinja2", "onnx", "onnxruntime", "tensorflow", "torch"}
 MUST_NOT_LOAD |= {"transformers", "uvicorn"}
+# The project's own modules that join with the routes of the OpenAI-style and Batch APIs, on the
+# first request that needs them (handlers.later_routes), and the model's tokenizer module, which
+# loads with the model.
+OWN_MUST_NOT_LOAD = {
+    "handlers.batch_api.batches",
+    "handlers.batch_api.routes",
+    "handlers.openai_api.protocol",
+    "handlers.openai_api.routes",
+    "handlers.openai_api.serving",
+    "textgen.backends.tokenizer",
+}
 
-LOADED_PACKAGES = """
+LOADED_MODULES = """
 import json, sys
 before = set(sys.modules)
 import handlers.lambda_function
-names = {name.split(".")[0] for name in set(sys.modules) - before}
+loaded = set(sys.modules) - before
+names = {name.split(".")[0] for name in loaded}
 own = {"handlers", "textgen", "tests"}
-print(json.dumps(sorted(
-    n for n in names - own - set(sys.stdlib_module_names) if not n.startswith("_")
-)))
+print(json.dumps({
+    "packages": sorted(
+        n for n in names - own - set(sys.stdlib_module_names) if not n.startswith("_")
+    ),
+    "own": sorted(n for n in loaded if n.split(".")[0] in own),
+}))
 """
 
 IMPORT_HANDLER = """
@@ -97,8 +112,11 @@ def test_the_handler_import_loads_only_what_the_first_request_needs(
 ) -> None:
     unset = {"PRELOAD_MODELS": "", "LAMBDA_TASK_ROOT": "", "CPU_RUNTIME": ""}
     env = {**unset, "MODEL_STORE": str(store_dir), **batch_env}
-    loaded = set(fresh_python(LOADED_PACKAGES, env=env))
+    modules = fresh_python(LOADED_MODULES, env=env)
+    loaded, own = set(modules["packages"]), set(modules["own"])
 
     assert loaded <= MAY_LOAD, sorted(loaded - MAY_LOAD)
     assert not loaded & MUST_NOT_LOAD
     assert {"fastapi", "mangum", "numpy"} <= loaded  # live check: the list is what it reads
+    assert not own & OWN_MUST_NOT_LOAD, sorted(own & OWN_MUST_NOT_LOAD)
+    assert {"handlers.routes", "handlers.factory"} <= own

@@ -1,0 +1,67 @@
+"""The OpenAI-style and Batch API routes, added to the app when first wanted rather than at import.
+
+A cold start on Lambda pays every import before its first answer, and the seed routes
+(/gpt2_model, /llama_model), /health and /metrics need none of the OpenAI API's models, the Batch
+API's services or their routes. They are added, with what serves them, before the first request
+the app's routes so far do not serve (a /v1 path, or a path no route has: it then gets the 404 or
+405 it would have got), when the OpenAPI document is first made (it lists every route), and by a
+server's lifespan at its start (uvicorn: batches run on the server's loop, and a stopped server's
+are taken up again).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from fastapi import FastAPI
+from starlette.routing import Match
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+_including = threading.Lock()
+
+
+def include_openai_routes(app: FastAPI) -> None:
+    """Add the OpenAI-style and Batch API routes to `app` (made by handlers.factory), once."""
+    with _including:
+        if getattr(app.state, "batch_api", None) is not None:
+            return
+        from handlers.batch_api.routes import router as batch_router
+        from handlers.batch_api.setup import batch_api_for
+        from handlers.openai_api.routes import router as openai_router
+        from handlers.openai_api.serving import OpenAIServing
+
+        settings = app.state.settings
+        serving = OpenAIServing(app.state.service, settings.default_max_tokens)
+        app.state.openai = serving  # before the routes that read them can be reached
+        app.state.batch_api = batch_api_for(settings, serving)
+        app.include_router(openai_router)
+        app.include_router(batch_router)
+
+
+def include_on_first_use(app: FastAPI) -> None:
+    """Add the routes before the first request that needs them and before a document is made."""
+    make_document = app.openapi
+
+    def openapi() -> dict[str, object]:
+        include_openai_routes(app)
+        return make_document()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(IncludeOnFirstUse, include=include_openai_routes)
+
+
+class IncludeOnFirstUse:
+    """Calls `include` with the app before the first request none of its routes serves."""
+
+    def __init__(self, app: ASGIApp, include: Callable[[FastAPI], None]) -> None:
+        self.app = app
+        self._include: Callable[[FastAPI], None] | None = include
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._include is not None and scope["type"] in ("http", "websocket"):
+            app: FastAPI = scope["app"]
+            if not any(route.matches(scope)[0] is Match.FULL for route in app.router.routes):
+                self._include(app)
+                self._include = None
+        await self.app(scope, receive, send)
