@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,10 +67,13 @@ _LOAD_ERRORS: tuple[type[Exception], ...] = (
 def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="textgen-tokenizer") as beside:
         tokenizer = beside.submit(load_tokenizer, model_dir)
-        session, metadata, embedding, flipped, signed = _session(model_dir, settings)
+        export = open_export(model_dir, settings)
         tokens = tokenizer.result()
+    metadata = export.metadata
     # Weights handed over from memory live as long as the runner (and its session).
-    runner = OnnxRunner(session, metadata, tokens.pad_id, embedding, keep=flipped)
+    runner = OnnxRunner(
+        export.session, metadata, tokens.pad_id, export.embedding, keep=export.flipped
+    )
     precision = metadata.get("precision", "float32")
     return StepBackend(
         model_dir.name,
@@ -78,7 +82,7 @@ def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
         int(metadata["context_length"]),
         runner.kv_bytes_per_token,
         settings,
-        runtime=f"onnxruntime-{precision}{'-signed' if signed else ''}",
+        runtime=f"onnxruntime-{precision}{'-signed' if export.signed else ''}",
     )
 
 
@@ -89,11 +93,18 @@ def load_tokenizer(model_dir: Path) -> ModelTokenizer:
     return ModelTokenizer(model_dir)
 
 
-def _session(
-    model_dir: Path, settings: Settings
-) -> tuple[ort.InferenceSession, dict[str, Any], np.ndarray, FlippedGraph | None, bool]:
-    """The export's session, its metadata, its embedding table, the weights handed over from
-    memory (if any) and whether its 8-bit weights are served signed."""
+@dataclass(frozen=True)
+class OpenedExport:
+    """A model's ONNX export, ready to serve: its session and what the runner takes beside it."""
+
+    session: ort.InferenceSession
+    metadata: dict[str, Any]
+    embedding: np.ndarray
+    flipped: FlippedGraph | None  # 8-bit weights handed over from memory, if any
+    signed: bool  # whether its 8-bit weights are served signed
+
+
+def open_export(model_dir: Path, settings: Settings) -> OpenedExport:
     export = model_dir / ONNX_EXPORT_DIR
     try:
         metadata = json.loads((export / ONNX_METADATA_FILE).read_text(encoding="utf-8"))
@@ -119,7 +130,7 @@ def _session(
             options,
             providers=["CPUExecutionProvider"],
         )
-        return session, metadata, _embedding(export, metadata), flipped, signed
+        return OpenedExport(session, metadata, _embedding(export, metadata), flipped, signed)
     except _LOAD_ERRORS as exc:
         raise ModelLoadFailed(
             f"the ONNX export of '{model_dir.name}' cannot be loaded: {exc}; re-create it with "
