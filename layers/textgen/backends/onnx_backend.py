@@ -9,9 +9,10 @@ tokens use them). Its 8-bit weights are served signed on CPUs where that is exac
 (textgen.backends.signed_int8).
 
 The export's graph comes optimized, its weights in a file ONNX Runtime memory-maps
-(textgen.convert.onnx_layout): a session starts without optimizing or copying them. The tokenizer
-loads on a helper thread meanwhile: ONNX Runtime lets go of the GIL while it builds the session,
-and the tokenizer's parse (tens of milliseconds on a cold start) holds it. An export of
+(textgen.convert.onnx_layout): a session starts without optimizing or copying them. The session is
+built on a helper thread while the tokenizer loads: ONNX Runtime lets go of the GIL while it
+builds the session, and the tokenizer's parse (tens of milliseconds on a cold start) holds it. An
+export of
 the previous format (weights inside the graph) is optimized here; if it was an int8 export in two
 graphs, its per-token prompt graph (prefill.onnx) serves both, its decoding graph is not loaded.
 """
@@ -19,6 +20,7 @@ graphs, its per-token prompt graph (prefill.onnx) serves both, its decoding grap
 from __future__ import annotations
 
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,10 +67,14 @@ _LOAD_ERRORS: tuple[type[Exception], ...] = (
 
 
 def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="textgen-tokenizer") as beside:
-        tokenizer = beside.submit(load_tokenizer, model_dir)
-        export = open_export(model_dir, settings)
-        tokens = tokenizer.result()
+    # The tokenizer's parse holds the GIL throughout (native code that yields it to no one), so
+    # it starts only once the session's creation has let go of it, not before.
+    building = threading.Event()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="textgen-session") as beside:
+        opening = beside.submit(open_export, model_dir, settings, building)
+        building.wait()
+        tokens = load_tokenizer(model_dir)
+        export = opening.result()
     metadata = export.metadata
     # Weights handed over from memory live as long as the runner (and its session).
     runner = OnnxRunner(
@@ -87,7 +93,7 @@ def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
 
 
 def load_tokenizer(model_dir: Path) -> ModelTokenizer:
-    # Imported here, on the helper thread: the tokenizers library's import overlaps the session.
+    # Imported here, once the session is being built: jinja2 is not needed before.
     from textgen.backends.tokenizer import ModelTokenizer
 
     return ModelTokenizer(model_dir)
@@ -104,8 +110,12 @@ class OpenedExport:
     signed: bool  # whether its 8-bit weights are served signed
 
 
-def open_export(model_dir: Path, settings: Settings) -> OpenedExport:
+def open_export(
+    model_dir: Path, settings: Settings, building: threading.Event | None = None
+) -> OpenedExport:
+    """The export's session; `building` is set as ONNX Runtime starts on it (or this fails)."""
     export = model_dir / ONNX_EXPORT_DIR
+    building = building or threading.Event()
     try:
         metadata = json.loads((export / ONNX_METADATA_FILE).read_text(encoding="utf-8"))
         if metadata.get("format") not in ONNX_READABLE_FORMATS:
@@ -125,6 +135,7 @@ def open_export(model_dir: Path, settings: Settings) -> OpenedExport:
                 list(flipped.external),
                 [ort.OrtValue.ortvalue_from_numpy(a) for a in flipped.external.values()],
             )
+        building.set()
         session = ort.InferenceSession(
             flipped.model if flipped else str(export / graph),
             options,
@@ -136,6 +147,8 @@ def open_export(model_dir: Path, settings: Settings) -> OpenedExport:
             f"the ONNX export of '{model_dir.name}' cannot be loaded: {exc}; re-create it with "
             "`textgen export-onnx`"
         ) from exc
+    finally:
+        building.set()  # whatever happened: the caller waits for it
 
 
 def _int8_weights_for_this_cpu(
