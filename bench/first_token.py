@@ -12,9 +12,8 @@ loopback (each process with an empty model cache):
 - ours, not preloaded: the same without PRELOAD_MODELS (everything after the imports);
 - ours, parts: the same as "not preloaded", each part timed one after another: interpreter start,
   imports (the handler's, then the engine's: onnxruntime, tokenizers), store, weights (an int8
-  graph's weights flipped in memory when stored in the other form), session creation, tokenizer
-  (after the session here; the service builds the session beside it), the request to its first
-  token (the rest of the invocation);
+  graph's weights flipped in memory when stored in the other form), session creation, tokenizer,
+  the request to its first token (the rest of the invocation);
 - llama_cpp (SmolLM2, where llama-cpp-python is installed, built as bench/llama_cpp_peer.py
   says): import `llama_cpp`, load the Q8_0 GGUF, tokenize the prompt, complete one token.
 
@@ -107,25 +106,7 @@ if "textgen.store.s3" in sys.modules:
     S3ModelStore.fetch = timed("store", fetch_counted)
 onnx_backend.flipped_graph = timed("weights", onnx_backend.flipped_graph)
 onnx_backend.ort.InferenceSession = timed("session", onnx_backend.ort.InferenceSession)
-from concurrent.futures import Future
-from textgen.backends import tokenizer
-tokenizer.ModelTokenizer = timed("tokenizer", tokenizer.ModelTokenizer)
-if hasattr(onnx_backend, "ModelTokenizer"):  # an older checkout's, imported by name
-    onnx_backend.ModelTokenizer = timed("tokenizer", onnx_backend.ModelTokenizer)
-
-class OneAfterAnother:  # the service builds the session beside the tokenizer; here before it
-    def __init__(self, *args, **kwargs): pass
-    def __enter__(self): return self
-    def __exit__(self, *exc_info): return False
-    def submit(self, function, *args):
-        done = Future()
-        try:
-            done.set_result(function(*args))
-        except Exception as exc:
-            done.set_exception(exc)
-        return done
-
-onnx_backend.ThreadPoolExecutor = OneAfterAnother
+onnx_backend.ModelTokenizer = timed("tokenizer", onnx_backend.ModelTokenizer)
 event = json.loads(open(sys.argv[1]).read())
 clock = time.time()
 response = module.handler(event, LocalLambdaContext(remaining_ms=60_000))

@@ -9,10 +9,7 @@ tokens use them). Its 8-bit weights are served signed on CPUs where that is exac
 (textgen.backends.signed_int8).
 
 The export's graph comes optimized, its weights in a file ONNX Runtime memory-maps
-(textgen.convert.onnx_layout): a session starts without optimizing or copying them. The session is
-built on a helper thread while the tokenizer loads: ONNX Runtime lets go of the GIL while it
-builds the session, and the tokenizer's parse (tens of milliseconds on a cold start) holds it. An
-export of
+(textgen.convert.onnx_layout): a session starts without optimizing or copying them. An export of
 the previous format (weights inside the graph) is optimized here; if it was an int8 export in two
 graphs, its per-token prompt graph (prefill.onnx) serves both, its decoding graph is not loaded.
 """
@@ -20,11 +17,8 @@ graphs, its per-token prompt graph (prefill.onnx) serves both, its decoding grap
 from __future__ import annotations
 
 import json
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -33,6 +27,7 @@ from textgen.backends.cpu import available_cpus
 from textgen.backends.onnx_runner import OnnxRunner
 from textgen.backends.signed_int8 import FlippedGraph, flipped_graph, wants_signed
 from textgen.backends.step_backend import StepBackend
+from textgen.backends.tokenizer import ModelTokenizer
 from textgen.errors import ModelLoadFailed
 from textgen.model_files import (
     ONNX_EMBEDDING_FILE,
@@ -44,9 +39,6 @@ from textgen.model_files import (
     ONNX_READABLE_FORMATS,
 )
 from textgen.settings import Settings
-
-if TYPE_CHECKING:
-    from textgen.backends.tokenizer import ModelTokenizer
 
 # What a damaged export raises: ours, and ONNX Runtime's (which share no base of their own).
 _ORT_STATE = ort.capi.onnxruntime_pybind11_state
@@ -67,55 +59,7 @@ _LOAD_ERRORS: tuple[type[Exception], ...] = (
 
 
 def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
-    # The tokenizer's parse holds the GIL throughout (native code that yields it to no one), so
-    # it starts only once the session's creation has let go of it, not before.
-    building = threading.Event()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="textgen-session") as beside:
-        opening = beside.submit(open_export, model_dir, settings, building)
-        building.wait()
-        tokens = load_tokenizer(model_dir)
-        export = opening.result()
-    metadata = export.metadata
-    # Weights handed over from memory live as long as the runner (and its session).
-    runner = OnnxRunner(
-        export.session, metadata, tokens.pad_id, export.embedding, keep=export.flipped
-    )
-    precision = metadata.get("precision", "float32")
-    return StepBackend(
-        model_dir.name,
-        tokens,
-        runner,
-        int(metadata["context_length"]),
-        runner.kv_bytes_per_token,
-        settings,
-        runtime=f"onnxruntime-{precision}{'-signed' if export.signed else ''}",
-    )
-
-
-def load_tokenizer(model_dir: Path) -> ModelTokenizer:
-    # Imported here, once the session is being built: jinja2 is not needed before.
-    from textgen.backends.tokenizer import ModelTokenizer
-
-    return ModelTokenizer(model_dir)
-
-
-@dataclass(frozen=True)
-class OpenedExport:
-    """A model's ONNX export, ready to serve: its session and what the runner takes beside it."""
-
-    session: ort.InferenceSession
-    metadata: dict[str, Any]
-    embedding: np.ndarray
-    flipped: FlippedGraph | None  # 8-bit weights handed over from memory, if any
-    signed: bool  # whether its 8-bit weights are served signed
-
-
-def open_export(
-    model_dir: Path, settings: Settings, building: threading.Event | None = None
-) -> OpenedExport:
-    """The export's session; `building` is set as ONNX Runtime starts on it (or this fails)."""
     export = model_dir / ONNX_EXPORT_DIR
-    building = building or threading.Event()
     try:
         metadata = json.loads((export / ONNX_METADATA_FILE).read_text(encoding="utf-8"))
         if metadata.get("format") not in ONNX_READABLE_FORMATS:
@@ -135,20 +79,30 @@ def open_export(
                 list(flipped.external),
                 [ort.OrtValue.ortvalue_from_numpy(a) for a in flipped.external.values()],
             )
-        building.set()
         session = ort.InferenceSession(
             flipped.model if flipped else str(export / graph),
             options,
             providers=["CPUExecutionProvider"],
         )
-        return OpenedExport(session, metadata, _embedding(export, metadata), flipped, signed)
+        embedding = _embedding(export, metadata)
     except _LOAD_ERRORS as exc:
         raise ModelLoadFailed(
             f"the ONNX export of '{model_dir.name}' cannot be loaded: {exc}; re-create it with "
             "`textgen export-onnx`"
         ) from exc
-    finally:
-        building.set()  # whatever happened: the caller waits for it
+    tokens = ModelTokenizer(model_dir)
+    # Weights handed over from memory live as long as the runner (and its session).
+    runner = OnnxRunner(session, metadata, tokens.pad_id, embedding, keep=flipped)
+    precision = metadata.get("precision", "float32")
+    return StepBackend(
+        model_dir.name,
+        tokens,
+        runner,
+        int(metadata["context_length"]),
+        runner.kv_bytes_per_token,
+        settings,
+        runtime=f"onnxruntime-{precision}{'-signed' if signed else ''}",
+    )
 
 
 def _int8_weights_for_this_cpu(

@@ -3,14 +3,10 @@ template, token texts, end tokens) and an engine over the backend's runner."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from textgen.backends.base import check_prompts_fit, check_token_ids
+from textgen.backends.tokenizer import ModelTokenizer
 from textgen.engine import EngineLimits, Job, StepEngine, StepRunner
 from textgen.settings import Settings
-
-if TYPE_CHECKING:
-    from textgen.backends.tokenizer import ModelTokenizer
 
 
 def kv_token_budget(settings: Settings, kv_bytes_per_token: int) -> int:
