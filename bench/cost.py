@@ -40,6 +40,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.arguments import add_storage_options  # noqa: E402
 from bench.cpu_decoding import cpu_description, prepare  # noqa: E402
 from bench.first_token import store_of  # noqa: E402
 from bench.prompts import PROMPTS  # noqa: E402
@@ -157,12 +158,8 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument(
-        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "textgen-public"
-    )
-    parser.add_argument("--work", type=Path, help="keep the prepared models here, for reruns")
-    parser.add_argument("--output", type=Path)
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    add_storage_options(parser)
     args = parser.parse_args()
     if args.child:
         store, model, vcpus = args.child

@@ -54,6 +54,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # the benchmarks beside this one, as bench.*
 
 from bench import llama_cpp_peer  # noqa: E402
+from bench.arguments import add_storage_options  # noqa: E402
 from bench.llama_cpp_peer import GGUF_FORMATS  # noqa: E402
 from bench.prompts import PROMPTS  # noqa: E402
 from bench.report import report  # noqa: E402
@@ -374,14 +375,10 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument(
-        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "textgen-public"
-    )
-    parser.add_argument("--output", type=Path)
-    parser.add_argument(
         "--skip-perplexity", action="store_true", help="speed, memory and start-up only"
     )
-    parser.add_argument("--work", type=Path, help="keep the prepared models here, for reruns")
     parser.add_argument("--child", nargs=4, metavar=("SYSTEM", "MODEL_DIR", "WORKLOAD", "THREADS"))
+    add_storage_options(parser)
     args = parser.parse_args()
     if args.child:
         system, model_dir, workload, threads = args.child

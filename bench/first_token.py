@@ -54,6 +54,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # the benchmarks beside this one, as bench.*
 
 from bench import llama_cpp_peer  # noqa: E402
+from bench.arguments import add_storage_options  # noqa: E402
 from bench.cpu_decoding import cpu_description, gguf_path, prepare  # noqa: E402
 from bench.report import report  # noqa: E402
 
@@ -246,10 +247,7 @@ def main() -> int:
         help="a checkout whose handler runs (an older commit's, `git worktree add`), with its own "
         "export of the models: give it a --work folder of its own",
     )
-    default_cache = Path(tempfile.gettempdir()) / "textgen-public"
-    parser.add_argument("--cache", type=Path, default=default_cache)
-    parser.add_argument("--work", type=Path, help="keep the prepared models here, for reruns")
-    parser.add_argument("--output", type=Path)
+    add_storage_options(parser)
     args = parser.parse_args()
 
     systems = SYSTEMS if args.store == "local" else ("ours", "ours_parts")

@@ -29,7 +29,6 @@ import json
 import math
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "layers")]
 
 import numpy as np  # noqa: E402
 
+from bench.arguments import add_storage_options  # noqa: E402
 from bench.cpu_decoding import PERPLEXITY_WINDOW, cpu_description, run_child  # noqa: E402
 from bench.report import report  # noqa: E402
 
@@ -155,14 +155,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--work", type=Path, required=True)
-    parser.add_argument(
-        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "textgen-public"
-    )
     parser.add_argument("--windows", type=int, default=44)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--output", type=Path)
+    add_storage_options(parser, work_required=True)
     args = parser.parse_args()
 
     import torch

@@ -50,6 +50,7 @@ import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
 
+from bench.arguments import add_storage_options  # noqa: E402
 from bench.cpu_decoding import (  # noqa: E402
     PERPLEXITY_TOKENS,
     PERPLEXITY_WINDOW,
@@ -157,12 +158,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument(
-        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "textgen-public"
-    )
-    parser.add_argument("--output", type=Path)
+    add_storage_options(parser, work_required=True)
     args = parser.parse_args()
 
     from tokenizers import Tokenizer

@@ -28,6 +28,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # the benchmarks beside this one, as bench.*
 
+from bench.arguments import add_storage_options  # noqa: E402
 from bench.cpu_decoding import cpu_description, prepare  # noqa: E402
 from bench.first_token import store_of  # noqa: E402
 from bench.prompts import PROMPTS  # noqa: E402
@@ -94,10 +95,7 @@ def engine_bench_arguments(doc: str, rounds: int, repeat: int) -> argparse.Names
     )
     parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--repeat", type=int, default=repeat, help="each prompt this many times")
-    default_cache = Path(tempfile.gettempdir()) / "textgen-public"
-    parser.add_argument("--cache", type=Path, default=default_cache)
-    parser.add_argument("--work", type=Path, help="keep the prepared models here, for reruns")
-    parser.add_argument("--output", type=Path)
+    add_storage_options(parser)
     return parser.parse_args()
 
 

@@ -23,6 +23,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.arguments import add_storage_options  # noqa: E402
 from bench.cpu_decoding import (  # noqa: E402
     PERPLEXITY_TOKENS,
     PERPLEXITY_WINDOW,
@@ -71,11 +72,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "textgen-public"
-    )
-    parser.add_argument("--work", type=Path, help="keep the prepared models here, for reruns")
-    parser.add_argument("--output", type=Path)
+    add_storage_options(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         smollm2 = prepare(args.work or Path(scratch), args.cache)["smollm2-135m"]

@@ -25,6 +25,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.arguments import add_storage_options  # noqa: E402
 from bench.cpu_decoding import cpu_description  # noqa: E402
 from bench.report import report  # noqa: E402
 from bench.scored_perplexity import windows_of  # noqa: E402
@@ -94,11 +95,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument(
-        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "textgen-public"
-    )
-    parser.add_argument("--work", type=Path, help="keep the imported model here, for reruns")
-    parser.add_argument("--output", type=Path)
+    add_storage_options(parser)
     args = parser.parse_args()
 
     import torch
