@@ -12,7 +12,6 @@ are taken up again).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 
 from fastapi import FastAPI
 from starlette.routing import Match
@@ -24,7 +23,7 @@ _including = threading.Lock()
 def include_openai_routes(app: FastAPI) -> None:
     """Add the OpenAI-style and Batch API routes to `app` (made by handlers.factory), once."""
     with _including:
-        if getattr(app.state, "batch_api", None) is not None:
+        if included(app):
             return
         from handlers.batch_api.routes import router as batch_router
         from handlers.batch_api.setup import batch_api_for
@@ -39,6 +38,10 @@ def include_openai_routes(app: FastAPI) -> None:
         app.include_router(batch_router)
 
 
+def included(app: FastAPI) -> bool:
+    return getattr(app.state, "batch_api", None) is not None
+
+
 def include_on_first_use(app: FastAPI) -> None:
     """Add the routes before the first request that needs them and before a document is made."""
     make_document = app.openapi
@@ -48,20 +51,23 @@ def include_on_first_use(app: FastAPI) -> None:
         return make_document()
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(IncludeOnFirstUse, include=include_openai_routes)
+    app.add_middleware(IncludeOnFirstUse)
 
 
 class IncludeOnFirstUse:
-    """Calls `include` with the app before the first request none of its routes serves."""
+    """Adds the routes before the first request none of the app's routes serves; once they are
+    there (added so, or by the lifespan), a request costs one look at the app's state."""
 
-    def __init__(self, app: ASGIApp, include: Callable[[FastAPI], None]) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._include: Callable[[FastAPI], None] | None = include
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._include is not None and scope["type"] in ("http", "websocket"):
+        if scope["type"] in ("http", "websocket"):
             app: FastAPI = scope["app"]
-            if not any(route.matches(scope)[0] is Match.FULL for route in app.router.routes):
-                self._include(app)
-                self._include = None
+            if not included(app) and not _served(app, scope):
+                include_openai_routes(app)
         await self.app(scope, receive, send)
+
+
+def _served(app: FastAPI, scope: Scope) -> bool:
+    return any(route.matches(scope)[0] is Match.FULL for route in app.router.routes)

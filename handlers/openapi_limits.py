@@ -44,7 +44,7 @@ def document_limits(app: FastAPI, settings: Settings) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def referenced_models() -> tuple[type[Any], ...]:
+def _referenced_models() -> tuple[type[Any], ...]:
     """The error bodies the routes name by reference (handlers.errors.documented_as)."""
     # Imported when a document is made: the OpenAI routes' models load with their routes
     # (handlers.later_routes).
@@ -58,7 +58,7 @@ def _add_referenced_schemas(document: Schema) -> None:
     exactly as FastAPI writes a response model's: from routes made for that alone, when a
     document is asked for rather than when the app's routes are imported."""
     router = APIRouter()
-    for index, model in enumerate(referenced_models()):
+    for index, model in enumerate(_referenced_models()):
         router.add_api_route(f"/{index}", _nothing, responses={400: {"model": model}})
     found = get_openapi(title="", version="", routes=router.routes)["components"]["schemas"]
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
