@@ -98,14 +98,17 @@ class Scorer:
         graph = onnx.load(str(path), load_external_data=False)
         self.takes = {value.name: value for value in graph.graph.input}
         self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        self.embedding = np.load(graph_folder / "embedding.npy")
+        # The tables the graph takes, each saved as INPUT.npy (an int8 export's table and scales).
+        self.tables = {
+            name: np.load(graph_folder / f"{name}.npy")
+            for name in self.takes
+            if (graph_folder / f"{name}.npy").is_file()
+        }
 
     def __call__(self, window: list[int]) -> np.ndarray:
         from textgen.convert.calibration import prompt_feeds
-        from textgen.model_files import ONNX_EMBEDDING_INPUT
 
-        feeds = prompt_feeds(self.takes, window, every_position=True)
-        feeds[ONNX_EMBEDDING_INPUT] = self.embedding
+        feeds = {**prompt_feeds(self.takes, window, every_position=True), **self.tables}
         logits = self.session.run(["logits"], feeds)[0][0, :-1].astype(np.float64)
         shifted = logits - logits.max(axis=-1, keepdims=True)
         found: np.ndarray = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))

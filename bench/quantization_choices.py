@@ -166,8 +166,9 @@ def main() -> int:
 
     from textgen.backends.onnx_backend import session_options
     from textgen.backends.tokenizer import ModelTokenizer
-    from textgen.convert.onnx_graph import build_graph, int8_weights
+    from textgen.convert.onnx_graph import build_graph, int8_weights, token_embedding
     from textgen.demo.moby_dick import split
+    from textgen.model_files import ONNX_EMBEDDING_INPUT
     from textgen.models import load_decoder
     from textgen.settings import Settings
 
@@ -199,8 +200,9 @@ def main() -> int:
         "vs_float32_percent": 100 * (value / float32 - 1),
     }
     print("torch_bfloat16", figures["torch_bfloat16"], file=sys.stderr, flush=True)
-    embedding = np.load(export / "embedding.npy", mmap_mode="r")
     decoder = load_decoder(model, torch.float32, torch.device("cpu"))
+    # The float32 table: these graphs are built here, not the export's (whose table is 8-bit).
+    embedding = {ONNX_EMBEDDING_INPUT: token_embedding(decoder, "llama")}
     with tempfile.TemporaryDirectory() as scratch:
         float32_graph = Path(scratch) / "float32.onnx"
         onnx.save(build_graph(decoder, "llama"), float32_graph)

@@ -28,7 +28,6 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "layers")]
 
-import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
 from bench.cpu_decoding import neighbours  # noqa: E402
@@ -72,6 +71,7 @@ def main() -> int:
 
     from tokenizers import Tokenizer
 
+    from textgen.backends.onnx_backend import embedding_tables
     from textgen.backends.onnx_runner import OnnxRunner
 
     model = args.work / "smollm2-135m"
@@ -79,12 +79,12 @@ def main() -> int:
     metadata = json.loads((export / "textgen.json").read_text())
     tokenizer = Tokenizer.from_file(str(model / "tokenizer.json"))
     prompts = [e.ids for e in tokenizer.encode_batch(PROMPTS[:ROWS])]
-    embedding = np.load(export / "embedding.npy", mmap_mode="r")
+    tables = embedding_tables(export, metadata)
     runners = {}
     for name, spin_us in SETTINGS_US.items():
         options = session_options(args.threads, spin_us)
         session = ort.InferenceSession(str(export / "model.onnx"), options)
-        runners[name] = OnnxRunner(session, metadata, 0, embedding)
+        runners[name] = OnnxRunner(session, metadata, 0, tables)
     figures: dict[str, Any] = {"threads": args.threads, "rounds": args.rounds}
     for condition, burners in (("idle", 0), ("two_neighbours", 2)):
         samples: dict[str, list[float]] = {name: [] for name in runners}

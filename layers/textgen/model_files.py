@@ -27,13 +27,18 @@ ONNX_PREFILL_FILE = "prefill.onnx"  # an older int8 export's per-token graph, be
 ONNX_WEIGHTS_FILE = "model.onnx.data"  # the graph's large initializers, memory-mapped
 ONNX_EMBEDDING_FILE = "embedding.npy"  # the token embedding table the graph takes as input
 ONNX_EMBEDDING_INPUT = "embedding"  # that input's name
+# An int8 export's table is 8-bit, each row with its scale: this file, and this input.
+ONNX_EMBEDDING_SCALE_FILE = "embedding_scale.npy"
+ONNX_EMBEDDING_SCALE_INPUT = "embedding_scale"
 ONNX_METADATA_FILE = "textgen.json"
-ONNX_EXPORT_FORMAT = 5  # bumped when the graph's inputs, outputs, files or weights change
+ONNX_EXPORT_FORMAT = 6  # bumped when the graph's inputs, outputs, files or weights change
 # Format 3: weights inside the graph file, optimized at load (and an int8 export maybe in two
 # graphs, its per-token one in prefill.onnx); still served. Format 4: textgen.convert.onnx_layout.
 # Format 5: format 4 with each int8 product's outlier input channels in float32
 # (textgen.convert.calibration); a format 4 export is served as it is and remade by ensure_export.
-ONNX_OPTIMIZED_FORMATS = (4, ONNX_EXPORT_FORMAT)  # optimized at export
+# Format 6: an int8 export's embedding table in 8 bits per row (embedding_scale.npy beside it),
+# a quarter of format 5's float32 table to download and store.
+ONNX_OPTIMIZED_FORMATS = (4, 5, ONNX_EXPORT_FORMAT)  # optimized at export
 ONNX_READABLE_FORMATS = (3, *ONNX_OPTIMIZED_FORMATS)
 
 

@@ -21,7 +21,7 @@ import onnxruntime as ort
 import pytest
 
 from textgen.backends import load_backend
-from textgen.backends.onnx_backend import session_options
+from textgen.backends.onnx_backend import embedding_tables, session_options
 from textgen.backends.onnx_runner import OnnxRunner
 from textgen.backends.step_backend import StepBackend
 from textgen.convert.onnx_export import quantize_int8
@@ -137,6 +137,6 @@ def test_live_check_one_range_for_the_whole_call_fails_it(
     per_call = quantize_int8(export / "model.onnx", tmp_path / "per-call.onnx")
     session = ort.InferenceSession(str(per_call), session_options(Settings()))
     metadata = json.loads((export / "textgen.json").read_text())
-    runner = OnnxRunner(session, metadata, 0, np.load(export / "embedding.npy"))
+    runner = OnnxRunner(session, metadata, 0, embedding_tables(export, metadata))
 
     assert differences(traces(runner)) != []

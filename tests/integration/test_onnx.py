@@ -111,7 +111,7 @@ def test_rows_joining_a_running_batch_get_their_own_tokens(onnx_store: Path, mod
     assert isinstance(torch_inner, TorchRunner)
 
     def fresh(runner_class: type[OnnxRunner]) -> OnnxRunner:
-        return runner_class(inner._session, inner._metadata, inner._pad_id, inner._embedding)
+        return runner_class(inner._session, inner._metadata, inner._pad_id, inner._tables)
 
     joined = join_mid_decode(backend, fresh(OnnxRunner))
     reference = join_mid_decode(
@@ -139,7 +139,7 @@ def test_decoding_writes_the_cache_in_place(onnx_store: Path, model: str) -> Non
     backend = load_backend(Framework.PYTORCH, onnx_store / model, Settings())
     assert isinstance(backend, StepBackend)
     inner = backend.engine._runner
-    runner = OnnxRunner(inner._session, inner._metadata, inner._pad_id, inner._embedding)
+    runner = OnnxRunner(inner._session, inner._metadata, inner._pad_id, inner._tables)
     new_tokens = 24  # past the 16 columns a cache would start with if it grew as it went
     prompt = backend.encode(["The quick brown fox"], new_tokens)[0]
     runner.add_rows([prompt], len(prompt) + new_tokens, all_logits=False)
@@ -286,6 +286,9 @@ def test_the_export_is_published_with_the_model(onnx_store: Path) -> None:
         "onnx/tokenizer.json",
     }
     assert published <= set(manifest.files)
+    assert "onnx/embedding_scale.npy" not in manifest.files  # float32: the table is float32
+    int8_files = set(build_manifest(onnx_store / "gpt2-int8").files)
+    assert {*published, "onnx/embedding_scale.npy"} <= int8_files  # int8: rows and their scales
     metadata = json.loads((onnx_store / "gpt2-int8" / "onnx" / "textgen.json").read_text())
     assert (metadata["precision"], metadata["family"]) == ("int8", "gpt2")
     assert (metadata["format"], metadata["int8_weights"]) == (ONNX_EXPORT_FORMAT, "signed")
@@ -421,9 +424,12 @@ def test_export_refuses_a_family_it_cannot_export(store_dir: Path, tmp_path: Pat
     ("damage", "refused"),
     [
         ("old_format", "export format 2"),
-        ("embedding_dtype", "float32 table"),
+        ("embedding_dtype", "int8 table"),
         ("embedding_missing", "embedding.npy"),
         ("embedding_rows", "rows for"),
+        ("scales_missing", "embedding_scale.npy"),
+        ("scales_shape", "one scale per row"),
+        ("scales_named_elsewhere", "unexpected embedding scale file"),
         ("graph_truncated", "cannot be loaded"),
         ("weights_truncated", "cannot be loaded"),
         ("weights_elsewhere", "cannot be loaded"),
@@ -444,6 +450,16 @@ def test_an_export_it_cannot_read_is_a_clear_load_error(
         np.save(export / "embedding.npy", np.load(export / "embedding.npy")[:-1])
     elif damage == "embedding_missing":
         (export / "embedding.npy").unlink()
+    elif damage == "scales_missing":
+        (export / "embedding_scale.npy").unlink()
+    elif damage == "scales_shape":
+        scales = np.load(export / "embedding_scale.npy")
+        np.save(export / "embedding_scale.npy", np.repeat(scales, 2, axis=1))
+    elif damage == "scales_named_elsewhere":
+        metadata = json.loads((export / "textgen.json").read_text())
+        (export / "textgen.json").write_text(
+            json.dumps({**metadata, "embedding_scale": "../embedding_scale.npy"})
+        )
     elif damage == "graph_truncated":  # signed or not, on any CPU
         graph = (export / "model.onnx").read_bytes()
         (export / "model.onnx").write_bytes(graph[: len(graph) // 2])

@@ -180,3 +180,39 @@ def test_calibration_finds_the_largest_channels_and_leaves_the_graph_as_it_was(
     assert float_channels(graph, table, windows, ("lm_head",), count=4)["lm_head"].tolist() == (
         first["lm_head"].tolist()
     )
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_an_int8_table_gives_the_logits_of_its_rows_in_float32(
+    store_dir: Path, tmp_path: Path, family: str
+) -> None:
+    """The int8 export's embedding lookup (8-bit rows times their scales) is exactly the float32
+    graph's lookup in the table those rows stand for."""
+    import torch
+
+    from textgen.backends.onnx_runner import OnnxRunner
+    from textgen.convert.onnx_graph import int8_rows, token_embedding
+    from textgen.models import load_decoder
+
+    tiny = load_decoder(store_dir / f"{family}-test", torch.float32, torch.device("cpu"))
+    table = token_embedding(tiny, family)
+    values, scales = int8_rows(table)
+    restored = values.astype(np.float32) * scales
+    assert values.dtype == np.int8 and scales.shape == (table.shape[0], 1)
+    assert (np.abs(restored - table) <= scales * 0.5001).all()  # within half a step
+
+    metadata = {"layers": len(tiny.blocks), "kv_heads": tiny.kv_heads, "head_dim": tiny.head_dim}
+    metadata["vocab_size"] = tiny.vocab_size
+
+    def logits(int8_table: bool, tables: dict[str, np.ndarray]) -> np.ndarray:
+        path = tmp_path / f"{int8_table}.onnx"
+        onnx.save(build_graph(tiny, family, int8_table=int8_table), path)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        runner = OnnxRunner(session, metadata, 0, tables)
+        (found,) = runner.add_rows([[5, 17, 3, 250, 9]], 5, all_logits=True)
+        return found
+
+    from_int8 = logits(True, {"embedding": values, "embedding_scale": scales})
+    assert np.array_equal(from_int8, logits(False, {"embedding": restored}))
+    # Live check: the table the rows were rounded from gives other logits.
+    assert not np.array_equal(from_int8, logits(False, {"embedding": table}))

@@ -5,7 +5,8 @@ The KV cache is the runner's own memory, written in place by the graph (see Onnx
 and decoding steps run through one graph, whose int8 products quantize each token on its own (see
 textgen.convert.onnx_export): a request's tokens do not depend on what shares its batch. It takes
 the token embedding table as an input, mapped from the export's embedding.npy (pages are read as
-tokens use them). Its 8-bit weights are served signed on CPUs where that is exact and faster
+tokens use them; an int8 export's table is 8-bit, its rows' scales in embedding_scale.npy). Its
+8-bit weights are served signed on CPUs where that is exact and faster
 (textgen.backends.signed_int8).
 
 The export's graph comes optimized, its weights in a file ONNX Runtime memory-maps
@@ -31,6 +32,9 @@ from textgen.backends.tokenizer import ModelTokenizer
 from textgen.errors import ModelLoadFailed
 from textgen.model_files import (
     ONNX_EMBEDDING_FILE,
+    ONNX_EMBEDDING_INPUT,
+    ONNX_EMBEDDING_SCALE_FILE,
+    ONNX_EMBEDDING_SCALE_INPUT,
     ONNX_EXPORT_DIR,
     ONNX_METADATA_FILE,
     ONNX_MODEL_FILE,
@@ -84,7 +88,7 @@ def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
             options,
             providers=["CPUExecutionProvider"],
         )
-        embedding = _embedding(export, metadata)
+        tables = embedding_tables(export, metadata)
     except _LOAD_ERRORS as exc:
         raise ModelLoadFailed(
             f"the ONNX export of '{model_dir.name}' cannot be loaded: {exc}; re-create it with "
@@ -92,7 +96,7 @@ def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
         ) from exc
     tokens = ModelTokenizer(model_dir)
     # Weights handed over from memory live as long as the runner (and its session).
-    runner = OnnxRunner(session, metadata, tokens.pad_id, embedding, keep=flipped)
+    runner = OnnxRunner(session, metadata, tokens.pad_id, tables, keep=flipped)
     precision = metadata.get("precision", "float32")
     return StepBackend(
         model_dir.name,
@@ -119,16 +123,31 @@ def _int8_weights_for_this_cpu(
     return flipped, wanted if flipped else stored
 
 
-def _embedding(export: Path, metadata: dict[str, Any]) -> np.ndarray:
-    """The export's token embedding table, memory-mapped and read-only."""
-    name = metadata.get("embedding")
-    if name != ONNX_EMBEDDING_FILE:
-        raise ValueError(f"unexpected embedding file {name!r}")
+def embedding_tables(export: Path, metadata: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The export's token embedding table, memory-mapped and read-only, by the graph's input
+    name: float32, or (an int8 export since format 6) int8 with its rows' scales beside it."""
+    if metadata.get("embedding") != ONNX_EMBEDDING_FILE:
+        raise ValueError(f"unexpected embedding file {metadata.get('embedding')!r}")
+    scaled = "embedding_scale" in metadata
+    if scaled and metadata["embedding_scale"] != ONNX_EMBEDDING_SCALE_FILE:
+        raise ValueError(f"unexpected embedding scale file {metadata['embedding_scale']!r}")
+    vocab = int(metadata["vocab_size"])
+    tables = {ONNX_EMBEDDING_INPUT: _table(export, ONNX_EMBEDDING_FILE, vocab, scaled)}
+    if scaled:
+        scales = _table(export, ONNX_EMBEDDING_SCALE_FILE, vocab, False)
+        if scales.shape[1] != 1:
+            raise ValueError(f"{ONNX_EMBEDDING_SCALE_FILE} is not one scale per row")
+        tables[ONNX_EMBEDDING_SCALE_INPUT] = scales
+    return tables
+
+
+def _table(export: Path, name: str, rows: int, int8: bool) -> np.ndarray:
     table: np.ndarray = np.load(export / name, mmap_mode="r")
-    if table.dtype != np.float32 or table.ndim != 2 or not table.flags.c_contiguous:
-        raise ValueError(f"{name} is not a [vocab, hidden] float32 table")
-    if table.shape[0] != int(metadata["vocab_size"]):
-        raise ValueError(f"{name} has {table.shape[0]} rows for {metadata['vocab_size']} tokens")
+    kind = np.int8 if int8 else np.float32
+    if table.dtype != kind or table.ndim != 2 or not table.flags.c_contiguous:
+        raise ValueError(f"{name} is not a 2-D {np.dtype(kind).name} table")
+    if table.shape[0] != rows:
+        raise ValueError(f"{name} has {table.shape[0]} rows for {rows} tokens")
     return table
 
 

@@ -3,12 +3,15 @@ memory, written in place by the graph, and how a batch's prompts are grouped int
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from textgen.model_files import ONNX_EMBEDDING_INPUT
+from textgen.model_files import ONNX_EMBEDDING_INPUT, ONNX_EMBEDDING_SCALE_INPUT
 
+# The graph's inputs a runner binds to the export's tables (textgen.backends.onnx_backend).
+EMBEDDING_INPUTS = (ONNX_EMBEDDING_INPUT, ONNX_EMBEDDING_SCALE_INPUT)
 # What one more prefill call costs, in padded tokens (weights read again, per-call work):
 # measured on SmolLM2-135M and GPT-2 124M, 8 prompts of 3 to 17 tokens, 2 cores.
 _CALL_COST_TOKENS = 16
@@ -50,15 +53,15 @@ class OnnxRunner:
         session: Any,
         metadata: dict[str, Any],
         pad_id: int,
-        embedding: np.ndarray | None = None,
+        tables: Mapping[str, np.ndarray] | None = None,
         keep: object = None,
     ) -> None:
         self._session = session
         self._keep = keep  # what the session reads in place and does not own
-        takes_embedding = any(i.name == ONNX_EMBEDDING_INPUT for i in session.get_inputs())
-        if takes_embedding != (embedding is not None):
-            raise ValueError("the graph's embedding input and the table given disagree")
-        self._embedding = embedding
+        takes = {i.name for i in session.get_inputs()} & set(EMBEDDING_INPUTS)
+        if takes != set(tables or {}):
+            raise ValueError("the graph's embedding inputs and the tables given disagree")
+        self._tables = dict(tables or {})  # bound by address: kept alive here
         self._metadata = metadata
         self._layers = int(metadata["layers"])
         self._kv_heads = int(metadata["kv_heads"])
@@ -219,11 +222,9 @@ class OnnxRunner:
                 binding.bind_output("logits", "cpu", 0, np.float32, shape, logits.ctypes.data)
             else:
                 binding.bind_output("logits", "cpu")  # first: get_outputs() follows binding order
-            if self._embedding is not None:
-                table = self._embedding
-                binding.bind_input(
-                    ONNX_EMBEDDING_INPUT, "cpu", 0, np.float32, list(table.shape), table.ctypes.data
-                )
+            for name, table in self._tables.items():
+                shape = list(table.shape)
+                binding.bind_input(name, "cpu", 0, table.dtype, shape, table.ctypes.data)
             for name, buffer in zip(self._cache_names, self._buffers, strict=True):
                 part = buffer[rows]  # rows are the first axis: a contiguous block
                 for role in ("past", "present"):  # the same memory: written in place

@@ -17,8 +17,9 @@ minus one; total_sequence_length, int32 scalar: the longest row's length after t
 logit_positions [rows, k]: the tokens whose logits are wanted; GPT-2 only: position_ids [rows,
 length]; past_key_i / past_value_i; and embedding [vocab, hidden], the token embedding table: an
 input, not a weight: the runner maps it from the export's embedding.npy, whose pages are read as
-tokens use them. Outputs: logits [rows, k, vocab] and
-present_key_i / present_value_i (the same buffers, when bound to them).
+tokens use them (the int8 export's table is int8, each row times its scale, embedding_scale
+[vocab, 1]: a quarter of the bytes to download, store and read). Outputs: logits [rows, k,
+vocab] and present_key_i / present_value_i (the same buffers, when bound to them).
 
 A prompt runs alone (new rows, empty cache, one call); a decoding step is one token per row.
 """
@@ -42,6 +43,7 @@ from textgen.convert.onnx_writer import (
 )
 from textgen.errors import UnsupportedModel
 from textgen.model_files import ONNX_EMBEDDING_INPUT as EMBEDDING
+from textgen.model_files import ONNX_EMBEDDING_SCALE_INPUT as EMBEDDING_SCALE
 
 
 def build_graph(
@@ -49,11 +51,13 @@ def build_graph(
     family: str,
     int8: Mapping[str, Int8Weight] | None = None,
     float_channels: Mapping[str, np.ndarray] | None = None,
+    int8_table: bool = False,
 ) -> Any:
     """The ModelProto of one step of `decoder` (a textgen.models decoder): in float32, or with
     the 8-bit weights of `int8` (by weight name: int8_weights of the quantized decoding graph),
     each token's activations on a scale of their own, the input channels of `float_channels`
-    (by weight name) in float32 (the int8 export's graph)."""
+    (by weight name) in float32, and with `int8_table`, the embedding table in 8 bits per row
+    (int8_rows) (the int8 export's graph)."""
     from onnx import TensorProto, helper
 
     writer = GraphWriter(int8, float_channels)
@@ -82,13 +86,16 @@ def build_graph(
         inputs.append(
             helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["rows", "length"])
         )
-        hidden = _gpt2_layers(writer, decoder)
+        hidden = _gpt2_layers(writer, decoder, int8_table)
     elif family == "llama":
-        hidden = _llama_layers(writer, decoder)
+        hidden = _llama_layers(writer, decoder, int8_table)
     else:
         raise UnsupportedModel(f"no ONNX graph for a {family!r} model: gpt2 or llama only")
-    table = token_embedding(decoder, family)
-    inputs.append(helper.make_tensor_value_info(EMBEDDING, TensorProto.FLOAT, list(table.shape)))
+    vocab, width = token_embedding(decoder, family).shape
+    table = TensorProto.INT8 if int8_table else TensorProto.FLOAT
+    inputs.append(helper.make_tensor_value_info(EMBEDDING, table, [vocab, width]))
+    if int8_table:
+        inputs.append(helper.make_tensor_value_info(EMBEDDING_SCALE, TensorProto.FLOAT, [vocab, 1]))
     # Only the wanted positions reach the output projection (the vocabulary-sized product).
     wanted = writer.one("Unsqueeze", ["logit_positions", writer.weight("minus_one", ints([-1]))])
     selected = writer.one("GatherND", [hidden, wanted], batch_dims=1)
@@ -103,6 +110,18 @@ def build_graph(
         opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)],
         producer_name="textgen",
     )
+
+
+def _token_rows(writer: GraphWriter, int8_table: bool) -> str:
+    """The input tokens' rows of the embedding table: from an int8 table, 8-bit rows times their
+    scales (a row's own, so a token's embedding never depends on the others)."""
+    from onnx import TensorProto
+
+    if not int8_table:
+        return writer.one("Gather", [EMBEDDING, "input_ids"])
+    values = writer.one("Gather", [EMBEDDING, "input_ids"])
+    scales = writer.one("Gather", [EMBEDDING_SCALE, "input_ids"])
+    return writer.one("Mul", [writer.one("Cast", [values], to=TensorProto.FLOAT), scales])
 
 
 def _attention(writer: GraphWriter, qkv: str, layer: int, decoder: Any, rotary: Any) -> str:
@@ -123,7 +142,7 @@ def _attention(writer: GraphWriter, qkv: str, layer: int, decoder: Any, rotary: 
     return out
 
 
-def _llama_layers(writer: GraphWriter, decoder: Any) -> str:
+def _llama_layers(writer: GraphWriter, decoder: Any, int8_table: bool) -> str:
     if decoder.activation_name != "silu":
         raise UnsupportedModel(
             f"no ONNX graph for LLaMA with activation {decoder.activation_name!r}: silu only"
@@ -133,7 +152,7 @@ def _llama_layers(writer: GraphWriter, decoder: Any) -> str:
             f"no ONNX graph for LLaMA with head size {decoder.head_dim}: a multiple of 16 only"
         )
     rotary = _rotary_tables(writer, decoder)
-    x = writer.one("Gather", [EMBEDDING, "input_ids"])
+    x = _token_rows(writer, int8_table)
     eps = float(decoder.eps)
     h = writer.one(
         "SimplifiedLayerNormalization",
@@ -185,14 +204,14 @@ def _rotary_tables(writer: GraphWriter, decoder: Any) -> tuple[str, str]:
 _GPT2_ACTIVATIONS = {"gelu_new": "FastGelu", "gelu_pytorch_tanh": "FastGelu", "gelu": "BiasGelu"}
 
 
-def _gpt2_layers(writer: GraphWriter, decoder: Any) -> str:
+def _gpt2_layers(writer: GraphWriter, decoder: Any, int8_table: bool) -> str:
     activation = _GPT2_ACTIVATIONS.get(decoder.activation_name)
     if activation is None:
         raise UnsupportedModel(
             f"no ONNX graph for GPT-2 with activation {decoder.activation_name!r}: "
             f"{', '.join(_GPT2_ACTIVATIONS)} only"
         )
-    tokens = writer.one("Gather", [EMBEDDING, "input_ids"])
+    tokens = _token_rows(writer, int8_table)
     positions = writer.one("Gather", [writer.weight("wpe", decoder.wpe), "position_ids"])
     x = writer.one("Add", [tokens, positions])
     eps = float(decoder.eps)
@@ -248,4 +267,13 @@ def token_embedding(decoder: Any, family: str) -> np.ndarray:
     return np.ascontiguousarray(as_numpy(decoder.wte if family == "gpt2" else decoder.embed_tokens))
 
 
-__all__ = ["Int8Weight", "build_graph", "int8_weights", "token_embedding"]
+def int8_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`table` in 8 bits per row, symmetric (as the export's weights per channel): int8 values
+    [rows, columns] and float32 scales [rows, 1], each row ~ its values * its scale."""
+    largest = np.abs(table).max(axis=1, keepdims=True)
+    scales = np.where(largest > 0, largest / 127, 1).astype(np.float32)
+    values = np.clip(np.rint(table / scales), -127, 127).astype(np.int8)
+    return values, scales
+
+
+__all__ = ["Int8Weight", "build_graph", "int8_rows", "int8_weights", "token_embedding"]
