@@ -22,7 +22,9 @@ SmolLM2 figure, a model of its size. Reports medians, and the ratios of ours to 
 From S3 (published as `textgen publish` publishes: PyTorch weights and the export), the
 preloaded cold start against the sum of the same parts one after another (the "parts" process,
 whose store part is the download, verified as it streams), and moto's throughput as the store saw
-it (real S3's is not measurable here). Reproduce with:
+it (real S3's is not measurable here). Every run also reports the CPU seconds it used and, from S3,
+those moto's server used meanwhile: their sum over the wall time is how many cores were busy, so a
+run whose cores were all busy could not have overlapped its parts any further. Reproduce with:
 
     python bench/first_token.py [--rounds 7] [--work DIR] [--output bench/results/...json]
     python bench/first_token.py --store s3 [--rounds 5] [--work DIR] [--output ...]
@@ -39,13 +41,14 @@ import argparse
 import base64
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -167,8 +170,25 @@ def store_of(folders: dict[str, Path], store: Path) -> Path:
     return store
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a running process (all its threads) has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
 def run(
-    system: str, model: str, store: str, event: Path, gguf: Path, environ: dict[str, str]
+    system: str,
+    model: str,
+    store: str,
+    event: Path,
+    gguf: Path,
+    environ: dict[str, str],
+    server_cpu: Callable[[], float] | None = None,
 ) -> Any:
     source = Path(environ.pop("SOURCE", REPO_ROOT))  # the checkout whose handler runs
     environment = {
@@ -184,15 +204,22 @@ def run(
         command = ["-c", _LLAMA_CPP, str(gguf), PROMPT, environ["TORCH_THREADS"]]
     else:
         command = ["-c", _OURS_PARTS if system == "ours_parts" else _OURS, str(event)]
+    cpu_before, server_before = children_cpu_seconds(), server_cpu() if server_cpu else 0.0
     spawned = time.time()
     done = subprocess.run(
         [sys.executable, *command], env=environment, capture_output=True, text=True, cwd=source
     )
+    wall = time.time() - spawned
     if done.returncode:
         raise RuntimeError(f"{system} {model}: {done.stderr[-2000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     parts = {"interpreter": result["started"] - spawned, **result.get("parts", {})}
-    return {"start_to_first_token_s": result["first_token"] - spawned, "parts": parts}
+    # The whole process (its exit included, so a little more than to the first token).
+    cpu = {"process_cpu_s": children_cpu_seconds() - cpu_before}
+    if server_cpu:
+        cpu["server_cpu_s"] = server_cpu() - server_before
+    cpu["cores_busy"] = sum(cpu.values()) / wall
+    return {"start_to_first_token_s": result["first_token"] - spawned, "parts": parts, **cpu}
 
 
 def applies(system: str, model: str) -> bool:
@@ -201,18 +228,20 @@ def applies(system: str, model: str) -> bool:
 
 def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
     parts = {key: statistics.median(r["parts"][key] for r in runs) for key in runs[0]["parts"]}
-    total = statistics.median(r["start_to_first_token_s"] for r in runs)
-    return {"start_to_first_token_s": total, "parts": parts, "runs": len(runs)}
+    figures = {key: statistics.median(r[key] for r in runs) for key in runs[0] if key != "parts"}
+    return {**figures, "parts": parts, "runs": len(runs)}
 
 
 @contextmanager
-def s3_store(folders: dict[str, Path], work: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """The models published to moto's S3 server on loopback: the store's URI, and the
-    environment that reaches it."""
+def s3_store(
+    folders: dict[str, Path], work: Path
+) -> Iterator[tuple[str, dict[str, str], Callable[[], float]]]:
+    """The models published to moto's S3 server on loopback: the store's URI, the environment
+    that reaches it, and the CPU seconds the server has used so far."""
     import boto3
     from boto3.s3.transfer import TransferConfig
 
-    from tests.support.s3_server import moto_server
+    from tests.support.servers import free_port, python_module, running_process
     from textgen.store.publish import publish
 
     environ = {
@@ -221,14 +250,16 @@ def s3_store(folders: dict[str, Path], work: Path) -> Iterator[tuple[str, dict[s
         "AWS_DEFAULT_REGION": "us-east-1",
     }
     os.environ.update(environ)
-    with moto_server() as url:
-        environ["AWS_ENDPOINT_URL_S3"] = url
+    port = free_port()
+    command = python_module("moto.server", "-H", "127.0.0.1", "-p", str(port))
+    with running_process(command, port, {}, health_path="/moto-api/") as server:
+        url = environ["AWS_ENDPOINT_URL_S3"] = server.url
         client = boto3.client("s3", endpoint_url=url)
         client.create_bucket(Bucket="bench-models")
         for model in folders:
             source = work / "first-token-store" / model
             publish(source, f"s3://bench-models/models/{model}", client, TransferConfig())
-        yield "s3://bench-models/models", environ
+        yield "s3://bench-models/models", environ, lambda: process_cpu_seconds(server.process.pid)
 
 
 def main() -> int:
@@ -265,8 +296,9 @@ def main() -> int:
                 subprocess.run(export, check=True, cwd=args.source, env=older)
         store = str(store_of(folders, work / "first-token-store"))
         environ = {"TORCH_THREADS": str(args.threads), "SOURCE": str(args.source)}
+        server_cpu = None
         if args.store == "s3":
-            store, reach = stack.enter_context(s3_store(folders, work))
+            store, reach, server_cpu = stack.enter_context(s3_store(folders, work))
             # One GET per file: moto answers a ranged GET by reading the whole object, so
             # against it every extra part costs a full read (real S3 serves ranges on their own).
             environ.update(reach, S3_PART_SIZE_MB=str(args.s3_part_size_mb))
@@ -280,7 +312,9 @@ def main() -> int:
                 for system in (s for s in order if applies(s, model)):
                     key = f"{model}/{system}"
                     cache = {"MODEL_CACHE_DIR": str(Path(scratch) / f"cache-{key}-{round_index}")}
-                    found = run(system, model, store, events[model], gguf, {**environ, **cache})
+                    found = run(
+                        system, model, store, events[model], gguf, {**environ, **cache}, server_cpu
+                    )
                     runs.setdefault(key, []).append(found)
                     shutil.rmtree(cache["MODEL_CACHE_DIR"], ignore_errors=True)
                     print(key, json.dumps(found), file=sys.stderr, flush=True)

