@@ -86,9 +86,9 @@ def build_graph(
         inputs.append(
             helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["rows", "length"])
         )
-        hidden = _gpt2_layers(writer, decoder, int8_table)
+        hidden = _gpt2_layers(writer, decoder, _token_rows(writer, int8_table))
     elif family == "llama":
-        hidden = _llama_layers(writer, decoder, int8_table)
+        hidden = _llama_layers(writer, decoder, _token_rows(writer, int8_table))
     else:
         raise UnsupportedModel(f"no ONNX graph for a {family!r} model: gpt2 or llama only")
     vocab, width = token_embedding(decoder, family).shape
@@ -117,11 +117,11 @@ def _token_rows(writer: GraphWriter, int8_table: bool) -> str:
     scales (a row's own, so a token's embedding never depends on the others)."""
     from onnx import TensorProto
 
+    rows = writer.one("Gather", [EMBEDDING, "input_ids"])
     if not int8_table:
-        return writer.one("Gather", [EMBEDDING, "input_ids"])
-    values = writer.one("Gather", [EMBEDDING, "input_ids"])
+        return rows
     scales = writer.one("Gather", [EMBEDDING_SCALE, "input_ids"])
-    return writer.one("Mul", [writer.one("Cast", [values], to=TensorProto.FLOAT), scales])
+    return writer.one("Mul", [writer.one("Cast", [rows], to=TensorProto.FLOAT), scales])
 
 
 def _attention(writer: GraphWriter, qkv: str, layer: int, decoder: Any, rotary: Any) -> str:
@@ -142,7 +142,8 @@ def _attention(writer: GraphWriter, qkv: str, layer: int, decoder: Any, rotary: 
     return out
 
 
-def _llama_layers(writer: GraphWriter, decoder: Any, int8_table: bool) -> str:
+def _llama_layers(writer: GraphWriter, decoder: Any, x: str) -> str:
+    """LLaMA's layers over `x`, the input tokens' embeddings."""
     if decoder.activation_name != "silu":
         raise UnsupportedModel(
             f"no ONNX graph for LLaMA with activation {decoder.activation_name!r}: silu only"
@@ -152,7 +153,6 @@ def _llama_layers(writer: GraphWriter, decoder: Any, int8_table: bool) -> str:
             f"no ONNX graph for LLaMA with head size {decoder.head_dim}: a multiple of 16 only"
         )
     rotary = _rotary_tables(writer, decoder)
-    x = _token_rows(writer, int8_table)
     eps = float(decoder.eps)
     h = writer.one(
         "SimplifiedLayerNormalization",
@@ -204,14 +204,14 @@ def _rotary_tables(writer: GraphWriter, decoder: Any) -> tuple[str, str]:
 _GPT2_ACTIVATIONS = {"gelu_new": "FastGelu", "gelu_pytorch_tanh": "FastGelu", "gelu": "BiasGelu"}
 
 
-def _gpt2_layers(writer: GraphWriter, decoder: Any, int8_table: bool) -> str:
+def _gpt2_layers(writer: GraphWriter, decoder: Any, tokens: str) -> str:
+    """GPT-2's layers over `tokens`, the input tokens' embeddings."""
     activation = _GPT2_ACTIVATIONS.get(decoder.activation_name)
     if activation is None:
         raise UnsupportedModel(
             f"no ONNX graph for GPT-2 with activation {decoder.activation_name!r}: "
             f"{', '.join(_GPT2_ACTIVATIONS)} only"
         )
-    tokens = _token_rows(writer, int8_table)
     positions = writer.one("Gather", [writer.weight("wpe", decoder.wpe), "position_ids"])
     x = writer.one("Add", [tokens, positions])
     eps = float(decoder.eps)
