@@ -107,6 +107,7 @@ def demo_store_key() -> str:
             TEXTGEN / "demo",
             TEXTGEN / "convert",  # the GGUF import and the ONNX export
             TEXTGEN / "convert" / "calibration.txt",  # the int8 export's calibration text
+            TEXTGEN / "backends" / "tokenizer_parts.py",  # the export's tokenizer in parts
             TEXTGEN / "models",
             *(
                 TEXTGEN / f"{name}.py"
@@ -143,8 +144,13 @@ def onnx_store(store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     gpt2-int8 and llama-int8."""
     names = ("gpt2-test", "llama-test", "llama-chat-test")
     key = artifact_key(
-        [TEXTGEN / "convert", TEXTGEN / "models", TEXTGEN / "manifest.py"],
-        packages=["torch", "transformers", "onnx", "onnxruntime"],
+        [
+            TEXTGEN / "convert",
+            TEXTGEN / "models",
+            TEXTGEN / "manifest.py",
+            TEXTGEN / "backends" / "tokenizer_parts.py",
+        ],
+        packages=["torch", "transformers", "onnx", "onnxruntime", "tokenizers"],
         inputs=[folder_digest(store_dir / name) for name in names],
     )
 

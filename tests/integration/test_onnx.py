@@ -4,6 +4,7 @@ joining a running batch; int8 is judged by perplexity on the real model (bench/c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from tokenizers import Tokenizer
 
 from handlers.factory import create_app
 from tests.support.engine_checks import PROMPTS, join_mid_decode
@@ -25,6 +27,7 @@ from textgen.backends import load_backend
 from textgen.backends.onnx_runner import OnnxRunner, prefill_groups
 from textgen.backends.signed_int8 import Int8Weights, wants_signed
 from textgen.backends.step_backend import StepBackend
+from textgen.backends.tokenizer_parts import PARTS_FILES, PARTS_VOCAB_FILE
 from textgen.backends.torch_runner import TorchRunner
 from textgen.convert.onnx_export import ensure_export, has_current_export
 from textgen.convert.onnx_graph import int8_weights
@@ -283,7 +286,7 @@ def test_the_export_is_published_with_the_model(onnx_store: Path) -> None:
         "onnx/model.onnx.data",
         "onnx/embedding.npy",
         "onnx/textgen.json",
-        "onnx/tokenizer.json",
+        *(f"onnx/{name}" for name in PARTS_FILES),  # the tokenizer, in parts that load faster
     }
     assert published <= set(manifest.files)
     assert "onnx/embedding_scale.npy" not in manifest.files  # float32: the table is float32
@@ -293,7 +296,34 @@ def test_the_export_is_published_with_the_model(onnx_store: Path) -> None:
     assert (metadata["precision"], metadata["family"]) == ("int8", "gpt2")
     assert (metadata["format"], metadata["int8_weights"]) == (ONNX_EXPORT_FORMAT, "signed")
     assert "prefill_model" not in metadata  # one graph for prompts and steps
+    tokenizer = (onnx_store / "gpt2-int8" / "tokenizer.json").read_bytes()
+    assert metadata["tokenizer_parts_of"] == hashlib.sha256(tokenizer).hexdigest()
     assert not (onnx_store / "gpt2-int8" / "onnx" / "prefill.onnx").exists()
+
+
+def test_the_export_serves_its_tokenizer_in_parts_only_beside_the_tokenizer_they_stand_for(
+    onnx_store: Path, tmp_path: Path
+) -> None:
+    model = shutil.copytree(onnx_store / "gpt2-int8", tmp_path / "gpt2-int8")
+    whole = Tokenizer.from_file(str(model / "tokenizer.json"))
+    text = "The quick brown fox<|endoftext|> jumps"
+
+    served = load_backend(Framework.PYTORCH, model, Settings())
+    assert served.encode([text], 1) == [whole.encode(text).ids]
+    served.engine.close()
+    # The parts are what it reads: damaged, the load fails and names them.
+    vocab = model / "onnx" / PARTS_VOCAB_FILE
+    intact = vocab.read_bytes()
+    vocab.write_text("{not json")
+    with pytest.raises(ModelLoadFailed, match="its parts in onnx/"):
+        load_backend(Framework.PYTORCH, model, Settings())
+    # tokenizer.json written again since the export (the same tokenizer, other bytes): the
+    # parts are passed by and tokenizer.json is read.
+    (model / "tokenizer.json").write_text(whole.to_str(pretty=False))
+    again = load_backend(Framework.PYTORCH, model, Settings())
+    assert again.encode([text], 1) == [whole.encode(text).ids]
+    again.engine.close()
+    vocab.write_bytes(intact)
 
 
 def operators(graph: Any) -> Counter[str]:

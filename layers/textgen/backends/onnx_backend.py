@@ -28,7 +28,8 @@ from textgen.backends.cpu import available_cpus
 from textgen.backends.onnx_runner import OnnxRunner
 from textgen.backends.signed_int8 import FlippedGraph, flipped_graph, wants_signed
 from textgen.backends.step_backend import StepBackend
-from textgen.backends.tokenizer import ModelTokenizer
+from textgen.backends.tokenizer import TOKENIZER_FILE, ModelTokenizer
+from textgen.backends.tokenizer_parts import parts_for
 from textgen.errors import ModelLoadFailed
 from textgen.model_files import (
     ONNX_EMBEDDING_FILE,
@@ -94,7 +95,10 @@ def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
             f"the ONNX export of '{model_dir.name}' cannot be loaded: {exc}; re-create it with "
             "`textgen export-onnx`"
         ) from exc
-    tokens = ModelTokenizer(model_dir)
+    tokenizer = model_dir / TOKENIZER_FILE
+    tokens = ModelTokenizer(
+        model_dir, parts_for(tokenizer, export, metadata.get("tokenizer_parts_of"))
+    )
     # Weights handed over from memory live as long as the runner (and its session).
     runner = OnnxRunner(session, metadata, tokens.pad_id, tables, keep=flipped)
     precision = metadata.get("precision", "float32")

@@ -40,7 +40,6 @@ onnxruntime and numpy (textgen.backends.onnx_backend); torch is needed only here
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
@@ -48,6 +47,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from textgen.backends.tokenizer import TOKENIZER_FILE
+from textgen.backends.tokenizer_parts import write_parts
 from textgen.convert.calibration import (
     CALIBRATION_FILE,
     FLOAT_PRODUCTS,
@@ -126,9 +127,8 @@ def export_onnx(
             np.save(staging / ONNX_EMBEDDING_SCALE_FILE, scales)
             int8_metadata["embedding_scale"] = ONNX_EMBEDDING_SCALE_FILE
         np.save(staging / ONNX_EMBEDDING_FILE, table)
-        for name in ("tokenizer.json",):
-            if (model_dir / name).is_file():
-                shutil.copy2(model_dir / name, staging / name)
+        tokenizer = model_dir / TOKENIZER_FILE
+        tokenizer_source = write_parts(tokenizer, staging) if tokenizer.is_file() else None
         metadata = {
             "format": ONNX_EXPORT_FORMAT,
             "family": config["model_type"],
@@ -140,6 +140,8 @@ def export_onnx(
             "context_length": decoder.context_length,
             "embedding": ONNX_EMBEDDING_FILE,
         }
+        if tokenizer_source:  # the tokenizer, in parts that load faster
+            metadata["tokenizer_parts_of"] = tokenizer_source
         if precision == "int8":
             metadata["int8_weights"] = "signed" if signed else "unsigned"
             metadata.update(int8_metadata)
@@ -175,6 +177,7 @@ def export_key_of(model_dir: Path) -> str:
         *sorted((package / "models").glob("*.py")),
         package / "model_files.py",
         package / "backends" / "tokenizer.py",
+        package / "backends" / "tokenizer_parts.py",
     ]
     return export_key(Path(model_dir), converter, EXPORT_PACKAGES)
 
