@@ -141,9 +141,7 @@ def main() -> int:
             for round_index in range(args.rounds):
                 shift = round_index % len(SYSTEMS)
                 for system in SYSTEMS[shift:] + SYSTEMS[:shift]:
-                    cache = {
-                        "MODEL_CACHE_DIR": str(Path(scratch) / f"cache-{system}-{round_index}")
-                    }
+                    cache = Path(scratch) / f"cache-{system}-{round_index}"
                     command = [sys.executable, "-c", _CHILD, system, uri, MODEL, json.dumps(files)]
                     done = subprocess.run(
                         command,
