@@ -5,6 +5,8 @@ what the service needs before the thread starts: the web stack and the metrics c
 
 from __future__ import annotations
 
+from importlib import import_module
+
 from textgen.generation import FinishedRequest
 from textgen.malloc import limit_arenas
 from textgen.service import GenerationService
@@ -27,4 +29,9 @@ _settings = get_settings()
 limit_arenas(_settings.malloc_arenas)  # before the loading thread starts allocating
 _store = open_store(_settings.model_store, _settings)
 service = GenerationService(_settings, _store, on_finished=count_finished)
+if _settings.preload_models:
+    # The step engine (and numpy) otherwise loads with the model. Imported on the loading thread,
+    # beside the web stack's imports (both hold the GIL), it held back the session's creation,
+    # which needs no GIL: the first token came 0.05-0.1 s later (docs/performance.md).
+    import_module("textgen.engine.step_engine")
 preloading = service.preload_in_background(_settings.preload_models)

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from textgen.backends.step_backend import StepBackend
-from textgen.engine import Job, SamplingParams, StepEngine, StepRunner
+from textgen.engine import Job, SamplingParams
+from textgen.engine.step_engine import StepEngine, StepRunner
 
 PROMPTS = ["Hello there", "The quick brown fox jumps over the lazy dog", "Numbers: 1, 2, 3, 4"]
 

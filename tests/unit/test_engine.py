@@ -14,7 +14,8 @@ from tests.support.engine_checks import PROMPTS, RecordingRunner, job, join_mid_
 from textgen.backends.step_backend import StepBackend
 from textgen.backends.torch_backend import load_backend
 from textgen.backends.torch_runner import TorchRunner
-from textgen.engine import EngineLimits, SamplingParams, SequenceOutput, StepEngine
+from textgen.engine import EngineLimits, SamplingParams, SequenceOutput
+from textgen.engine.step_engine import StepEngine
 from textgen.errors import InvalidRequest, Overloaded
 from textgen.settings import Settings
 

@@ -12,9 +12,9 @@ from handlers.observability import tracing_enabled
 from tests.support.fresh_process import fresh_python
 
 # The third-party packages a handler import may load (no model preloaded, a local store): what
-# routing and checking the first request needs. The model's own (onnxruntime, and torch or
-# TensorFlow where those serve it) load with the model: on a thread of their own during the
-# imports when PRELOAD_MODELS names it (handlers/warm_start.py).
+# routing and checking the first request needs. The model's own (onnxruntime, numpy, tokenizers,
+# and torch or TensorFlow where those serve it) load with the model: on a thread of their own
+# during the imports when PRELOAD_MODELS names it (handlers/warm_start.py).
 MAY_LOAD = {
     "annotated_doc",
     "annotated_types",
@@ -25,7 +25,6 @@ MAY_LOAD = {
     "fastapi",
     "jmespath",
     "mangum",
-    "numpy",
     "opentelemetry",  # its context API alone: FastAPI's hooks
     "prometheus_client",  # the metrics a finished request counts
     "pydantic",
@@ -34,15 +33,14 @@ MAY_LOAD = {
     "python_multipart",  # Starlette's request module loads it wherever it is installed
     "sniffio",
     "starlette",
-    "tokenizers",
     "typing_extensions",
     "typing_inspection",
 }
 MUST_NOT_LOAD = {"aws_xray_sdk", "boto3", "jinja2", "onnx", "onnxruntime", "tensorflow", "torch"}
-MUST_NOT_LOAD |= {"transformers", "uvicorn"}
+MUST_NOT_LOAD |= {"numpy", "tokenizers", "transformers", "uvicorn"}
 # The project's own modules that join with the routes of the OpenAI-style and Batch APIs, on the
-# first request that needs them (handlers.later_routes), and the model's tokenizer module, which
-# loads with the model.
+# first request that needs them (handlers.later_routes), and the model's tokenizer module and the
+# step engine (numpy), which load with the model.
 OWN_MUST_NOT_LOAD = {
     "handlers.batch_api.batches",
     "handlers.batch_api.routes",
@@ -50,6 +48,8 @@ OWN_MUST_NOT_LOAD = {
     "handlers.openai_api.routes",
     "handlers.openai_api.serving",
     "textgen.backends.tokenizer",
+    "textgen.engine.sampling",
+    "textgen.engine.step_engine",
 }
 
 LOADED_MODULES = """
@@ -117,6 +117,35 @@ def test_the_handler_import_loads_only_what_the_first_request_needs(
 
     assert loaded <= MAY_LOAD, sorted(loaded - MAY_LOAD)
     assert not loaded & MUST_NOT_LOAD
-    assert {"fastapi", "mangum", "numpy"} <= loaded  # live check: the list is what it reads
+    assert {"fastapi", "mangum", "pydantic"} <= loaded  # live check: the list is what it reads
     assert not own & OWN_MUST_NOT_LOAD, sorted(own & OWN_MUST_NOT_LOAD)
     assert {"handlers.routes", "handlers.factory"} <= own
+
+
+# Whether the step engine (numpy) was loaded when the preload thread started.
+ENGINE_AT_PRELOAD_START = """
+import json, sys, threading
+seen = []
+start = threading.Thread.start
+def recorded(self):
+    if self.name == "textgen-preload":
+        seen.append("textgen.engine.step_engine" in sys.modules)
+    start(self)
+threading.Thread.start = recorded
+import handlers.warm_start as warm_start
+warm_start.preloading.join()
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("preload", "engine_first"), [("absent-model", True), ("", False)])
+def test_a_preload_finds_the_step_engine_imported_before_its_thread_starts(
+    store_dir: Path, preload: str, engine_first: bool
+) -> None:
+    # Imported on the thread, beside the web stack's imports, it held back the session's
+    # creation. Without a model to preload, it is not imported at all (the live check). A model
+    # the store does not hold fails to load on the thread (logged), after the check.
+    env = {"PRELOAD_MODELS": preload, "MODEL_STORE": str(store_dir), "CPU_RUNTIME": ""}
+
+    assert fresh_python(ENGINE_AT_PRELOAD_START, env=env) == [engine_first]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from textgen.backends.base import check_prompts_fit, check_token_ids
 from textgen.backends.tokenizer import ModelTokenizer
-from textgen.engine import EngineLimits, Job, StepEngine, StepRunner
+from textgen.engine import EngineLimits, Job
+from textgen.engine.step_engine import StepEngine, StepRunner
 from textgen.settings import Settings
 
 

@@ -4,7 +4,6 @@ from textgen.engine.core import Engine, EngineStats, GenerationFailed
 from textgen.engine.handle import RequestHandle, SequenceOutput, TokenEvent, TokenLogprob
 from textgen.engine.job import EngineLimits, Job
 from textgen.engine.params import SamplingParams
-from textgen.engine.step_engine import StepEngine, StepRunner
 
 __all__ = [
     "Engine",
@@ -15,8 +14,6 @@ __all__ = [
     "RequestHandle",
     "SamplingParams",
     "SequenceOutput",
-    "StepEngine",
-    "StepRunner",
     "TokenEvent",
     "TokenLogprob",
 ]

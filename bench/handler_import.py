@@ -1,0 +1,99 @@
+"""The Lambda handler's import in a fresh process: this checkout against an older one, paired.
+
+What a cold start pays before its first request, for a change that touches only the imports: each
+round imports `handlers.lambda_function` once with this checkout and once with --source (an older
+commit, `git worktree add`), in turn, the order swapped every round, so a drift in the machine's
+speed hits both alike; the ratio is taken round by round. No model is preloaded (a local store).
+Also lists the packages one side loads and the other does not. Reproduce with:
+
+    git worktree add /tmp/before <commit>
+    python bench/handler_import.py --source /tmp/before [--rounds 21] [--output ...]
+
+Both sides run on this environment's packages: install what the older checkout needs as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # the benchmarks beside this one, as bench.*
+
+from bench.cpu_decoding import cpu_description  # noqa: E402
+from bench.report import report  # noqa: E402
+
+PROBE = """
+import json, sys, time
+before = set(sys.modules)
+started = time.perf_counter()
+import handlers.lambda_function
+seconds = time.perf_counter() - started
+packages = {name.split(".")[0] for name in set(sys.modules) - before}
+print(json.dumps({"seconds": seconds, "packages": sorted(packages)}))
+"""
+
+
+def import_once(source: Path, store: Path) -> dict[str, Any]:
+    environment = {
+        **os.environ,
+        "PYTHONPATH": f"{source}{os.pathsep}{source / 'layers'}",  # its own, not the installed
+        "MODEL_STORE": str(store),
+    }
+    environment.pop("PRELOAD_MODELS", None)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        env=environment,
+        cwd=source,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--source", type=Path, required=True, help="the older checkout")
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args()
+
+    sides = {"this checkout": REPO_ROOT, "--source": args.source.resolve()}
+    seconds: dict[str, list[float]] = {side: [] for side in sides}
+    packages: dict[str, set[str]] = {}
+    with tempfile.TemporaryDirectory() as store:
+        for round_index in range(args.rounds + 1):  # the first round warms the page cache
+            order = list(sides) if round_index % 2 else list(sides)[::-1]
+            for side in order:
+                found = import_once(sides[side], Path(store))
+                packages[side] = set(found["packages"])
+                if round_index:
+                    seconds[side].append(found["seconds"])
+    ours, older = seconds["this checkout"], seconds["--source"]
+    ratios = [a / b for a, b in zip(ours, older, strict=True)]
+    figures = {
+        "cpu": cpu_description(),
+        "rounds": args.rounds,
+        "median_s": {side: statistics.median(values) for side, values in seconds.items()},
+        "ratio_median": statistics.median(ratios),
+        "ratio_quartiles": statistics.quantiles(ratios, n=4),
+        "only_this_checkout_loads": sorted(packages["this checkout"] - packages["--source"]),
+        "only_source_loads": sorted(packages["--source"] - packages["this checkout"]),
+    }
+    report(figures, args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
