@@ -241,7 +241,7 @@ def s3_store(
     import boto3
     from boto3.s3.transfer import TransferConfig
 
-    from tests.support.servers import free_port, python_module, running_process
+    from tests.support.s3_server import moto_process
     from textgen.store.publish import publish
 
     environ = {
@@ -250,9 +250,7 @@ def s3_store(
         "AWS_DEFAULT_REGION": "us-east-1",
     }
     os.environ.update(environ)
-    port = free_port()
-    command = python_module("moto.server", "-H", "127.0.0.1", "-p", str(port))
-    with running_process(command, port, {}, health_path="/moto-api/") as server:
+    with moto_process() as server:
         url = environ["AWS_ENDPOINT_URL_S3"] = server.url
         client = boto3.client("s3", endpoint_url=url)
         client.create_bucket(Bucket="bench-models")

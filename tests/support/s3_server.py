@@ -12,17 +12,24 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
-from tests.support.servers import free_port, python_module, running_server
+from tests.support.servers import RunningProcess, free_port, python_module, running_process
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
 
 
 @contextmanager
-def moto_server() -> Iterator[str]:
+def moto_process() -> Iterator[RunningProcess]:
+    """moto's S3 server on a free loopback port, once it answers (its process too: what it used)."""
     port = free_port()
     command = python_module("moto.server", "-H", "127.0.0.1", "-p", str(port))
-    with running_server(command, port, {}, health_path="/moto-api/") as url:
-        yield url
+    with running_process(command, port, {}, health_path="/moto-api/") as server:
+        yield server
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    with moto_process() as server:
+        yield server.url
 
 
 @dataclass
