@@ -32,6 +32,9 @@ ENV HF_HOME=/tmp/huggingface \
     MALLOC_ARENA_MAX=2 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1
+# A function whose store holds one model starts loading it at init, beside the imports, unless
+# PRELOAD_MODELS names others (docs/lambda.md#cold-start).
+ENV PRELOAD_SOLE_MODEL=true
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ARG EXTRAS
 # container/install.sh: the one way both images install, in layers from least to most often changed.

@@ -10,6 +10,8 @@ loopback (each process with an empty model cache):
   `POST /llama_model` (or `/gpt2_model`), `max_tokens` 1, the model's ONNX int8 export in the
   store, PRELOAD_MODELS naming the model (loading overlaps the imports: handlers/warm_start.py);
 - ours, not preloaded: the same without PRELOAD_MODELS (everything after the imports);
+- ours, sole model (local store only): no PRELOAD_MODELS, a store holding that model alone, and
+  PRELOAD_SOLE_MODEL=true as the Lambda image sets it (the loading thread lists the store first);
 - ours, parts: the same as "not preloaded", each part timed one after another: interpreter start,
   imports (the handler's, then the engine's: onnxruntime, tokenizers), store, weights (an int8
   graph's weights flipped in memory when stored in the other form), session creation, tokenizer,
@@ -63,7 +65,7 @@ from bench.report import report  # noqa: E402
 
 PROMPT = "The capital of France is"
 ROUTES = {"smollm2-135m": "/llama_model", "gpt2-124m": "/gpt2_model"}
-SYSTEMS = ("ours", "ours_not_preloaded", "ours_parts", "llama_cpp")
+SYSTEMS = ("ours", "ours_not_preloaded", "ours_sole_model", "ours_parts", "llama_cpp")
 EVENT = REPO_ROOT / "tests" / "events" / "http-gpt2-model.json"  # made by the SAM CLI
 
 _OURS = """
@@ -200,6 +202,7 @@ def run(
     environment.pop("PRELOAD_MODELS", None)
     if system == "ours":
         environment["PRELOAD_MODELS"] = model
+    environment["PRELOAD_SOLE_MODEL"] = str(system == "ours_sole_model").lower()
     if system == "llama_cpp":
         command = ["-c", _LLAMA_CPP, str(gguf), PROMPT, environ["TORCH_THREADS"]]
     else:
@@ -281,6 +284,8 @@ def main() -> int:
 
     systems = SYSTEMS if args.store == "local" else ("ours", "ours_parts")
     systems = tuple(args.systems.split(",")) if args.systems else systems
+    if args.store == "s3" and "ours_sole_model" in systems:
+        parser.error("ours_sole_model runs on a local store only")
     with tempfile.TemporaryDirectory() as scratch, ExitStack() as stack:
         work = args.work or Path(scratch)
         folders = prepare(work, args.cache)
@@ -293,6 +298,8 @@ def main() -> int:
                 }
                 subprocess.run(export, check=True, cwd=args.source, env=older)
         store = str(store_of(folders, work / "first-token-store"))
+        # Each model alone in a store of its own, for "ours_sole_model".
+        sole = {m: store_of({m: f}, work / "first-token-sole" / m) for m, f in folders.items()}
         environ = {"TORCH_THREADS": str(args.threads), "SOURCE": str(args.source)}
         server_cpu = None
         if args.store == "s3":
@@ -310,8 +317,9 @@ def main() -> int:
                 for system in (s for s in order if applies(s, model)):
                     key = f"{model}/{system}"
                     cache = {"MODEL_CACHE_DIR": str(Path(scratch) / f"cache-{key}-{round_index}")}
+                    where = str(sole[model]) if system == "ours_sole_model" else store
                     found = run(
-                        system, model, store, events[model], gguf, {**environ, **cache}, server_cpu
+                        system, model, where, events[model], gguf, {**environ, **cache}, server_cpu
                     )
                     runs.setdefault(key, []).append(found)
                     shutil.rmtree(cache["MODEL_CACHE_DIR"], ignore_errors=True)

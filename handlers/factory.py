@@ -40,7 +40,7 @@ def create_app(
     if service is None:
         store = open_store(settings.model_store, settings)
         service = GenerationService(settings, store, on_finished=observe_finished)
-        service.preload(settings.preload_models)
+        service.preload()
     app.state.service = service
     install_error_handlers(app)
     app.state.metrics_registry = registry_for(service)

@@ -21,6 +21,7 @@ from tests.support.dockerfile import parse, run_lambda_install_steps
 from tests.support.lambda_runtime import RuntimeApiEmulator, body_of
 from tests.support.lambda_support import load_event
 from tests.support.servers import REPO_ROOT, free_port, running_server
+from textgen.settings import Settings
 
 DOCKERFILE = parse(REPO_ROOT / "Dockerfile")
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
@@ -268,6 +269,18 @@ def test_caches_live_under_tmp_and_no_weights_are_baked_in_by_default(target: st
     assert all(env[name].startswith("/tmp/") for name in CACHE_VARIABLES)
     assert env["MODEL_CACHE_DIR"].startswith("/tmp/")
     assert "ARG BAKE_DEMO_MODELS=false" in [f"ARG {i.arguments}" for i in stage.all("ARG")]
+
+
+@pytest.mark.parametrize(("target", "preloads"), [("lambda", True), ("gpu", False)])
+def test_the_lambda_image_preloads_its_stores_sole_model(
+    target: str, preloads: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The settings as the image's environment makes them: a misspelt name or value would fail.
+    monkeypatch.delenv("PRELOAD_SOLE_MODEL", raising=False)
+    for name, value in DOCKERFILE.stages[target].env().items():
+        monkeypatch.setenv(name, value)
+
+    assert Settings().preload_sole_model is preloads
 
 
 def test_layers_go_from_dependencies_to_code() -> None:

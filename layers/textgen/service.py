@@ -147,18 +147,36 @@ class GenerationService:
         """Make sure a model is in memory; the seconds loading took, None if it was loaded."""
         return self._loaded(self._store.describe(name), framework)[1]
 
-    def preload(self, models: list[tuple[str, Framework]]) -> None:
-        """Load models before the first request (provisioned concurrency, GPU containers)."""
-        for name, framework in models:
+    def models_to_preload(self) -> list[ModelKey]:
+        """PRELOAD_MODELS; where it names none and PRELOAD_SOLE_MODEL is on, the store's model
+        if the store holds just one (in PyTorch, the API's default framework, where it has it)."""
+        named = list(self._settings.preload_models)
+        if named or not self._settings.preload_sole_model:
+            return named
+        names = self._store.model_names()
+        if len(names) != 1 or Framework.PYTORCH not in self.describe(names[0]).frameworks:
+            return []
+        return [(names[0], Framework.PYTORCH)]
+
+    def preload(self) -> None:
+        """Load models_to_preload() before the first request (provisioned concurrency, GPU
+        containers)."""
+        for name, framework in self.models_to_preload():
             self.load(name, framework)
 
-    def preload_in_background(self, models: list[tuple[str, Framework]]) -> threading.Thread:
-        """Start loading models on a thread of their own and return at once (a cold start's
-        imports go on meanwhile). A request for one of them waits for its load (a model loads
-        once however many ask); a load that fails is logged and left to the first request,
-        which loads it again and answers with the error if it fails again."""
+    def preload_in_background(self) -> threading.Thread:
+        """Start loading models_to_preload() on a thread of their own (which lists the store,
+        where it must) and return at once: a cold start's imports go on meanwhile. A request
+        for one of them waits for its load (a model loads once however many ask); a load that
+        fails is logged and left to the first request, which loads it again and answers with
+        the error if it fails again."""
 
         def load_each() -> None:
+            try:
+                models = self.models_to_preload()
+            except Exception:
+                logger.exception("listing the store's models to preload failed")
+                return
             for name, framework in models:
                 try:
                     self.load(name, framework)

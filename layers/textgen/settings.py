@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     s3_max_attempts: int = Field(default=6, ge=1)
     # "name" or "name:framework" (the form /health prints), comma-separated; pt by default.
     preload_models: Annotated[list[tuple[str, Framework]], NoDecode] = Field(default_factory=list)
+    # Where PRELOAD_MODELS names none: preload the store's model if it holds just one (the Lambda
+    # image sets it, so a function on a one-model store gets the preloaded cold start unasked).
+    preload_sole_model: bool = False
 
     # The Batch API (/v1/files, /v1/batches): files and batches kept in BATCH_DIR, run on this
     # process' engines after interactive requests. A file's size and lines are bounded as

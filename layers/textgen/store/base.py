@@ -48,6 +48,10 @@ class ModelStore(Protocol):
     @property
     def uri(self) -> str: ...
 
+    def model_names(self) -> list[str]:
+        """The names of the store's models, sorted, none of them read (cheaper than listing)."""
+        ...
+
     def list_models(self) -> list[ModelDescription]: ...
 
     def describe(self, name: str) -> ModelDescription:

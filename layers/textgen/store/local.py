@@ -19,14 +19,17 @@ class LocalModelStore:
     def uri(self) -> str:
         return str(self._root)
 
-    def list_models(self) -> list[ModelDescription]:
+    def model_names(self) -> list[str]:
         if not self._root.is_dir():
             raise StoreUnavailable(f"model store {self._root} does not exist or is not a directory")
         return [
-            self._describe_listed(entry.name)
+            entry.name
             for entry in sorted(self._root.iterdir())
             if not entry.name.startswith(".") and (entry / CONFIG_FILE).is_file()
         ]
+
+    def list_models(self) -> list[ModelDescription]:
+        return [self._describe_listed(name) for name in self.model_names()]
 
     def _describe_listed(self, name: str) -> ModelDescription:
         # One unreadable folder must not hide the rest of the store from a listing.

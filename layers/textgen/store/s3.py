@@ -75,18 +75,20 @@ class S3ModelStore:
     def uri(self) -> str:
         return f"s3://{self._bucket}/{self._prefix}".rstrip("/")
 
-    def list_models(self) -> list[ModelDescription]:
+    def model_names(self) -> list[str]:
         base = f"{self._prefix}/" if self._prefix else ""
         with translate_s3_errors(self._bucket):
             pages = self._client.get_paginator("list_objects_v2").paginate(
                 Bucket=self._bucket, Prefix=base, Delimiter="/"
             )
-            names = [
+            return sorted(
                 common["Prefix"][len(base) :].rstrip("/")
                 for page in pages
                 for common in page.get("CommonPrefixes", [])
-            ]
-        return [self._describe_listed(name) for name in sorted(names)]
+            )
+
+    def list_models(self) -> list[ModelDescription]:
+        return [self._describe_listed(name) for name in self.model_names()]
 
     def describe(self, name: str) -> ModelDescription:
         with self._lock:

@@ -305,6 +305,20 @@ def test_preloaded_models_are_ready_before_the_first_request(gpt2_in_s3: Setting
     assert first["timing"]["model_loaded"] is False
 
 
+@pytest.mark.parametrize("sole_model", [True, False])
+def test_a_bucket_holding_one_model_has_it_preloaded_unnamed(
+    gpt2_in_s3: Settings, sole_model: bool
+) -> None:
+    settings = gpt2_in_s3.model_copy(update={"preload_sole_model": sole_model})
+
+    with TestClient(create_app(settings)) as from_s3:
+        loaded = from_s3.get("/health").json()["loaded_models"]
+        first = from_s3.post("/gpt2_model", json=REQUEST).json()
+
+    assert loaded == (["gpt2-test:pt"] if sole_model else [])
+    assert first["timing"]["model_loaded"] is not sole_model
+
+
 def age_cache(cache: Path, seconds: float = 60) -> None:
     for marker in cache.glob("*/*/.complete"):
         used = marker.stat().st_mtime - seconds
