@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 
 import pytest
@@ -39,7 +39,18 @@ def worker_processes(config: pytest.Config) -> int:
     return len(config.getoption("tx", None) or []) if distributed else 1
 
 
+def without_service_settings(environ: MutableMapping[str, str]) -> None:
+    """Drop the service's settings (any case) from `environ`, the thread counts above excepted:
+    the suite runs on the settings' defaults and what each test gives, whatever a developer's shell
+    exports (TORCH_DTYPE=bfloat16 or API_KEYS from the README would fail dozens of tests)."""
+    keep = {variable.lower() for variable in THREAD_VARIABLES}
+    for name in [n for n in environ if n.lower() in Settings.model_fields]:
+        if name.lower() not in keep:
+            del environ[name]
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    without_service_settings(os.environ)  # workers, servers and subprocesses inherit it
     threads = str(max(1, available_cpus() // max(1, worker_processes(config))))
     for variable in THREAD_VARIABLES:
         os.environ.setdefault(variable, threads)  # a value set before pytest wins
