@@ -26,6 +26,7 @@ import venv
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks, as bench.*
+from bench.cpu_decoding import cpu_description
 from bench.report import report
 from tests.support.dockerfile import run_lambda_install_steps
 
@@ -129,7 +130,12 @@ def main() -> int:
     for variant in args.variants.split(","):
         figures[variant] = measure(args.source.resolve(), variant, args.runs)
         print(variant, json.dumps(figures[variant]), file=sys.stderr)
-    summary = {"source": args.label, "python": sys.version.split()[0], "variants": figures}
+    summary = {
+        "source": args.label,
+        "python": sys.version.split()[0],
+        "cpu": cpu_description(),  # the handler's import times depend on it, the sizes do not
+        "variants": figures,
+    }
     report(summary, args.output)
     return 0
 
