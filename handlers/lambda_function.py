@@ -10,12 +10,14 @@ demand, Lambda hands the first invocation over as soon as this module is importe
 ends then and nothing freezes in between), and the Init phase's 10 s limit is never near. With
 provisioned concurrency, Lambda freezes the environment after Init until an invocation comes: there
 the import waits for the load, as Init then may take minutes (AWS_LAMBDA_INITIALIZATION_TYPE).
+The garbage collector waits for the imports' end (handlers.cold_start).
 """
 
 from __future__ import annotations
 
 # isort: off
-from handlers.warm_start import preloading, service  # first: starts loading the models
+from handlers.cold_start import imports_done  # first: the collector waits for the imports' end
+from handlers.warm_start import preloading, service  # then: starts loading the models
 # isort: on
 
 import os
@@ -31,9 +33,6 @@ from handlers.stage_prefix import StagePrefix
 app = create_app(service.settings, service)
 asgi_handler = Mangum(StagePrefix(app), lifespan="off")
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
-
-if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "provisioned-concurrency":
-    preloading.join()
 
 
 def traced(function: Handler) -> Handler:
@@ -55,3 +54,8 @@ def traced(function: Handler) -> Handler:
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     response: dict[str, Any] = asgi_handler(event, context)
     return response
+
+
+imports_done()  # what the imports made is kept for good: frozen, never scanned again
+if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "provisioned-concurrency":
+    preloading.join()

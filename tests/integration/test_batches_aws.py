@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import gc
 import importlib
 import io
 import json
@@ -209,6 +210,7 @@ def lambda_functions(aws: dict[str, str]) -> Iterator[tuple[ModuleType, ModuleTy
         worker_module = importlib.reload(handlers.batch_worker)
         yield importlib.reload(handlers.lambda_function), worker_module
     get_settings.cache_clear()
+    gc.unfreeze()  # what the import froze (handlers.cold_start) is this process' to collect again
 
 
 def through_api_gateway(api: ModuleType) -> openai.OpenAI:

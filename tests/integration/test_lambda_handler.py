@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import importlib
 import json
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ def lambda_module(store_dir: Path) -> Iterator[ModuleType]:
         importlib.reload(handlers.warm_start)  # the service, made from this environment
         yield importlib.reload(handlers.lambda_function)
     get_settings.cache_clear()
+    gc.unfreeze()  # what the import froze (handlers.cold_start) is this process' to collect again
 
 
 def invoke(module: ModuleType, event_name: str, **context: Any) -> tuple[int, Any]:

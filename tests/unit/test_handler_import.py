@@ -149,3 +149,33 @@ def test_a_preload_finds_the_step_engine_imported_before_its_thread_starts(
     env = {"PRELOAD_MODELS": preload, "MODEL_STORE": str(store_dir), "CPU_RUNTIME": ""}
 
     assert fresh_python(ENGINE_AT_PRELOAD_START, env=env) == [engine_first]
+
+
+COLLECTIONS = """
+import gc, importlib, json, sys
+during = []  # collections once the project's modules import (those before are not its own)
+def count(phase, info):
+    if phase == "start" and "textgen" in sys.modules:
+        during.append(info["generation"])
+gc.callbacks.append(count)
+importlib.import_module(sys.argv[1])
+imported = len(during)
+made = [[] for _ in range(100_000)]  # allocations after the import
+print(json.dumps({
+    "during_import": imported,
+    "after_import": len(during) - imported,
+    "enabled": gc.isenabled(),
+    "frozen": gc.get_freeze_count(),
+}))
+"""
+
+
+def test_the_collector_waits_for_the_imports_then_skips_what_they_made() -> None:
+    found = fresh_python(COLLECTIONS, "handlers.lambda_function")
+    # The app's modules without the Lambda entry point: the collector runs as they import.
+    control = fresh_python(COLLECTIONS, "handlers.factory")
+
+    assert found["during_import"] == 0
+    assert control["during_import"] > 0  # live check: the probe sees collections
+    assert found["enabled"] and found["after_import"] > 0  # on again after the import
+    assert found["frozen"] > 10_000 and control["frozen"] == 0  # the imports' objects
