@@ -16,6 +16,13 @@ loopback (each process with an empty model cache):
   imports (the handler's, then the engine's: onnxruntime, tokenizers), store, weights (an int8
   graph's weights flipped in memory when stored in the other form), session creation, tokenizer,
   the request to its first token (the rest of the invocation);
+- ours, timeline (local store only): "ours" with the moment each step begins and ends, on
+  whichever thread runs it (the loading thread's start, onnxruntime's import, the session, the
+  tokenizer; the handler's import; the first token), so the path to the first token can be read
+  off; then, after the first token, the same graph's session alone: as served, without
+  prepacking (the layout ONNX Runtime's integer kernels pack their weights into at every load),
+  and from a copy that ONNX Runtime saved with its packed weights beside the others (its
+  `session.save_external_prepacked_constant_initializers`), packed on this CPU;
 - llama_cpp (SmolLM2, where llama-cpp-python is installed, built as bench/llama_cpp_peer.py
   says): import `llama_cpp`, load the Q8_0 GGUF, tokenize the prompt, complete one token.
 
@@ -62,10 +69,18 @@ from bench import llama_cpp_peer  # noqa: E402
 from bench.arguments import add_storage_options  # noqa: E402
 from bench.cpu_decoding import cpu_description, gguf_path, prepare  # noqa: E402
 from bench.report import report  # noqa: E402
+from textgen.model_files import ONNX_EXPORT_DIR, ONNX_MODEL_FILE  # noqa: E402
 
 PROMPT = "The capital of France is"
 ROUTES = {"smollm2-135m": "/llama_model", "gpt2-124m": "/gpt2_model"}
-SYSTEMS = ("ours", "ours_not_preloaded", "ours_sole_model", "ours_parts", "llama_cpp")
+SYSTEMS = (
+    "ours",
+    "ours_not_preloaded",
+    "ours_sole_model",
+    "ours_parts",
+    "ours_timeline",
+    "llama_cpp",
+)
 EVENT = REPO_ROOT / "tests" / "events" / "http-gpt2-model.json"  # made by the SAM CLI
 
 _OURS = """
@@ -121,6 +136,87 @@ assert response["statusCode"] == 200, response["body"]
 loading = sum(parts.get(p, 0.0) for p in ("store", "weights", "session", "tokenizer"))
 parts["request to first token"] = invocation - loading
 print(json.dumps({"started": started, "first_token": time.time(), "parts": parts}))
+"""
+
+# The preloaded cold start ("ours") with the moments its steps begin and end, on whichever thread
+# they run: what lies on the path to the first token. Nothing is imported ahead of the handler:
+# onnxruntime and the tokenizer are wrapped as the loading thread imports them. After the first
+# token, the same graph's session is created again, alone: as served, without prepacking (the
+# integer kernels' weight layout, made at every load), and from ONNX Runtime's own saved copy of
+# its packed weights, which price the packing and what storing it would save.
+_OURS_TIMELINE = """
+import time
+started = time.time()
+import importlib.abc, importlib.util, json, sys, threading
+marks = {}
+def mark(name):
+    marks.setdefault(name, time.time())
+def wrap(cls, name):
+    init = cls.__init__
+    def timed(self, *args, **kwargs):
+        mark(name + " starts")
+        init(self, *args, **kwargs)
+        mark(name + " ends")
+    cls.__init__ = timed
+WRAPPED = {"onnxruntime": ("InferenceSession", "session"),
+           "textgen.backends.tokenizer": ("ModelTokenizer", "tokenizer")}
+class Hook(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name not in WRAPPED:
+            return None
+        sys.meta_path.remove(self)
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            sys.meta_path.insert(0, self)
+        execute = spec.loader.exec_module
+        def exec_module(module):
+            mark(name + " import starts")
+            execute(module)
+            mark(name + " import ends")
+            wrap(getattr(module, WRAPPED[name][0]), WRAPPED[name][1])
+        spec.loader.exec_module = exec_module
+        return spec
+sys.meta_path.insert(0, Hook())
+start_thread = threading.Thread.start
+def start(self):
+    mark("loading thread starts")
+    start_thread(self)
+threading.Thread.start = start
+import handlers.lambda_function as module
+threading.Thread.start = start_thread
+mark("handler imported")
+from handlers.lambda_context import LocalLambdaContext
+event = json.loads(open(sys.argv[1]).read())
+response = module.handler(event, LocalLambdaContext(remaining_ms=60_000))
+assert response["statusCode"] == 200, response["body"]
+first_token = time.time()
+import os, tempfile
+import onnxruntime as ort
+from textgen.backends.onnx_backend import session_options
+from textgen.settings import get_settings
+def session(graph, **config):
+    options = session_options(get_settings())
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    for key, value in config.items():
+        if key == "optimized_model_filepath":
+            options.optimized_model_filepath = value
+        else:
+            options.add_session_config_entry(key, value)
+    clock = time.time()
+    ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    return time.time() - clock
+alone = {"session alone": session(sys.argv[2])}
+alone["session alone, prepacking off"] = session(sys.argv[2], **{"session.disable_prepacking": "1"})
+with tempfile.TemporaryDirectory() as folder:  # ONNX Runtime's own packed layout, saved, mapped
+    packed = os.path.join(folder, "model.onnx")
+    session(sys.argv[2], optimized_model_filepath=packed, **{
+        "session.optimized_model_external_initializers_file_name": "model.onnx.data",
+        "session.optimized_model_external_initializers_min_size_in_bytes": "65536",
+        "session.save_external_prepacked_constant_initializers": "1"})
+    alone["session alone, packed ahead"] = session(packed)
+print(json.dumps({"started": started, "first_token": first_token, "timeline": marks,
+                  "alone": alone}))
 """
 
 _LLAMA_CPP = """
@@ -200,11 +296,14 @@ def run(
         **environ,
     }
     environment.pop("PRELOAD_MODELS", None)
-    if system == "ours":
+    if system in ("ours", "ours_timeline"):
         environment["PRELOAD_MODELS"] = model
     environment["PRELOAD_SOLE_MODEL"] = str(system == "ours_sole_model").lower()
     if system == "llama_cpp":
         command = ["-c", _LLAMA_CPP, str(gguf), PROMPT, environ["TORCH_THREADS"]]
+    elif system == "ours_timeline":
+        graph = Path(store) / model / ONNX_EXPORT_DIR / ONNX_MODEL_FILE
+        command = ["-c", _OURS_TIMELINE, str(event), str(graph)]
     else:
         command = ["-c", _OURS_PARTS if system == "ours_parts" else _OURS, str(event)]
     cpu_before, server_before = children_cpu_seconds(), server_cpu() if server_cpu else 0.0
@@ -217,6 +316,9 @@ def run(
         raise RuntimeError(f"{system} {model}: {done.stderr[-2000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     parts = {"interpreter": result["started"] - spawned, **result.get("parts", {})}
+    # A timeline's moments, as seconds since the process was spawned.
+    parts.update({name: moment - spawned for name, moment in result.get("timeline", {}).items()})
+    parts.update(result.get("alone", {}))
     # The whole process (its exit included, so a little more than to the first token).
     cpu = {"process_cpu_s": children_cpu_seconds() - cpu_before}
     if server_cpu:
@@ -284,8 +386,9 @@ def main() -> int:
 
     systems = SYSTEMS if args.store == "local" else ("ours", "ours_parts")
     systems = tuple(args.systems.split(",")) if args.systems else systems
-    if args.store == "s3" and "ours_sole_model" in systems:
-        parser.error("ours_sole_model runs on a local store only")
+    for local_only in ("ours_sole_model", "ours_timeline"):
+        if args.store == "s3" and local_only in systems:
+            parser.error(f"{local_only} runs on a local store only")
     with tempfile.TemporaryDirectory() as scratch, ExitStack() as stack:
         work = args.work or Path(scratch)
         folders = prepare(work, args.cache)
