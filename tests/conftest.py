@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 
 import pytest
@@ -39,14 +39,19 @@ def worker_processes(config: pytest.Config) -> int:
     return len(config.getoption("tx", None) or []) if distributed else 1
 
 
-def without_service_settings(environ: MutableMapping[str, str]) -> None:
-    """Drop the service's settings (any case) from `environ`, the thread counts above excepted:
-    the suite runs on the settings' defaults and what each test gives, whatever a developer's shell
-    exports (TORCH_DTYPE=bfloat16 or API_KEYS from the README would fail dozens of tests)."""
+def service_settings_in(environ: Mapping[str, str]) -> list[str]:
+    """The names in `environ` that set one of the service's settings (any case), the thread
+    counts above excepted."""
     keep = {variable.lower() for variable in THREAD_VARIABLES}
-    for name in [n for n in environ if n.lower() in Settings.model_fields]:
-        if name.lower() not in keep:
-            del environ[name]
+    return [n for n in environ if n.lower() in Settings.model_fields and n.lower() not in keep]
+
+
+def without_service_settings(environ: MutableMapping[str, str]) -> None:
+    """Drop the service's settings from `environ`: the suite runs on the settings' defaults and
+    what each test gives, whatever a developer's shell exports (TORCH_DTYPE=bfloat16 or API_KEYS
+    from the README would fail dozens of tests)."""
+    for name in service_settings_in(environ):
+        del environ[name]
 
 
 def pytest_configure(config: pytest.Config) -> None:
