@@ -216,3 +216,48 @@ def test_an_int8_table_gives_the_logits_of_its_rows_in_float32(
     assert np.array_equal(from_int8, logits(False, {"embedding": restored}))
     # Live check: the table the rows were rounded from gives other logits.
     assert not np.array_equal(from_int8, logits(False, {"embedding": table}))
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("signed", [False, True])
+def test_a_tied_graph_reads_its_table_from_the_output_projections_weights(
+    store_dir: Path, tmp_path: Path, family: str, signed: bool
+) -> None:
+    """A tied model's graph takes no table: a token's row is its column of the output
+    projection's 8-bit weight, which int8_columns writes as int8_rows rounds the table. Its logits
+    are exactly those of the untied graph given the table in 8 bits per row, whatever channels
+    the product takes in float32, and with unsigned weights (zero point 128) as with signed."""
+    import torch
+
+    from textgen.backends.onnx_runner import OnnxRunner
+    from textgen.convert.onnx_graph import int8_columns, int8_rows
+    from textgen.models import load_decoder
+
+    tiny = load_decoder(store_dir / f"{family}-test", torch.float32, torch.device("cpu"))
+    table = tiny.lm_head.detach().numpy()  # [vocab, hidden]: what a tied model looks up
+    lm_head = int8_columns(table)
+    lm_head = lm_head.signed() if signed else lm_head
+    values, scales = int8_rows(table)
+    metadata = {"layers": len(tiny.blocks), "kv_heads": tiny.kv_heads, "head_dim": tiny.head_dim}
+    metadata["vocab_size"] = tiny.vocab_size
+
+    def logits(tied: bool, tables: dict[str, np.ndarray]) -> np.ndarray:
+        path = tmp_path / f"{tied}-{len(tables)}.onnx"
+        graph = build_graph(
+            tiny,
+            family,
+            {"lm_head": lm_head},
+            {"lm_head": np.array([1, 6], dtype=np.int64)},
+            int8_table=not tied and len(tables) == 2,
+            tied_table=tied,
+        )
+        onnx.save(graph, path)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        runner = OnnxRunner(session, metadata, 0, tables)
+        (found,) = runner.add_rows([[5, 17, 3, 250, 9]], 5, all_logits=True)
+        return found
+
+    tied = logits(True, {})
+    assert np.array_equal(tied, logits(False, {"embedding": values, "embedding_scale": scales}))
+    # Live check: the table the rows were rounded from gives other logits.
+    assert not np.array_equal(tied, logits(False, {"embedding": table}))
