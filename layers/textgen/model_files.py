@@ -30,19 +30,15 @@ ONNX_EMBEDDING_INPUT = "embedding"  # that input's name
 # An int8 export's table is 8-bit, each row with its scale: this file, and this input.
 ONNX_EMBEDDING_SCALE_FILE = "embedding_scale.npy"
 ONNX_EMBEDDING_SCALE_INPUT = "embedding_scale"
-# Or, a tied model's table read by the graph from its output projection's weights: no file.
-ONNX_TIED_EMBEDDING = "lm_head"
 ONNX_METADATA_FILE = "textgen.json"
-ONNX_EXPORT_FORMAT = 7  # bumped when the graph's inputs, outputs, files or weights change
+ONNX_EXPORT_FORMAT = 6  # bumped when the graph's inputs, outputs, files or weights change
 # Format 3: weights inside the graph file, optimized at load (and an int8 export maybe in two
 # graphs, its per-token one in prefill.onnx); still served. Format 4: textgen.convert.onnx_layout.
 # Format 5: format 4 with each int8 product's outlier input channels in float32
 # (textgen.convert.calibration); a format 4 export is served as it is and remade by ensure_export.
 # Format 6: an int8 export's embedding table in 8 bits per row (embedding_scale.npy beside it),
 # a quarter of format 5's float32 table to download and store.
-# Format 7: a tied model's table read from the output projection's weights (ONNX_TIED_EMBEDDING),
-# no embedding.npy: SmolLM2's export 28 MB (16%) smaller, GPT-2's 39 MB (22%).
-ONNX_OPTIMIZED_FORMATS = (4, 5, 6, ONNX_EXPORT_FORMAT)  # optimized at export
+ONNX_OPTIMIZED_FORMATS = (4, 5, ONNX_EXPORT_FORMAT)  # optimized at export
 ONNX_READABLE_FORMATS = (3, *ONNX_OPTIMIZED_FORMATS)
 
 

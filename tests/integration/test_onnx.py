@@ -30,7 +30,7 @@ from textgen.backends.step_backend import StepBackend
 from textgen.backends.tokenizer_parts import PARTS_FILES, PARTS_VOCAB_FILE
 from textgen.backends.torch_runner import TorchRunner
 from textgen.convert.onnx_export import ensure_export, has_current_export
-from textgen.convert.onnx_graph import int8_columns, int8_weights
+from textgen.convert.onnx_graph import int8_weights
 from textgen.engine import Job
 from textgen.errors import ModelLoadFailed
 from textgen.families import Framework
@@ -52,7 +52,6 @@ SPREAD = [
 FAMILIES = [("/gpt2_model", "gpt2-test"), ("/llama_model", "llama-test")]
 # What serves an int8 export on this CPU (textgen.backends.signed_int8).
 INT8_RUNTIME = "onnxruntime-int8-signed" if wants_signed("auto") else "onnxruntime-int8"
-ONNX_MODELS = ("gpt2-test", "llama-test", "gpt2-int8", "llama-int8")  # onnx_store's exports
 
 
 def client_for(store: Path, settings: Settings, runtime: str) -> TestClient:
@@ -280,24 +279,19 @@ def test_an_export_of_format_4_serves_as_it_is_and_is_remade_when_ensured(
 
 
 def test_the_export_is_published_with_the_model(onnx_store: Path) -> None:
+    manifest = build_manifest(onnx_store / "gpt2-test")
+
     published = {
         "onnx/model.onnx",
         "onnx/model.onnx.data",
+        "onnx/embedding.npy",
         "onnx/textgen.json",
         *(f"onnx/{name}" for name in PARTS_FILES),  # the tokenizer, in parts that load faster
     }
-    table, scales = "onnx/embedding.npy", "onnx/embedding_scale.npy"
-    files = {name: set(build_manifest(onnx_store / name).files) for name in ONNX_MODELS}
-    assert all(published <= found for found in files.values())
-    # An untied model ships its table: float32, or in 8 bits with each row's scale.
-    assert table in files["llama-test"] and scales not in files["llama-test"]
-    assert {table, scales} <= files["llama-int8"]
-    # A tied model's graph reads the table from its output projection's weights: no file.
-    assert not {table, scales} & (files["gpt2-test"] | files["gpt2-int8"])
-    for name in ONNX_MODELS:
-        metadata = json.loads((onnx_store / name / "onnx" / "textgen.json").read_text())
-        tied = name.startswith("gpt2")  # GPT-2 ties them; the tiny LLaMA does not
-        assert metadata["embedding"] == ("lm_head" if tied else "embedding.npy")
+    assert published <= set(manifest.files)
+    assert "onnx/embedding_scale.npy" not in manifest.files  # float32: the table is float32
+    int8_files = set(build_manifest(onnx_store / "gpt2-int8").files)
+    assert {*published, "onnx/embedding_scale.npy"} <= int8_files  # int8: rows and their scales
     metadata = json.loads((onnx_store / "gpt2-int8" / "onnx" / "textgen.json").read_text())
     assert (metadata["precision"], metadata["family"]) == ("int8", "gpt2")
     assert (metadata["format"], metadata["int8_weights"]) == (ONNX_EXPORT_FORMAT, "signed")
@@ -419,12 +413,6 @@ def test_the_graph_has_the_quantizers_8_bit_weights(onnx_store: Path, tmp_path: 
         onnx_store / "gpt2-test" / "onnx" / "model.onnx", tmp_path / "quantized.onnx"
     )
     expected = int8_weights(onnx.load(str(quantized)))
-    # But GPT-2's output projection is its token table: there the graph has the table's rows in
-    # 8 bits (as an untied export's embedding.npy holds them), which its lookup reads too.
-    float32 = onnx.load(str(onnx_store / "gpt2-test" / "onnx" / "model.onnx")).graph
-    (table,) = (onnx.numpy_helper.to_array(t).T for t in float32.initializer if t.name == "lm_head")
-    assert not np.array_equal(expected["lm_head"].values, int8_columns(table).values)  # live
-    expected["lm_head"] = int8_columns(table)
     graph = onnx.load(str(onnx_store / "gpt2-int8" / "onnx" / "model.onnx")).graph
     arrays = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
     products = [n for n in graph.node if n.op_type == "MatMulInteger"]
@@ -466,8 +454,6 @@ def test_export_refuses_a_family_it_cannot_export(store_dir: Path, tmp_path: Pat
     ("damage", "refused"),
     [
         ("old_format", "export format 2"),
-        ("tied_said_untied", "embedding.npy"),
-        ("untied_said_tied", "embedding inputs \\(embedding, embedding_scale\\)"),
         ("embedding_dtype", "int8 table"),
         ("embedding_missing", "embedding.npy"),
         ("embedding_rows", "rows for"),
@@ -477,23 +463,17 @@ def test_export_refuses_a_family_it_cannot_export(store_dir: Path, tmp_path: Pat
         ("graph_truncated", "cannot be loaded"),
         ("weights_truncated", "cannot be loaded"),
         ("weights_elsewhere", "cannot be loaded"),
-        (None, None),  # live checks: the same copies, undamaged, load
-        ("untied_undamaged", None),
+        (None, None),  # live check: the same copy, undamaged, loads
     ],
 )
 def test_an_export_it_cannot_read_is_a_clear_load_error(
     onnx_store: Path, tmp_path: Path, damage: str | None, refused: str | None
 ) -> None:
-    # The untied model has the table's files to damage; the tied one, a graph reading its own.
-    name = "gpt2-int8" if damage in (None, "tied_said_untied") else "llama-int8"
-    model = shutil.copytree(onnx_store / name, tmp_path / name)
+    model = shutil.copytree(onnx_store / "gpt2-int8", tmp_path / "gpt2-int8")
     export = model / "onnx"
-    metadata = json.loads((export / "textgen.json").read_text())
     if damage == "old_format":
+        metadata = json.loads((export / "textgen.json").read_text())
         (export / "textgen.json").write_text(json.dumps({**metadata, "format": 2}))
-    elif damage in ("tied_said_untied", "untied_said_tied"):
-        said = "embedding.npy" if damage == "tied_said_untied" else "lm_head"
-        (export / "textgen.json").write_text(json.dumps({**metadata, "embedding": said}))
     elif damage == "embedding_dtype":
         np.save(export / "embedding.npy", np.load(export / "embedding.npy").astype(np.float64))
     elif damage == "embedding_rows":
@@ -506,6 +486,7 @@ def test_an_export_it_cannot_read_is_a_clear_load_error(
         scales = np.load(export / "embedding_scale.npy")
         np.save(export / "embedding_scale.npy", np.repeat(scales, 2, axis=1))
     elif damage == "scales_named_elsewhere":
+        metadata = json.loads((export / "textgen.json").read_text())
         (export / "textgen.json").write_text(
             json.dumps({**metadata, "embedding_scale": "../embedding_scale.npy"})
         )

@@ -3,11 +3,11 @@ step engine. No torch at serving time: onnxruntime, numpy and the model's tokeni
 
 The KV cache is the runner's own memory, written in place by the graph (see OnnxRunner). Prompts
 and decoding steps run through one graph, whose int8 products quantize each token on its own (see
-textgen.convert.onnx_export): a request's tokens do not depend on what shares its batch. A tied
-model's graph reads the token embedding table from its output projection's weights; an untied
-one takes it as an input, mapped from the export's embedding.npy (pages are read as tokens use
-them; an int8 export's table is 8-bit, its rows' scales in embedding_scale.npy). Its 8-bit
-weights are served signed on CPUs where that is exact and faster (textgen.backends.signed_int8).
+textgen.convert.onnx_export): a request's tokens do not depend on what shares its batch. It takes
+the token embedding table as an input, mapped from the export's embedding.npy (pages are read as
+tokens use them; an int8 export's table is 8-bit, its rows' scales in embedding_scale.npy). Its
+8-bit weights are served signed on CPUs where that is exact and faster
+(textgen.backends.signed_int8).
 
 The export's graph comes optimized, its weights in a file ONNX Runtime memory-maps
 (textgen.convert.onnx_layout): a session starts without optimizing or copying them. An export of
@@ -25,7 +25,7 @@ import numpy as np
 import onnxruntime as ort
 
 from textgen.backends.cpu import available_cpus
-from textgen.backends.onnx_runner import OnnxRunner, check_tables
+from textgen.backends.onnx_runner import OnnxRunner
 from textgen.backends.signed_int8 import FlippedGraph, flipped_graph, wants_signed
 from textgen.backends.step_backend import StepBackend
 from textgen.backends.tokenizer import TOKENIZER_FILE, ModelTokenizer
@@ -42,7 +42,6 @@ from textgen.model_files import (
     ONNX_OPTIMIZED_FORMATS,
     ONNX_PREFILL_FILE,
     ONNX_READABLE_FORMATS,
-    ONNX_TIED_EMBEDDING,
 )
 from textgen.settings import Settings
 
@@ -91,7 +90,6 @@ def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
             providers=["CPUExecutionProvider"],
         )
         tables = embedding_tables(export, metadata)
-        check_tables(session, tables)
     except _LOAD_ERRORS as exc:
         raise ModelLoadFailed(
             f"the ONNX export of '{model_dir.name}' cannot be loaded: {exc}; re-create it with "
@@ -131,10 +129,7 @@ def _int8_weights_for_this_cpu(
 
 def embedding_tables(export: Path, metadata: dict[str, Any]) -> dict[str, np.ndarray]:
     """The export's token embedding table, memory-mapped and read-only, by the graph's input
-    name: float32, or (an int8 export since format 6) int8 with its rows' scales beside it; none
-    where the graph reads a tied model's table from its own weights (since format 7)."""
-    if metadata.get("embedding") == ONNX_TIED_EMBEDDING:  # the graph says so too: check_tables
-        return {}
+    name: float32, or (an int8 export since format 6) int8 with its rows' scales beside it."""
     if metadata.get("embedding") != ONNX_EMBEDDING_FILE:
         raise ValueError(f"unexpected embedding file {metadata.get('embedding')!r}")
     scaled = "embedding_scale" in metadata

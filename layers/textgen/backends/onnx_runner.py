@@ -35,17 +35,6 @@ def prefill_groups(lengths: list[int]) -> list[tuple[int, int]]:
     return groups[::-1]
 
 
-def check_tables(session: Any, tables: Mapping[str, np.ndarray] | None) -> None:
-    """A ValueError unless the tables given are exactly the graph's embedding inputs (none where
-    the graph reads a tied model's table from its own weights)."""
-    takes = {i.name for i in session.get_inputs()} & set(EMBEDDING_INPUTS)
-    if takes != set(tables or {}):
-        raise ValueError(
-            f"the graph's embedding inputs ({', '.join(sorted(takes)) or 'none'}) and the "
-            f"export's tables ({', '.join(sorted(tables or {})) or 'none'}) disagree"
-        )
-
-
 class OnnxRunner:
     """The step engine's runner over the export's session (textgen.convert.onnx_graph): prompts
     and decoding steps through the one graph.
@@ -69,7 +58,9 @@ class OnnxRunner:
     ) -> None:
         self._session = session
         self._keep = keep  # what the session reads in place and does not own
-        check_tables(session, tables)
+        takes = {i.name for i in session.get_inputs()} & set(EMBEDDING_INPUTS)
+        if takes != set(tables or {}):
+            raise ValueError("the graph's embedding inputs and the tables given disagree")
         self._tables = dict(tables or {})  # bound by address: kept alive here
         self._metadata = metadata
         self._layers = int(metadata["layers"])

@@ -15,12 +15,10 @@ the whole call: over a prompt, one token (the first, which LLaMA-family models t
 attention sink with huge activations) coarsened every other token, and SmolLM2's perplexity scored
 through it rose by 4.4%; while decoding, a row's rounding depended on the rows decoding beside it,
 so a prompt's greedy text changed with the batch it shared. Per token, a request's tokens are the
-same whatever shares its batch, and one graph holds one copy of the weights. A tied model's
-graph (GPT-2, SmolLM2: the output projection is the token embedding) reads the table from the
-output projection's weights, so the export holds them once (SmolLM2's export 16% smaller, GPT-2's
-22%). An untied model's table is an input of the graph, saved once as embedding.npy: in an int8
-export, in 8 bits per row with each row's scale in embedding_scale.npy (a float32 table was
-43-53% of the bytes a cold start downloads).
+same whatever shares its batch, and one graph holds one copy of the weights. The token embedding
+table is an input of the graph, saved once as embedding.npy: in an int8 export, in 8 bits per row
+with each row's scale in embedding_scale.npy (a float32 table was 43-53% of the bytes a cold start
+downloads; SmolLM2's held-out perplexity moves by less than the noise of its measurement).
 
 Each weight channel is quantized symmetrically (zero at 128, the scale set by its largest
 magnitude), not over its own min..max: the asymmetric zero point moves SmolLM2's held-out
@@ -58,14 +56,7 @@ from textgen.convert.calibration import (
     float_channels,
 )
 from textgen.convert.export_cache import cached_export, export_key
-from textgen.convert.onnx_graph import (
-    build_graph,
-    int8_columns,
-    int8_rows,
-    int8_weights,
-    tied_embedding,
-    token_embedding,
-)
+from textgen.convert.onnx_graph import build_graph, int8_rows, int8_weights, token_embedding
 from textgen.convert.onnx_layout import save_for_serving, save_graph
 from textgen.errors import BackendNotInstalled, UnsupportedModel
 from textgen.model_files import (
@@ -76,7 +67,6 @@ from textgen.model_files import (
     ONNX_EXPORT_FORMAT,
     ONNX_METADATA_FILE,
     ONNX_MODEL_FILE,
-    ONNX_TIED_EMBEDDING,
 )
 from textgen.models import load_decoder
 from textgen.staging import staged_folder
@@ -109,53 +99,46 @@ def export_onnx(
     target = model_dir / ONNX_EXPORT_DIR
     signed = False
     int8_metadata: dict[str, Any] = {}
-    family = config["model_type"]
-    tied = tied_embedding(decoder, family)
     with tempfile.TemporaryDirectory() as scratch, staged_folder(target) as staging:
-        float32 = build_graph(decoder, family)  # the table an input: calibrated and quantized
-        table = token_embedding(decoder, family)
+        float32 = build_graph(decoder, config["model_type"])
+        table = token_embedding(decoder, config["model_type"])
         if precision == "float32":
-            served = build_graph(decoder, family, tied_table=True) if tied else float32
-            save_for_serving(served, staging / ONNX_MODEL_FILE)
+            save_for_serving(float32, staging / ONNX_MODEL_FILE)
         else:
             save_graph(float32, Path(scratch) / "float32.onnx")
             int8 = onnx.load(
                 quantize_int8(Path(scratch) / "float32.onnx", Path(scratch) / "int8.onnx")
             )
             weights = int8_weights(int8)
-            if tied:  # the table's own 8 bits per row serve the product too: one copy
-                weights["lm_head"] = int8_columns(table)
             signed = all(w.symmetric() for w in weights.values())
             if signed:  # see the module's note
                 weights = {name: weight.signed() for name, weight in weights.items()}
             windows = calibration_windows(model_dir, decoder.context_length)
             channels = float_channels(float32, table, windows, float_products)
             per_token = build_graph(
-                decoder, family, weights, channels, int8_table=not tied, tied_table=tied
+                decoder, config["model_type"], weights, channels, int8_table=True
             )
             int8_metadata = {
                 "calibration_tokens": sum(map(len, windows)),
                 "float_channels": {name: len(taken) for name, taken in channels.items()},
             }
             save_for_serving(per_token, staging / ONNX_MODEL_FILE)
-            if not tied:
-                table, scales = int8_rows(table)
-                np.save(staging / ONNX_EMBEDDING_SCALE_FILE, scales)
-                int8_metadata["embedding_scale"] = ONNX_EMBEDDING_SCALE_FILE
-        if not tied:
-            np.save(staging / ONNX_EMBEDDING_FILE, table)
+            table, scales = int8_rows(table)
+            np.save(staging / ONNX_EMBEDDING_SCALE_FILE, scales)
+            int8_metadata["embedding_scale"] = ONNX_EMBEDDING_SCALE_FILE
+        np.save(staging / ONNX_EMBEDDING_FILE, table)
         tokenizer = model_dir / TOKENIZER_FILE
         tokenizer_source = write_parts(tokenizer, staging) if tokenizer.is_file() else None
         metadata = {
             "format": ONNX_EXPORT_FORMAT,
-            "family": family,
+            "family": config["model_type"],
             "precision": precision,
             "layers": len(decoder.blocks),
             "kv_heads": decoder.kv_heads,
             "head_dim": decoder.head_dim,
             "vocab_size": decoder.vocab_size,
             "context_length": decoder.context_length,
-            "embedding": ONNX_TIED_EMBEDDING if tied else ONNX_EMBEDDING_FILE,
+            "embedding": ONNX_EMBEDDING_FILE,
         }
         if tokenizer_source:  # the tokenizer, in parts that load faster
             metadata["tokenizer_parts_of"] = tokenizer_source

@@ -15,13 +15,11 @@ traced before (each node costs ONNX Runtime about 2 microseconds, whatever its s
 Inputs: input_ids [rows, length]; seqlens_k [rows] int32, each row's length after this call
 minus one; total_sequence_length, int32 scalar: the longest row's length after this call;
 logit_positions [rows, k]: the tokens whose logits are wanted; GPT-2 only: position_ids [rows,
-length]; past_key_i / past_value_i; and, for a model whose output projection is not its token
-embedding, embedding [vocab, hidden], the table: an input, not a weight: the runner maps it from
-the export's embedding.npy, whose pages are read as tokens use them (the int8 export's table is
-int8, each row times its scale, embedding_scale [vocab, 1]: a quarter of the bytes to download,
-store and read). A tied model's graph reads the table from the output projection's weight
-instead (tied_token_rows): one copy to download and store. Outputs: logits [rows, k, vocab] and
-present_key_i / present_value_i (the same buffers, when bound to them).
+length]; past_key_i / past_value_i; and embedding [vocab, hidden], the token embedding table: an
+input, not a weight: the runner maps it from the export's embedding.npy, whose pages are read as
+tokens use them (the int8 export's table is int8, each row times its scale, embedding_scale
+[vocab, 1]: a quarter of the bytes to download, store and read). Outputs: logits [rows, k,
+vocab] and present_key_i / present_value_i (the same buffers, when bound to them).
 
 A prompt runs alone (new rows, empty cache, one call); a decoding step is one token per row.
 """
@@ -35,7 +33,6 @@ import numpy as np
 import torch
 
 from textgen.convert.onnx_writer import (
-    INT8_WEIGHT_SUFFIX,
     MS_DOMAIN,
     OPSET,
     GraphWriter,
@@ -55,15 +52,12 @@ def build_graph(
     int8: Mapping[str, Int8Weight] | None = None,
     float_channels: Mapping[str, np.ndarray] | None = None,
     int8_table: bool = False,
-    tied_table: bool = False,
 ) -> Any:
     """The ModelProto of one step of `decoder` (a textgen.models decoder): in float32, or with
     the 8-bit weights of `int8` (by weight name: int8_weights of the quantized decoding graph),
     each token's activations on a scale of their own, the input channels of `float_channels`
     (by weight name) in float32, and with `int8_table`, the embedding table in 8 bits per row
-    (int8_rows) (the int8 export's graph). With `tied_table` (a model whose output projection is
-    its token embedding), the graph reads the table from the output projection's own weights and
-    takes no table input (tied_token_rows)."""
+    (int8_rows) (the int8 export's graph)."""
     from onnx import TensorProto, helper
 
     writer = GraphWriter(int8, float_channels)
@@ -88,23 +82,20 @@ def build_graph(
                     f"present_{kind}_{layer}", TensorProto.FLOAT, kv_shape
                 )
             )
-    if family not in ("gpt2", "llama"):
-        raise UnsupportedModel(f"no ONNX graph for a {family!r} model: gpt2 or llama only")
-    tokens = tied_token_rows(writer) if tied_table else _token_rows(writer, int8_table)
     if family == "gpt2":
         inputs.append(
             helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["rows", "length"])
         )
-        hidden = _gpt2_layers(writer, decoder, tokens)
+        hidden = _gpt2_layers(writer, decoder, _token_rows(writer, int8_table))
+    elif family == "llama":
+        hidden = _llama_layers(writer, decoder, _token_rows(writer, int8_table))
     else:
-        hidden = _llama_layers(writer, decoder, tokens)
-    if not tied_table:
-        vocab, width = token_embedding(decoder, family).shape
-        table = TensorProto.INT8 if int8_table else TensorProto.FLOAT
-        inputs.append(helper.make_tensor_value_info(EMBEDDING, table, [vocab, width]))
-        if int8_table:
-            scale = helper.make_tensor_value_info(EMBEDDING_SCALE, TensorProto.FLOAT, [vocab, 1])
-            inputs.append(scale)
+        raise UnsupportedModel(f"no ONNX graph for a {family!r} model: gpt2 or llama only")
+    vocab, width = token_embedding(decoder, family).shape
+    table = TensorProto.INT8 if int8_table else TensorProto.FLOAT
+    inputs.append(helper.make_tensor_value_info(EMBEDDING, table, [vocab, width]))
+    if int8_table:
+        inputs.append(helper.make_tensor_value_info(EMBEDDING_SCALE, TensorProto.FLOAT, [vocab, 1]))
     # Only the wanted positions reach the output projection (the vocabulary-sized product).
     wanted = writer.one("Unsqueeze", ["logit_positions", writer.weight("minus_one", ints([-1]))])
     selected = writer.one("GatherND", [hidden, wanted], batch_dims=1)
@@ -131,32 +122,6 @@ def _token_rows(writer: GraphWriter, int8_table: bool) -> str:
         return rows
     scales = writer.one("Gather", [EMBEDDING_SCALE, "input_ids"])
     return writer.one("Mul", [writer.one("Cast", [rows], to=TensorProto.FLOAT), scales])
-
-
-def tied_token_rows(writer: GraphWriter) -> str:
-    """The input tokens' rows of the embedding table, read from the output projection's weight
-    ([hidden, vocab]: a token's row is its column), which a tied model shares with the table: the
-    export then ships no table of its own. In 8 bits (the int8 export writes the table's rows
-    there: int8_columns), a column's values less its zero point times its scale, all its channels
-    (the product's float32 channels are left out of its input, not of its weight). Every step is
-    per token: a token's row never depends on the others of the call."""
-    from onnx import TensorProto
-
-    name = "lm_head"
-    if name not in writer.int8:
-        columns = writer.one("Gather", [name, "input_ids"], axis=1)  # [hidden, rows, length]
-        return writer.one("Transpose", [columns], perm=[1, 2, 0])
-    columns = writer.one("Gather", [f"{name}{INT8_WEIGHT_SUFFIX}", "input_ids"], axis=1)
-    values = writer.one(
-        "Cast", [writer.one("Transpose", [columns], perm=[1, 2, 0])], to=TensorProto.FLOAT
-    )
-    last = writer.weight("tied_table.last_axis", ints([-1]))
-    zero_points = writer.one("Gather", [f"{name}.zero_point", "input_ids"])
-    zero_points = writer.one(
-        "Cast", [writer.one("Unsqueeze", [zero_points, last])], to=TensorProto.FLOAT
-    )
-    scales = writer.one("Unsqueeze", [writer.one("Gather", [f"{name}.scale", "input_ids"]), last])
-    return writer.one("Mul", [writer.one("Sub", [values, zero_points]), scales])
 
 
 def _attention(writer: GraphWriter, qkv: str, layer: int, decoder: Any, rotary: Any) -> str:
@@ -302,24 +267,6 @@ def token_embedding(decoder: Any, family: str) -> np.ndarray:
     return np.ascontiguousarray(as_numpy(decoder.wte if family == "gpt2" else decoder.embed_tokens))
 
 
-def int8_columns(table: np.ndarray) -> Int8Weight:
-    """The 8-bit weight of the product by `table`'s transpose ([vocab, hidden]: a tied model's
-    output projection), each of its rows in 8 bits as int8_rows rounds it, so that the graph's
-    lookup of a token (tied_token_rows) gives the row an untied export's table would hold. In
-    the quantizer's form (unsigned around 128; textgen.convert.onnx_export makes it signed)."""
-    values, scales = int8_rows(table)
-    unsigned = (values.T.astype(np.int16) + 128).astype(np.uint8)
-    zero_points = np.full(len(scales), 128, dtype=np.uint8)
-    return Int8Weight(np.ascontiguousarray(unsigned), scales[:, 0].copy(), zero_points)
-
-
-def tied_embedding(decoder: Any, family: str) -> bool:
-    """Whether `decoder`'s output projection is its token embedding (one tensor, or equal)."""
-    table = decoder.wte if family == "gpt2" else decoder.embed_tokens
-    head = decoder.lm_head
-    return head is table or (head.shape == table.shape and bool(torch.equal(head, table)))
-
-
 def int8_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`table` in 8 bits per row, symmetric (as the export's weights per channel): int8 values
     [rows, columns] and float32 scales [rows, 1], each row ~ its values * its scale."""
@@ -329,12 +276,4 @@ def int8_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values, scales
 
 
-__all__ = [
-    "Int8Weight",
-    "build_graph",
-    "int8_columns",
-    "int8_rows",
-    "int8_weights",
-    "tied_embedding",
-    "token_embedding",
-]
+__all__ = ["Int8Weight", "build_graph", "int8_rows", "int8_weights", "token_embedding"]

@@ -20,7 +20,6 @@ class Decoder(Protocol):
     blocks: list[Any]  # one per layer
     kv_heads: int
     head_dim: int
-    lm_head: torch.Tensor  # [vocab, hidden]: the output projection
 
     def new_cache(self) -> KVCache: ...
 

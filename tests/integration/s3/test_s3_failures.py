@@ -133,10 +133,9 @@ def test_textgen_publish_and_models_commands(
     )
 
     assert published.returncode == 0, published.stderr
-    # The model's 5 files and its int8 export's 6, written first: the fast path by default (a
-    # tied model's export has no table of its own).
+    # The model's 5 files and its int8 export's 8, written first: the fast path by default.
     assert "wrote the ONNX export (int8)" in published.stderr
-    assert "published 11 files" in published.stdout
+    assert "published 13 files" in published.stdout
     assert has_current_export(model)
     assert "uploading" in published.stderr  # the progress bar
     assert without_export.returncode == 0, without_export.stderr
