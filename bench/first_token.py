@@ -14,8 +14,9 @@ loopback (each process with an empty model cache):
   PRELOAD_SOLE_MODEL=true as the Lambda image sets it (the loading thread lists the store first);
 - ours, parts: the same as "not preloaded", each part timed one after another: interpreter start,
   imports (the handler's, then the engine's: onnxruntime, tokenizers), store, weights (an int8
-  graph's weights flipped in memory when stored in the other form), session creation, tokenizer,
-  the request to its first token (the rest of the invocation);
+  graph's weights flipped in memory when stored in the other form), session creation, tokenizer
+  (read after the session here, where a load reads it beside), the request to its first token
+  (the rest of the invocation);
 - ours, timeline (local store only): "ours" with the moment each step begins and ends, on
   whichever thread runs it (the loading thread's start, onnxruntime's import, the session, the
   tokenizer; the handler's import; the first token), so the path to the first token can be read
@@ -42,6 +43,11 @@ An older checkout, measured the same way ("before"; its own export, so its own -
 
     git worktree add /tmp/before <commit>
     python bench/first_token.py --source /tmp/before --work DIR2 --systems ours_not_preloaded
+
+or, where it reads this checkout's export format, interleaved with this one in the same rounds
+(system ours_before):
+
+    python bench/first_token.py --before /tmp/before --systems ours,llama_cpp
 """
 
 from __future__ import annotations
@@ -115,6 +121,15 @@ def timed(part, function):
     return wrapper
 
 from textgen.backends import onnx_backend
+from concurrent.futures import Executor, Future
+class OneAfterAnother(Executor):  # the tokenizer read where the load submits it, not beside
+    def __init__(self, *args, **kwargs):
+        pass
+    def submit(self, function, /, *args, **kwargs):
+        future = Future()
+        future.set_result(function(*args, **kwargs))
+        return future
+onnx_backend.ThreadPoolExecutor = OneAfterAnother
 from textgen.store.local import LocalModelStore
 LocalModelStore.fetch = timed("store", LocalModelStore.fetch)
 if "textgen.store.s3" in sys.modules:
@@ -289,6 +304,9 @@ def run(
     server_cpu: Callable[[], float] | None = None,
 ) -> Any:
     source = Path(environ.pop("SOURCE", REPO_ROOT))  # the checkout whose handler runs
+    before = environ.pop("BEFORE", None)
+    if system == "ours_before":  # "ours", from the older checkout
+        source, system = Path(str(before)), "ours"
     environment = {
         **os.environ,
         "PYTHONPATH": f"{source}{os.pathsep}{source / 'layers'}",
@@ -381,11 +399,21 @@ def main() -> int:
         help="a checkout whose handler runs (an older commit's, `git worktree add`), with its own "
         "export of the models: give it a --work folder of its own",
     )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="an older checkout whose preloaded cold start (ours_before) runs interleaved with "
+        "this one's, on the same store (its code must read this checkout's export format)",
+    )
     add_storage_options(parser)
     args = parser.parse_args()
 
-    systems = SYSTEMS if args.store == "local" else ("ours", "ours_parts")
+    systems: tuple[str, ...] = SYSTEMS if args.store == "local" else ("ours", "ours_parts")
     systems = tuple(args.systems.split(",")) if args.systems else systems
+    if args.before and "ours_before" not in systems:
+        systems += ("ours_before",)
+    if "ours_before" in systems and not args.before:
+        parser.error("ours_before needs --before")
     for local_only in ("ours_sole_model", "ours_timeline"):
         if args.store == "s3" and local_only in systems:
             parser.error(f"{local_only} runs on a local store only")
@@ -404,6 +432,8 @@ def main() -> int:
         # Each model alone in a store of its own, for "ours_sole_model".
         sole = {m: store_of({m: f}, work / "first-token-sole" / m) for m, f in folders.items()}
         environ = {"TORCH_THREADS": str(args.threads), "SOURCE": str(args.source)}
+        if args.before:
+            environ["BEFORE"] = str(args.before)
         server_cpu = None
         if args.store == "s3":
             store, reach, server_cpu = stack.enter_context(s3_store(folders, work))

@@ -18,6 +18,7 @@ graphs, its per-token prompt graph (prefill.onnx) serves both, its decoding grap
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -65,40 +66,25 @@ _LOAD_ERRORS: tuple[type[Exception], ...] = (
 
 def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
     export = model_dir / ONNX_EXPORT_DIR
-    try:
-        metadata = json.loads((export / ONNX_METADATA_FILE).read_text(encoding="utf-8"))
-        if metadata.get("format") not in ONNX_READABLE_FORMATS:
-            raise ValueError(
-                f"export format {metadata.get('format')!r}; this service reads "
-                + " and ".join(map(str, ONNX_READABLE_FORMATS))
-            )
-        graph = metadata.get("prefill_model", ONNX_MODEL_FILE)  # an older export's prefill.onnx
-        if graph not in (ONNX_MODEL_FILE, ONNX_PREFILL_FILE):
-            raise ValueError(f"unexpected prefill graph {graph!r}")
-        flipped, signed = _int8_weights_for_this_cpu(export / graph, metadata, settings)
-        options = session_options(settings)
-        if metadata["format"] in ONNX_OPTIMIZED_FORMATS:
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        if flipped and flipped.external:
-            options.add_external_initializers(
-                list(flipped.external),
-                [ort.OrtValue.ortvalue_from_numpy(a) for a in flipped.external.values()],
-            )
-        session = ort.InferenceSession(
-            flipped.model if flipped else str(export / graph),
-            options,
-            providers=["CPUExecutionProvider"],
-        )
-        tables = embedding_tables(export, metadata)
-    except _LOAD_ERRORS as exc:
-        raise ModelLoadFailed(
-            f"the ONNX export of '{model_dir.name}' cannot be loaded: {exc}; re-create it with "
-            "`textgen export-onnx`"
-        ) from exc
-    tokenizer = model_dir / TOKENIZER_FILE
-    tokens = ModelTokenizer(
-        model_dir, parts_for(tokenizer, export, metadata.get("tokenizer_parts_of"))
-    )
+    with ThreadPoolExecutor(1, thread_name_prefix="textgen-tokenizer") as beside:
+        try:
+            metadata = json.loads((export / ONNX_METADATA_FILE).read_text(encoding="utf-8"))
+            if metadata.get("format") not in ONNX_READABLE_FORMATS:
+                raise ValueError(
+                    f"export format {metadata.get('format')!r}; this service reads "
+                    + " and ".join(map(str, ONNX_READABLE_FORMATS))
+                )
+            # The tokenizer is read beside the session: its parse holds the GIL, the session's
+            # creation lets go of it (docs/performance.md: the first token comes sooner).
+            tokenizer = beside.submit(load_tokenizer, model_dir, export, metadata)
+            session, flipped, signed = _session(export, metadata, settings)
+            tables = embedding_tables(export, metadata)
+        except _LOAD_ERRORS as exc:
+            raise ModelLoadFailed(
+                f"the ONNX export of '{model_dir.name}' cannot be loaded: {exc}; re-create it "
+                "with `textgen export-onnx`"
+            ) from exc
+        tokens = tokenizer.result()
     # Weights handed over from memory live as long as the runner (and its session).
     runner = OnnxRunner(session, metadata, tokens.pad_id, tables, keep=flipped)
     precision = metadata.get("precision", "float32")
@@ -111,6 +97,37 @@ def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
         settings,
         runtime=f"onnxruntime-{precision}{'-signed' if signed else ''}",
     )
+
+
+def load_tokenizer(model_dir: Path, export: Path, metadata: dict[str, Any]) -> ModelTokenizer:
+    """The model's tokenizer, from the parts the export wrote where they still match it."""
+    parts = parts_for(model_dir / TOKENIZER_FILE, export, metadata.get("tokenizer_parts_of"))
+    return ModelTokenizer(model_dir, parts)
+
+
+def _session(
+    export: Path, metadata: dict[str, Any], settings: Settings
+) -> tuple[ort.InferenceSession, FlippedGraph | None, bool]:
+    """The export's graph in a session, its int8 weights in the form this CPU wants (and the
+    flipped copy they were handed over from, if any: it must outlive the session)."""
+    graph = metadata.get("prefill_model", ONNX_MODEL_FILE)  # an older export's prefill.onnx
+    if graph not in (ONNX_MODEL_FILE, ONNX_PREFILL_FILE):
+        raise ValueError(f"unexpected prefill graph {graph!r}")
+    flipped, signed = _int8_weights_for_this_cpu(export / graph, metadata, settings)
+    options = session_options(settings)
+    if metadata["format"] in ONNX_OPTIMIZED_FORMATS:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if flipped and flipped.external:
+        options.add_external_initializers(
+            list(flipped.external),
+            [ort.OrtValue.ortvalue_from_numpy(a) for a in flipped.external.values()],
+        )
+    session = ort.InferenceSession(
+        flipped.model if flipped else str(export / graph),
+        options,
+        providers=["CPUExecutionProvider"],
+    )
+    return session, flipped, signed
 
 
 def _int8_weights_for_this_cpu(
