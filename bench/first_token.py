@@ -390,7 +390,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--store", choices=("local", "s3"), default="local")
-    parser.add_argument("--s3-part-size-mb", type=int, default=4096)
+    parser.add_argument("--s3-part-size-mb", type=int, default=256)
     parser.add_argument("--systems", help="comma-separated, of " + ", ".join(SYSTEMS))
     parser.add_argument(
         "--source",

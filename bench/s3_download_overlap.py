@@ -1,22 +1,26 @@
-"""Why a cold start from S3 does not overlap its download with its imports: the download alone
-and beside the handler's import, through the store's transfer (boto3's classic transfer manager,
-as textgen.store.s3 fetches) and through AWS's Common Runtime (awscrt, native threads).
+"""A model's download from S3 while the process computes in Python: the store's fetch (through
+AWS's Common Runtime since textgen.store.native_s3) against boto3's transfer manager (how the store
+fetched before), alone, beside the handler's import, and beside a thread spinning in Python.
 
 Each measurement is a fresh process, rounds interleaved, against moto's S3 server on loopback (the
 models published as `textgen publish` publishes them). A process downloads the files the ONNX
-runtime reads (SmolLM2-135M's int8 export and its tokenizer, verified by sha256):
+runtime reads (SmolLM2-135M's int8 export and its tokenizer, verified by sha256), one GET a file
+(moto reads the whole object for every range):
 
 - imports: only `import handlers.lambda_function` (MODEL_STORE the S3 store, nothing preloaded);
-- classic alone / beside: the store's own fetch (S3ModelStore.fetch: download_fileobj into a
-  hashing writer, files in parallel), alone, or on a thread while the main thread imports the
-  handler;
-- crt alone / beside: the same files through s3transfer's CRT transfer manager (written to disk by
-  native threads, no Python per chunk), then hashed in large reads (hashlib lets go of the GIL).
+- boto3_*: boto3's `download_fileobj` into a hashing writer, files in parallel (the store's fetch
+  before: boto3's import and client included, as a cold start paid them);
+- store_*: the store's own fetch (S3ModelStore.fetch: the CRT writes each file from its native
+  threads, then it is hashed in large reads, which let go of the GIL);
+- *_alone: the download only; *_beside: on a thread while the main thread imports the handler;
+  *_spinning: on a thread while another computes in Python without pause (the worst case for a
+  transfer that needs the GIL for every chunk; the client is made first, so that only the
+  transfer is timed; the spinning stops with the download).
 
 Reported: medians of the download's own time, the imports', and each process's wall time, and
 per transfer the ratio of "beside" to "imports + alone" (1.0x: no overlap at all). moto's own
-throughput bounds both transfers here; real S3's is not measurable from this machine. Needs
-awscrt (`pip install 'boto3[crt]'`, not in the project's install). Reproduce with:
+throughput and CPU bound both transfers here; real S3's are not measurable from this machine.
+Reproduce with:
 
     python bench/s3_download_overlap.py [--rounds 5] [--work DIR] [--output bench/results/....json]
 """
@@ -43,71 +47,88 @@ from bench.first_token import s3_store, store_of  # noqa: E402
 from bench.report import report  # noqa: E402
 
 MODEL = "smollm2-135m"
-SYSTEMS = ("imports", "classic_alone", "classic_beside", "crt_alone", "crt_beside")
+SYSTEMS = (
+    "imports",
+    "boto3_alone",
+    "boto3_beside",
+    "boto3_spinning",
+    "store_alone",
+    "store_beside",
+    "store_spinning",
+)
 
 _CHILD = r"""
 import hashlib, json, os, sys, threading, time
+from concurrent.futures import ThreadPoolExecutor
 started = time.perf_counter()
 system, uri, model, files = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 marks = {}
+downloaded = threading.Event()
 
-def classic():
+def store():
     from textgen.settings import get_settings
     from textgen.store import open_store
-    open_store(uri, get_settings()).fetch(model, files)
+    opened = open_store(uri, get_settings())
+    return lambda: opened.fetch(model, files)
 
-def crt():
-    import boto3, s3transfer.crt as crt_transfer
-    from awscrt.auth import AwsCredentialsProvider
-    session = boto3.session.Session()
-    frozen = session.get_credentials().get_frozen_credentials()
-    endpoint = os.environ["AWS_ENDPOINT_URL_S3"]
-    client = crt_transfer.create_s3_crt_client(
-        session.region_name,
-        AwsCredentialsProvider.new_static(frozen.access_key, frozen.secret_key, frozen.token),
-        part_size=1 << 30,  # one GET a file: moto reads the whole object for each range
-        use_ssl=endpoint.startswith("https"),
-    )
-    serializer = crt_transfer.BotocoreCRTRequestSerializer(
-        session._session, {"endpoint_url": endpoint, "region_name": session.region_name}
-    )
-    manager = crt_transfer.CRTTransferManager(client, serializer)
+def boto3_transfer():
+    import boto3
+    from boto3.s3.transfer import TransferConfig
+    client = boto3.session.Session().client("s3")
+    config = TransferConfig(multipart_threshold=1 << 30, multipart_chunksize=1 << 30,
+                            max_concurrency=16)
     bucket, _, prefix = uri[len("s3://"):].partition("/")
     folder = os.environ["MODEL_CACHE_DIR"]
     os.makedirs(folder)
-    targets = [os.path.join(folder, path.replace("/", "_")) for path in files]
-    transfers = [
-        manager.download(bucket, f"{prefix}/{model}/{path}", target)
-        for path, target in zip(files, targets)
-    ]
-    for transfer in transfers:
-        transfer.result()
-    for target in targets:
-        digest = hashlib.sha256()
-        with open(target, "rb") as handle:
-            while chunk := handle.read(8 << 20):
-                digest.update(chunk)
-    manager.shutdown()
+
+    class HashingWriter:  # hashed as it streams in, handed over in order
+        def __init__(self, handle):
+            self.handle, self.digest = handle, hashlib.sha256()
+        def write(self, data):
+            self.digest.update(data)
+            return self.handle.write(data)
+        def seekable(self):
+            return False
+
+    def fetch(path):
+        with open(os.path.join(folder, path.replace("/", "_")), "wb") as handle:
+            client.download_fileobj(bucket, f"{prefix}/{model}/{path}", HashingWriter(handle),
+                                    Config=config)
+
+    def fetch_all():
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(fetch, sorted(files)))
+
+    return fetch_all
+
+# Spinning, the client is made (its modules imported) first: what is timed is the transfer alone.
+prepare = boto3_transfer if system.startswith("boto3") else store
+prepared = prepare() if system.endswith("_spinning") else None
 
 def download():
     clock = time.perf_counter()
-    (crt if system.startswith("crt") else classic)()
+    (prepared or prepare())()
     marks["download"] = time.perf_counter() - clock
+    downloaded.set()
 
 def imports():
     clock = time.perf_counter()
     import handlers.lambda_function  # noqa: F401
     marks["imports"] = time.perf_counter() - clock
 
+def spin():
+    while not downloaded.is_set():
+        sum(range(1000))
+
 if system == "imports":
     imports()
-elif system.endswith("_beside"):
+elif system.endswith("_alone"):
+    download()
+else:
     thread = threading.Thread(target=download)
     thread.start()
-    imports()
+    imports() if system.endswith("_beside") else spin()
     thread.join()
-else:
-    download()
 marks["wall"] = time.perf_counter() - started
 print(json.dumps(marks))
 """
@@ -134,7 +155,7 @@ def main() -> int:
                 **environ,
                 "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{REPO_ROOT / 'layers'}",
                 "MODEL_STORE": uri,
-                "S3_PART_SIZE_MB": "4096",  # one GET a file, as bench/first_token.py fetches
+                "S3_PART_SIZE_MB": "256",  # one GET a file, as bench/first_token.py fetches
             }
             environment.pop("PRELOAD_MODELS", None)
             runs: dict[str, list[dict[str, float]]] = {system: [] for system in SYSTEMS}
@@ -165,9 +186,13 @@ def main() -> int:
         },
     }
     medians = figures["systems"]
-    for transfer in ("classic", "crt"):
+    for transfer in ("boto3", "store"):
         parts = medians["imports"]["imports"] + medians[f"{transfer}_alone"]["download"]
         figures[f"{transfer}_beside_over_parts"] = medians[f"{transfer}_beside"]["wall"] / parts
+        alone = medians[f"{transfer}_alone"]["download"]
+        figures[f"{transfer}_spinning_over_alone"] = (
+            medians[f"{transfer}_spinning"]["download"] / alone
+        )
     report(figures, args.output)
     return 0
 
