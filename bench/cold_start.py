@@ -52,14 +52,13 @@ from textgen.families import Family, Framework
 from textgen.service import GenerationRequest, GenerationService
 from textgen.settings import Settings
 from textgen.store.disk_cache import DiskModelCache
-from textgen.store.native_s3 import NativeS3
-from textgen.store.s3 import S3ModelStore
+from textgen.store.s3 import S3ModelStore, s3_client_for, transfer_config_for
 import torch, transformers  # what loading needs, timed as import like the baseline's
 imported = time.perf_counter()
 uri, cache_dir, model = sys.argv[1:]
 settings = Settings(model_store=uri, model_cache_dir=cache_dir)
 cache = DiskModelCache(settings.model_cache_dir, settings.model_cache_max_bytes)
-store = S3ModelStore(uri, NativeS3.for_settings(settings), cache)
+store = S3ModelStore(uri, s3_client_for(settings), cache, transfer_config_for(settings))
 service = GenerationService(settings, store)
 fetched_model = store.fetch(model)
 fetched = time.perf_counter()

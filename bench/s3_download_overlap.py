@@ -1,6 +1,6 @@
-"""A model's download from S3 while the process computes in Python: the store's fetch (through
-AWS's Common Runtime since textgen.store.native_s3) against boto3's transfer manager (how the store
-fetched before), alone, beside the handler's import, and beside a thread spinning in Python.
+"""A model's download from S3 while the process computes in Python: the store's fetch (boto3's
+transfer manager, as textgen.store.s3 fetches) against AWS's Common Runtime (awscrt: native
+threads, no boto3), alone, beside the handler's import, and beside a thread spinning in Python.
 
 Each measurement is a fresh process, rounds interleaved, against moto's S3 server on loopback (the
 models published as `textgen publish` publishes them). A process downloads the files the ONNX
@@ -8,18 +8,20 @@ runtime reads (SmolLM2-135M's int8 export and its tokenizer, verified by sha256)
 (moto reads the whole object for every range):
 
 - imports: only `import handlers.lambda_function` (MODEL_STORE the S3 store, nothing preloaded);
-- boto3_*: boto3's `download_fileobj` into a hashing writer, files in parallel (the store's fetch
-  before: boto3's import and client included, as a cold start paid them);
-- store_*: the store's own fetch (S3ModelStore.fetch: the CRT writes each file from its native
-  threads, then it is hashed in large reads, which let go of the GIL);
+- store_*: the store's own fetch (S3ModelStore.fetch: download_fileobj into a hashing writer,
+  files in parallel; the settings' and boto3's imports and the client included);
+- crt_*: the same files through awscrt's S3 client, four at a time, written to disk by its native
+  threads, then hashed in large reads, which let go of the GIL (its import and client included;
+  this is how the store read in commit 7e2d1c1, which was measured and not kept);
 - *_alone: the download only; *_beside: on a thread while the main thread imports the handler;
   *_spinning: on a thread while another computes in Python without pause (the worst case for a
   transfer that needs the GIL for every chunk; the client is made first, so that only the
   transfer is timed; the spinning stops with the download).
 
 Reported: medians of the download's own time, the imports', and each process's wall time, and
-per transfer the ratio of "beside" to "imports + alone" (1.0x: no overlap at all). moto's own
-throughput and CPU bound both transfers here; real S3's are not measurable from this machine.
+per transfer the ratio of "beside" to "imports + alone" (1.0x: no overlap at all) and of
+"spinning" to "alone". moto's own throughput and CPU bound both transfers here; real S3's are not
+measurable from this machine. Needs awscrt (`pip install awscrt`, not in the project's install).
 Reproduce with:
 
     python bench/s3_download_overlap.py [--rounds 5] [--work DIR] [--output bench/results/....json]
@@ -49,12 +51,12 @@ from bench.report import report  # noqa: E402
 MODEL = "smollm2-135m"
 SYSTEMS = (
     "imports",
-    "boto3_alone",
-    "boto3_beside",
-    "boto3_spinning",
     "store_alone",
     "store_beside",
     "store_spinning",
+    "crt_alone",
+    "crt_beside",
+    "crt_spinning",
 )
 
 _CHILD = r"""
@@ -71,38 +73,44 @@ def store():
     opened = open_store(uri, get_settings())
     return lambda: opened.fetch(model, files)
 
-def boto3_transfer():
-    import boto3
-    from boto3.s3.transfer import TransferConfig
-    client = boto3.session.Session().client("s3")
-    config = TransferConfig(multipart_threshold=1 << 30, multipart_chunksize=1 << 30,
-                            max_concurrency=16)
+def crt():
+    from awscrt.auth import AwsCredentialsProvider
+    from awscrt.http import HttpHeaders, HttpRequest
+    from awscrt.io import ClientBootstrap, DefaultHostResolver, EventLoopGroup
+    from awscrt.s3 import S3Client, S3RequestTlsMode, S3RequestType
+    from awscrt.s3 import create_default_s3_signing_config
+    events = EventLoopGroup()
+    bootstrap = ClientBootstrap(events, DefaultHostResolver(events))
+    region = os.environ["AWS_DEFAULT_REGION"]
+    signing = create_default_s3_signing_config(
+        region=region, credential_provider=AwsCredentialsProvider.new_default_chain(bootstrap))
+    client = S3Client(bootstrap=bootstrap, region=region, signing_config=signing,
+                      tls_mode=S3RequestTlsMode.DISABLED, part_size=256 << 20)
+    host = os.environ["AWS_ENDPOINT_URL_S3"].split("//", 1)[1]  # moto: path style, no TLS
     bucket, _, prefix = uri[len("s3://"):].partition("/")
     folder = os.environ["MODEL_CACHE_DIR"]
     os.makedirs(folder)
 
-    class HashingWriter:  # hashed as it streams in, handed over in order
-        def __init__(self, handle):
-            self.handle, self.digest = handle, hashlib.sha256()
-        def write(self, data):
-            self.digest.update(data)
-            return self.handle.write(data)
-        def seekable(self):
-            return False
-
     def fetch(path):
-        with open(os.path.join(folder, path.replace("/", "_")), "wb") as handle:
-            client.download_fileobj(bucket, f"{prefix}/{model}/{path}", HashingWriter(handle),
-                                    Config=config)
+        target = os.path.join(folder, path.replace("/", "_"))
+        request = HttpRequest("GET", f"/{bucket}/{prefix}/{model}/{path}",
+                              HttpHeaders([("Host", host)]))
+        client.make_request(type=S3RequestType.GET_OBJECT, request=request,
+                            recv_filepath=target).finished_future.result()
+        digest = hashlib.sha256()
+        with open(target, "rb") as handle:
+            while chunk := handle.read(8 << 20):
+                digest.update(chunk)
 
     def fetch_all():
         with ThreadPoolExecutor(4) as pool:
-            list(pool.map(fetch, sorted(files)))
+            list(pool.map(fetch, sorted(files, key=lambda p: -os.path.getsize(os.path.join(
+                os.environ["PUBLISHED"], p)))))
 
     return fetch_all
 
 # Spinning, the client is made (its modules imported) first: what is timed is the transfer alone.
-prepare = boto3_transfer if system.startswith("boto3") else store
+prepare = crt if system.startswith("crt") else store
 prepared = prepare() if system.endswith("_spinning") else None
 
 def download():
@@ -156,6 +164,7 @@ def main() -> int:
                 "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{REPO_ROOT / 'layers'}",
                 "MODEL_STORE": uri,
                 "S3_PART_SIZE_MB": "256",  # one GET a file, as bench/first_token.py fetches
+                "PUBLISHED": str(published),  # the files' sizes: the largest fetched first
             }
             environment.pop("PRELOAD_MODELS", None)
             runs: dict[str, list[dict[str, float]]] = {system: [] for system in SYSTEMS}
@@ -186,7 +195,7 @@ def main() -> int:
         },
     }
     medians = figures["systems"]
-    for transfer in ("boto3", "store"):
+    for transfer in ("store", "crt"):
         parts = medians["imports"]["imports"] + medians[f"{transfer}_alone"]["download"]
         figures[f"{transfer}_beside_over_parts"] = medians[f"{transfer}_beside"]["wall"] / parts
         alone = medians[f"{transfer}_alone"]["download"]

@@ -104,8 +104,8 @@ def publish(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from textgen.manifest import build_manifest
-    from textgen.store.boto3_s3 import s3_client_for, transfer_config_for
     from textgen.store.publish import publish
+    from textgen.store.s3 import s3_client_for, transfer_config_for
 
     settings = Settings()
     model_dir = Path(args.model_dir)

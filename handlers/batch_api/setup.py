@@ -36,7 +36,7 @@ def blobs_for(settings: Settings) -> Blobs:
         from handlers.batch_api.aws import S3Blobs
 
         def s3_client() -> Any:
-            from textgen.store.boto3_s3 import s3_client_for  # boto3: once the Batch API is called
+            from textgen.store.s3 import s3_client_for  # boto3: once the Batch API is called
 
             return s3_client_for(settings)
 

@@ -179,24 +179,3 @@ def test_the_collector_waits_for_the_imports_then_skips_what_they_made() -> None
     assert control["during_import"] > 0  # live check: the probe sees collections
     assert found["enabled"] and found["after_import"] > 0  # on again after the import
     assert found["frozen"] > 10_000 and control["frozen"] == 0  # the imports' objects
-
-
-@pytest.mark.slow
-def test_a_handler_serving_from_s3_imports_no_boto3() -> None:
-    """The store reads S3 through AWS's Common Runtime (textgen.store.native_s3): boto3's import
-    and client, 0.2-0.3 s of the GIL, stay off a cold start."""
-    env = {
-        "PRELOAD_MODELS": "",
-        "PRELOAD_SOLE_MODEL": "false",
-        "LAMBDA_TASK_ROOT": "",
-        "CPU_RUNTIME": "",
-        "MODEL_STORE": "s3://models-bucket/models",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    modules = fresh_python(LOADED_MODULES, env=env)
-    loaded = set(modules["packages"])
-
-    assert "textgen.store.native_s3" in modules["own"]  # live check: the S3 store was opened
-    s3_store = {"awscrt", "filelock"}  # its client, and its disk cache's lock
-    assert loaded - s3_store <= MAY_LOAD, sorted(loaded - s3_store - MAY_LOAD)
-    assert not loaded & MUST_NOT_LOAD

@@ -9,12 +9,14 @@ next fill. One file lock per model serialises fills across threads and worker pr
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 from filelock import FileLock, Timeout
 
@@ -27,7 +29,31 @@ COMPLETE_MARKER = ".complete"
 logger = logging.getLogger(__name__)
 
 
-FetchFile = Callable[[str, Path], None]  # (path in the model, the file to write it to)
+class HashingWriter:
+    """Writes through to a file while computing its sha256, so no second read is needed.
+
+    It says it is not seekable: boto3's transfer manager then still fetches ranges concurrently
+    but hands them over in order (retried ranges included), which is what a running hash needs.
+    """
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self._digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._digest.update(data)
+        self.size += len(data)
+        return self._handle.write(data)
+
+    def seekable(self) -> bool:
+        return False
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+FetchFile = Callable[[str, HashingWriter], None]  # (path in the model, where to write it)
 _SUBSET_SEPARATOR = "-"  # VERSION-SUBSET: some of a version's files (what one runtime reads)
 
 
@@ -117,7 +143,7 @@ class DiskModelCache:
                 model_name=name,
             ) from exc
         self._remove_other_versions(name, keep=target)
-        self._verified.add(target)  # hashed as it landed: no second pass this process
+        self._verified.add(target)  # hashed while it streamed in: no second pass this process
         return FetchedModel(target, manifest.total_bytes, time.perf_counter() - started)
 
     @staticmethod
@@ -126,16 +152,17 @@ class DiskModelCache:
     ) -> None:
         destination = staging / path
         destination.parent.mkdir(parents=True, exist_ok=True)
-        fetch(path, destination)
+        with destination.open("wb") as handle:
+            writer = HashingWriter(handle)
+            fetch(path, writer)
         expected = manifest.files[path]
-        size = destination.stat().st_size if destination.is_file() else 0
-        if size != expected.size:
+        if writer.size != expected.size:
             raise ArtifactCorrupt(
-                f"model '{name}': file '{path}' is {size} bytes, the manifest says {expected.size}",
+                f"model '{name}': file '{path}' is {writer.size} bytes, the manifest says "
+                f"{expected.size}",
                 file=path,
             )
-        # Hashed in large reads from the page cache, which let go of the GIL.
-        if sha256_of(destination) != expected.sha256:
+        if writer.hexdigest() != expected.sha256:
             raise ArtifactCorrupt(
                 f"model '{name}': file '{path}' does not match its sha256 in the manifest",
                 file=path,

@@ -13,8 +13,7 @@ from textgen.errors import InvalidRequest
 from textgen.manifest import MANIFEST_FILE, Manifest, build_manifest
 from textgen.model_files import CONFIG_FILE
 from textgen.store.base import validate_model_name
-from textgen.store.boto3_s3 import translate_s3_errors
-from textgen.store.s3_common import parse_s3_uri
+from textgen.store.s3 import parse_s3_uri, translate_s3_errors
 
 
 def publish(
