@@ -17,8 +17,8 @@ loopback (each process with an empty model cache):
   graph's weights flipped in memory when stored in the other form), session creation, tokenizer
   (read after the session here, where a load reads it beside), the request to its first token
   (the rest of the invocation);
-- ours, timeline (local store only): "ours" with the moment each step begins and ends, on
-  whichever thread runs it (the loading thread's start, onnxruntime's import, the session, the
+- ours, timeline: "ours" with the moment each step begins and ends, on whichever thread runs
+  it (the loading thread's start, the fetch from S3, onnxruntime's import, the session, the
   tokenizer; the handler's import; the first token), so the path to the first token can be read
   off; then, after the first token, the same graph's session alone: as served, without
   prepacking (the layout ONNX Runtime's integer kernels pack their weights into at every load),
@@ -38,6 +38,7 @@ run whose cores were all busy could not have overlapped its parts any further. R
 
     python bench/first_token.py [--rounds 7] [--work DIR] [--output bench/results/...json]
     python bench/first_token.py --store s3 [--rounds 5] [--work DIR] [--output ...]
+    python bench/first_token.py --store s3 --systems ours,ours_parts,ours_timeline ...
 
 An older checkout, measured the same way ("before"; its own export, so its own --work folder):
 
@@ -166,15 +167,18 @@ import importlib.abc, importlib.util, json, sys, threading
 marks = {}
 def mark(name):
     marks.setdefault(name, time.time())
-def wrap(cls, name):
-    init = cls.__init__
+def wrap(cls, method, name):
+    original = getattr(cls, method)
     def timed(self, *args, **kwargs):
         mark(name + " starts")
-        init(self, *args, **kwargs)
-        mark(name + " ends")
-    cls.__init__ = timed
-WRAPPED = {"onnxruntime": ("InferenceSession", "session"),
-           "textgen.backends.tokenizer": ("ModelTokenizer", "tokenizer")}
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            mark(name + " ends")
+    setattr(cls, method, timed)
+WRAPPED = {"onnxruntime": ("InferenceSession", "__init__", "session"),
+           "textgen.backends.tokenizer": ("ModelTokenizer", "__init__", "tokenizer"),
+           "textgen.store.s3": ("S3ModelStore", "fetch", "fetch from S3")}
 class Hook(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
         if name not in WRAPPED:
@@ -189,7 +193,8 @@ class Hook(importlib.abc.MetaPathFinder):
             mark(name + " import starts")
             execute(module)
             mark(name + " import ends")
-            wrap(getattr(module, WRAPPED[name][0]), WRAPPED[name][1])
+            cls, method, part = WRAPPED[name]
+            wrap(getattr(module, cls), method, part)
         spec.loader.exec_module = exec_module
         return spec
 sys.meta_path.insert(0, Hook())
@@ -206,8 +211,10 @@ event = json.loads(open(sys.argv[1]).read())
 response = module.handler(event, LocalLambdaContext(remaining_ms=60_000))
 assert response["statusCode"] == 200, response["body"]
 first_token = time.time()
-import os, tempfile
+import glob, os, tempfile
 import onnxruntime as ort
+graph = sys.argv[2] or glob.glob(os.path.join(os.environ["MODEL_CACHE_DIR"], "*", "*", "onnx",
+                                              "model.onnx"))[0]  # from S3: the fetched copy
 from textgen.backends.onnx_backend import session_options
 from textgen.settings import get_settings
 def session(graph, **config):
@@ -221,11 +228,11 @@ def session(graph, **config):
     clock = time.time()
     ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     return time.time() - clock
-alone = {"session alone": session(sys.argv[2])}
-alone["session alone, prepacking off"] = session(sys.argv[2], **{"session.disable_prepacking": "1"})
+alone = {"session alone": session(graph)}
+alone["session alone, prepacking off"] = session(graph, **{"session.disable_prepacking": "1"})
 with tempfile.TemporaryDirectory() as folder:  # ONNX Runtime's own packed layout, saved, mapped
     packed = os.path.join(folder, "model.onnx")
-    session(sys.argv[2], optimized_model_filepath=packed, **{
+    session(graph, optimized_model_filepath=packed, **{
         "session.optimized_model_external_initializers_file_name": "model.onnx.data",
         "session.optimized_model_external_initializers_min_size_in_bytes": "65536",
         "session.save_external_prepacked_constant_initializers": "1"})
@@ -320,8 +327,9 @@ def run(
     if system == "llama_cpp":
         command = ["-c", _LLAMA_CPP, str(gguf), PROMPT, environ["TORCH_THREADS"]]
     elif system == "ours_timeline":
-        graph = Path(store) / model / ONNX_EXPORT_DIR / ONNX_MODEL_FILE
-        command = ["-c", _OURS_TIMELINE, str(event), str(graph)]
+        local = not store.startswith("s3://")  # from S3, the child finds the fetched copy
+        graph = str(Path(store) / model / ONNX_EXPORT_DIR / ONNX_MODEL_FILE) if local else ""
+        command = ["-c", _OURS_TIMELINE, str(event), graph]
     else:
         command = ["-c", _OURS_PARTS if system == "ours_parts" else _OURS, str(event)]
     cpu_before, server_before = children_cpu_seconds(), server_cpu() if server_cpu else 0.0
@@ -414,9 +422,8 @@ def main() -> int:
         systems += ("ours_before",)
     if "ours_before" in systems and not args.before:
         parser.error("ours_before needs --before")
-    for local_only in ("ours_sole_model", "ours_timeline"):
-        if args.store == "s3" and local_only in systems:
-            parser.error(f"{local_only} runs on a local store only")
+    if args.store == "s3" and "ours_sole_model" in systems:
+        parser.error("ours_sole_model runs on a local store only")
     with tempfile.TemporaryDirectory() as scratch, ExitStack() as stack:
         work = args.work or Path(scratch)
         folders = prepare(work, args.cache)
