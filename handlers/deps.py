@@ -1,4 +1,7 @@
-"""Shared route dependencies as Annotated aliases."""
+"""Shared route dependencies as Annotated aliases.
+
+They are coroutines though they never wait: FastAPI runs a plain function's dependency on its
+thread pool, two hops to another thread and back for every request."""
 
 from __future__ import annotations
 
@@ -13,12 +16,12 @@ from textgen.service import GenerationService
 from textgen.settings import Settings
 
 
-def _service(request: Request) -> GenerationService:
+async def _service(request: Request) -> GenerationService:
     service: GenerationService = request.app.state.service
     return service
 
 
-def _deadline(request: Request) -> float | None:
+async def _deadline(request: Request) -> float | None:
     """When generation must stop: the time budget, or the Lambda invocation's end if sooner."""
     settings: Settings = request.app.state.settings
     limits = [settings.generation_time_budget_s] if settings.generation_time_budget_s else []
