@@ -35,16 +35,17 @@ router = APIRouter(
 )
 
 
-def _owner(request: Request) -> str:
+# A coroutine, as handlers.deps explains: no trip through the thread pool per request.
+async def _owner(request: Request) -> str:
     return caller_identity(request.scope, bool(request.app.state.settings.api_key_list()))
 
 
-def _files(request: Request) -> FileStore:
+async def _files(request: Request) -> FileStore:
     api: BatchApi = request.app.state.batch_api
     return api.files
 
 
-def _batches(request: Request) -> BatchService:
+async def _batches(request: Request) -> BatchService:
     api: BatchApi = request.app.state.batch_api
     return api.batches
 

@@ -36,7 +36,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _serving(request: Request) -> OpenAIServing:
+# A coroutine, as handlers.deps explains: no trip through the thread pool per request.
+async def _serving(request: Request) -> OpenAIServing:
     serving: OpenAIServing = request.app.state.openai
     return serving
 
