@@ -154,12 +154,8 @@ parts["request to first token"] = invocation - loading
 print(json.dumps({"started": started, "first_token": time.time(), "parts": parts}))
 """
 
-# The preloaded cold start ("ours") with the moments its steps begin and end, on whichever thread
-# they run: what lies on the path to the first token. Nothing is imported ahead of the handler:
-# onnxruntime and the tokenizer are wrapped as the loading thread imports them. After the first
-# token, the same graph's session is created again, alone: as served, without prepacking (the
-# integer kernels' weight layout, made at every load), and from ONNX Runtime's own saved copy of
-# its packed weights, which price the packing and what storing it would save.
+# The "ours, timeline" system of the docstring. Nothing is imported ahead of the handler: the S3
+# store, onnxruntime and the tokenizer are wrapped as they are first imported.
 _OURS_TIMELINE = """
 import time
 started = time.time()
