@@ -106,6 +106,9 @@ RUN if [ "$BAKE_DEMO_MODELS" = "true" ]; then \
 # of the compilation (COMPILE is on by default on CUDA).
 COPY ${COMPILE_CACHE} /opt/compile-cache
 ENV COMPILE_CACHE_DIR=/opt/compile-cache
+# A server whose store holds one model loads (and compiles) it before it listens; a store that
+# fails at start leaves the model to its first request (docs/gpu.md).
+ENV PRELOAD_SOLE_MODEL=true
 USER textgen
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 \

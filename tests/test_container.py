@@ -271,16 +271,18 @@ def test_caches_live_under_tmp_and_no_weights_are_baked_in_by_default(target: st
     assert "ARG BAKE_DEMO_MODELS=false" in [f"ARG {i.arguments}" for i in stage.all("ARG")]
 
 
-@pytest.mark.parametrize(("target", "preloads"), [("lambda", True), ("gpu", False)])
-def test_the_lambda_image_preloads_its_stores_sole_model(
-    target: str, preloads: bool, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("target", ["lambda", "gpu"])
+def test_both_images_preload_their_stores_sole_model(
+    target: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The settings as the image's environment makes them: a misspelt name or value would fail.
+    # The settings as the image's environment makes them: a misspelt name or value would fail,
+    # and so does the environment left out (the setting is off by default).
     monkeypatch.delenv("PRELOAD_SOLE_MODEL", raising=False)
+    assert Settings().preload_sole_model is False
     for name, value in DOCKERFILE.stages[target].env().items():
         monkeypatch.setenv(name, value)
 
-    assert Settings().preload_sole_model is preloads
+    assert Settings().preload_sole_model is True
 
 
 def test_layers_go_from_dependencies_to_code() -> None:

@@ -159,10 +159,15 @@ class GenerationService:
         return [(names[0], Framework.PYTORCH)]
 
     def preload(self) -> None:
-        """Load models_to_preload() before the first request (provisioned concurrency, GPU
-        containers)."""
-        for name, framework in self.models_to_preload():
-            self.load(name, framework)
+        """Load models_to_preload() before the first request (a server's start). A model
+        PRELOAD_MODELS names that fails to load fails the start: the operator asked for it. The
+        store's sole model was asked for by no one: a failure to list or load it is logged and
+        left to the first request, as a transient error of the store must not stop a server."""
+        if self._settings.preload_models:
+            for name, framework in self.models_to_preload():
+                self.load(name, framework)
+        else:
+            self._preload_logging_failures()
 
     def preload_in_background(self) -> threading.Thread:
         """Start loading models_to_preload() on a thread of their own (which lists the store,
@@ -170,22 +175,23 @@ class GenerationService:
         for one of them waits for its load (a model loads once however many ask); a load that
         fails is logged and left to the first request, which loads it again and answers with
         the error if it fails again."""
-
-        def load_each() -> None:
-            try:
-                models = self.models_to_preload()
-            except Exception:
-                logger.exception("listing the store's models to preload failed")
-                return
-            for name, framework in models:
-                try:
-                    self.load(name, framework)
-                except Exception:
-                    logger.exception("preloading model '%s' (%s) failed", name, framework)
-
-        thread = threading.Thread(target=load_each, name="textgen-preload", daemon=True)
+        thread = threading.Thread(
+            target=self._preload_logging_failures, name="textgen-preload", daemon=True
+        )
         thread.start()
         return thread
+
+    def _preload_logging_failures(self) -> None:
+        try:
+            models = self.models_to_preload()
+        except Exception:
+            logger.exception("listing the store's models to preload failed")
+            return
+        for name, framework in models:
+            try:
+                self.load(name, framework)
+            except Exception:
+                logger.exception("preloading model '%s' (%s) failed", name, framework)
 
     def list_models(self) -> list[ModelDescription]:
         return self._store.list_models()

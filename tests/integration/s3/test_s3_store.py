@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ from tests.support.s3_models import (
 )
 from tests.support.s3_server import Fault, FaultProxy
 from tests.support.servers import REPO_ROOT
+from textgen.errors import StoreUnavailable
 from textgen.families import Family, Framework
 from textgen.service import GenerationRequest, GenerationService
 from textgen.settings import Settings
@@ -317,6 +319,36 @@ def test_a_bucket_holding_one_model_has_it_preloaded_unnamed(
 
     assert loaded == (["gpt2-test:pt"] if sole_model else [])
     assert first["timing"]["model_loaded"] is not sole_model
+
+
+@pytest.mark.parametrize("named", [False, True])
+def test_a_store_failing_at_start_stops_a_server_only_for_a_named_preload(
+    proxy: FaultProxy, gpt2_in_s3: Settings, named: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Refused at start (as while a new role's permissions propagate): the store's sole model,
+    # asked for by no one, is left to the first request; a model PRELOAD_MODELS names fails the
+    # start (the check can fail: the same fault, raised).
+    update: dict[str, Any] = {"preload_sole_model": True}
+    if named:
+        update["preload_models"] = [("gpt2-test", Framework.PYTORCH)]
+    settings = gpt2_in_s3.model_copy(update=update)
+    proxy.add_fault(Fault(count=100, status=403, error_code="AccessDenied"))
+
+    if named:
+        with pytest.raises(StoreUnavailable, match="access denied"):
+            create_app(settings)
+        return
+    with caplog.at_level(logging.ERROR, logger="textgen.service"):
+        app = create_app(settings)
+    proxy.faults.clear()  # the store answers again
+    with TestClient(app) as from_s3:
+        loaded = from_s3.get("/health").json()["loaded_models"]
+        first = from_s3.post("/gpt2_model", json=REQUEST)
+
+    assert "listing the store's models to preload failed" in caplog.text
+    assert loaded == []
+    assert first.status_code == 200, first.text
+    assert first.json()["timing"]["model_loaded"] is True
 
 
 def age_cache(cache: Path, seconds: float = 60) -> None:
