@@ -138,6 +138,50 @@ class ShiftedJoinOnnxRunner(OnnxRunner):
         return logits
 
 
+@pytest.mark.parametrize("model", ["gpt2-test", "llama-int8"])
+def test_a_prompt_scored_where_another_row_was_gets_its_own_logits(
+    onnx_store: Path, model: str
+) -> None:
+    # Row 1 first holds a plain request (its last position's logits), then, once that has
+    # left, a scored prompt (every position's logits, another shape) while row 0 decodes on:
+    # the call must neither fail (and with it row 0's request) nor give other logits than the
+    # prompt scored alone, and row 0 must go on with its own tokens.
+    backend = load_backend(Framework.PYTORCH, onnx_store / model, Settings())
+    assert isinstance(backend, StepBackend)
+    inner = backend.engine._runner
+    assert isinstance(inner, OnnxRunner)
+
+    def fresh() -> OnnxRunner:
+        return OnnxRunner(inner._session, inner._metadata, inner._pad_id, inner._tables)
+
+    long, short, scored, other = backend.encode([*MIXED, "Numbers: 1, 2, 4"], 16)
+    alone = fresh().add_rows([scored], len(scored), all_logits=True)[0]
+    decoding_alone = decode(fresh(), long, steps=6)
+    runner = fresh()
+    (logits,) = runner.add_rows([long], len(long) + 16, all_logits=False)
+    tokens = [int(logits.argmax())]
+    runner.add_rows([short], len(short) + 2, all_logits=False)
+    tokens.append(int(runner.step([tokens[-1], short[-1]])[0].argmax()))
+    runner.truncate(1)  # the plain request left row 1
+
+    (beside,) = runner.add_rows([scored], len(scored), all_logits=True)
+    for _ in range(4):
+        tokens.append(int(runner.step([tokens[-1], scored[-1]])[0].argmax()))
+
+    assert np.array_equal(beside, alone)
+    assert tokens[:6] == decoding_alone
+    other_alone = fresh().add_rows([other], len(other), all_logits=True)[0]
+    assert not np.array_equal(other_alone, alone)  # live check: a prompt's logits are its own
+
+
+def decode(runner: OnnxRunner, prompt: list[int], steps: int) -> list[int]:
+    (logits,) = runner.add_rows([prompt], len(prompt) + steps, all_logits=False)
+    tokens = [int(logits.argmax())]
+    for _ in range(steps - 1):
+        tokens.append(int(runner.step([tokens[-1]])[0].argmax()))
+    return tokens
+
+
 @pytest.mark.parametrize("model", ["gpt2-test", "llama-test"])
 def test_decoding_writes_the_cache_in_place(onnx_store: Path, model: str) -> None:
     backend = load_backend(Framework.PYTORCH, onnx_store / model, Settings())

@@ -189,9 +189,18 @@ class OnnxRunner:
         steps: bool = False,
     ) -> np.ndarray:
         """Run `ids` in `rows`, each row holding `lengths` tokens after the call; the logits of
-        the `wanted` positions of `ids`, [rows, wanted, vocab]: a copy, or for a step (one token
-        and its logits per row) a view of _step_logits, valid until the next step."""
+        the `wanted` positions of `ids`, [rows, wanted, vocab]: an array of their own, or for a
+        step (one token and its logits per row) a view of _step_logits, valid until the next
+        step."""
         binding = self._binding(rows, steps)
+        if not steps:
+            # Their shape varies from call to call (a scored prompt's every position), so they
+            # are bound anew each time, to memory of this call's own: ONNX Runtime would pass
+            # the output it allocated for the binding's last call again, and fail the call
+            # where the shape differs, taking the rows running beside it down.
+            logits = np.empty((len(ids), wanted.shape[1], self._vocab), dtype=np.float32)
+            shape = list(logits.shape)
+            binding.bind_output("logits", "cpu", 0, np.float32, shape, logits.ctypes.data)
         small = {
             "input_ids": ids,
             "seqlens_k": (lengths - 1).astype(np.int32),
@@ -203,15 +212,13 @@ class OnnxRunner:
         for name, array in small.items():
             binding.bind_cpu_input(name, array)
         self._session.run_with_iobinding(binding)
-        if steps:
-            return self._step_logits[rows]
-        return np.array(binding.get_outputs()[0].numpy())  # a copy: the binding reuses it
+        return self._step_logits[rows] if steps else logits
 
     def _binding(self, rows: slice, steps: bool) -> Any:
         """The session's binding of these rows of the buffers, as past and present of every
         layer: made once while the buffers and rows stay (binding 4 x layers tensors anew
         each step is a visible part of a one-row step). A binding for steps writes its logits
-        into _step_logits; any other leaves them to ONNX Runtime (their shape varies)."""
+        into _step_logits; any other gets them bound by each call (_run)."""
         key = (rows.start, rows.stop, steps)
         binding = self._bindings.get(key)
         if binding is None:
@@ -220,8 +227,6 @@ class OnnxRunner:
                 logits = self._step_logits[rows]
                 shape = list(logits.shape)
                 binding.bind_output("logits", "cpu", 0, np.float32, shape, logits.ctypes.data)
-            else:
-                binding.bind_output("logits", "cpu")  # first: get_outputs() follows binding order
             for name, table in self._tables.items():
                 shape = list(table.shape)
                 binding.bind_input(name, "cpu", 0, table.dtype, shape, table.ctypes.data)
