@@ -2,23 +2,29 @@
 
 Starts `textgen serve` on loopback over the test models (or --store), then --clients concurrent
 clients send, for --duration seconds, a seeded random mix: seed-endpoint requests (both
-families), OpenAI completions and chats, streamed and not, clients that disconnect mid-stream,
-and invalid requests of several kinds, each with the statuses it may get. The first fifth of the
-run, and at least WARM_UP_MIN_S, is warm-up: every path has run and the allocator has settled.
+families), OpenAI completions and chats, streamed and not, prompts scored (echo and logprobs),
+clients that disconnect mid-stream, and invalid requests of several kinds, each with the
+statuses it may get. With --exact (a store whose models all have their ONNX export, whose
+answers never depend on what shares the batch), a request sent again must get the same answer:
+greedy texts, seeded completions and streams, scored prompts' logprobs, each compared with its
+first. The first fifth of the run, and at least WARM_UP_MIN_S, is warm-up: every path has run
+and the allocator has settled.
 Reported: requests, statuses, unexpected answers, latency p50/p95/p99 of valid requests,
 tokens/s, and the server's resident memory, threads and open files at rest after warm-up and at
-the end, and its engines' rows once the load stops. The goals: no unexpected status, memory
-growth under 5% after warm-up, no more threads or open files than after warm-up, no engine row
-left.
+the end, and its engines' rows once the load stops. The goals: no unexpected status (nor, with
+--exact, a changed answer), memory growth under 5% after warm-up, no more threads or open files
+than after warm-up, no engine row left.
 Exit status 1 when one is missed. Reproduce with:
 
     python bench/load.py [--duration 180] [--clients 16] [--output FILE]
+    python bench/load.py --exact [--duration 180] ...   (the test models with their exports)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import socket
@@ -37,6 +43,7 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # the benchmarks, as bench.*; the tests' model builders
 
+from bench.cpu_decoding import cpu_description  # noqa: E402
 from bench.report import report  # noqa: E402
 
 MEMORY_GROWTH_LIMIT = 0.05
@@ -44,7 +51,17 @@ WARM_UP_MIN_S = 15.0
 SETTLE_S = 2.0  # how long the server is watched at rest for its threads and open files
 ANYIO_WORKER_IDLE_S = 10.0  # anyio stops a worker thread idle this long, at the next call
 
-Scenario = Callable[[httpx.AsyncClient, random.Random], Awaitable[tuple[int, int]]]
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    tokens: int = 0
+    # The request (as a key) and its answer, where the same request must always get it.
+    answer: tuple[str, str] | None = None
+
+
+MIX_MODELS = ("gpt2-test", "llama-test", "llama-chat-test")  # the models the mix asks for
+Scenario = Callable[[httpx.AsyncClient, random.Random], Awaitable[Outcome]]
 
 
 @dataclass
@@ -54,6 +71,17 @@ class Tally:
     unexpected: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     tokens: int = 0
+    first_answers: dict[str, str] = field(default_factory=dict)
+    answers_compared: int = 0
+
+    def check_answer(self, name: str, request: str, answer: str) -> None:
+        first = self.first_answers.get(request)
+        if first is None:
+            self.first_answers[request] = answer
+            return
+        self.answers_compared += 1
+        if answer != first:
+            self.unexpected.append(f"{name}: another answer to {request}: {answer!r}, {first!r}")
 
 
 def seed_body(model: str, rng: random.Random) -> dict[str, Any]:
@@ -61,21 +89,62 @@ def seed_body(model: str, rng: random.Random) -> dict[str, Any]:
     return {"model_name": model, "prompts": [words] * rng.randint(1, 3), "max_tokens": 16}
 
 
-async def seed_request(client: httpx.AsyncClient, rng: random.Random) -> tuple[int, int]:
+def words(rng: random.Random, count: int) -> str:
+    return " ".join(rng.choice(["cold", "start", "model", "token", "stream"]) for _ in range(count))
+
+
+async def seed_request(client: httpx.AsyncClient, rng: random.Random) -> Outcome:
     path, model = rng.choice([("/gpt2_model", "gpt2-test"), ("/llama_model", "llama-test")])
-    response = await client.post(path, json=seed_body(model, rng))
-    results = response.json().get("results", []) if response.status_code == 200 else []
-    return response.status_code, sum(r["generated_tokens"] for r in results)
+    body = seed_body(model, rng)
+    response = await client.post(path, json=body)
+    if response.status_code != 200:
+        return Outcome(response.status_code)
+    results = response.json()["results"]
+    texts = json.dumps([r["generated_text"] for r in results])
+    request = json.dumps({"path": path, **body}, sort_keys=True)  # greedy: one answer
+    return Outcome(200, sum(r["generated_tokens"] for r in results), (request, texts))
 
 
-async def completion(client: httpx.AsyncClient, rng: random.Random) -> tuple[int, int]:
-    body = {"model": "gpt2-test", "prompt": "Load", "max_tokens": 12, "n": rng.randint(1, 2)}
+async def completion(client: httpx.AsyncClient, rng: random.Random) -> Outcome:
+    """Sampled, half of them seeded (with nucleus sampling, a stop string and each token's
+    logprobs: one answer), half not."""
+    body: dict[str, Any] = {"model": "gpt2-test", "prompt": "Load", "max_tokens": 12}
+    body["n"] = rng.randint(1, 2)
+    seeded = rng.random() < 0.5
+    if seeded:
+        body |= {"seed": 7, "top_p": 0.9, "logprobs": 2, "stop": [" token"]}
     response = await client.post("/v1/completions", json=body)
-    usage = response.json().get("usage") if response.status_code == 200 else None
-    return response.status_code, usage["completion_tokens"] if usage else 0
+    if response.status_code != 200:
+        return Outcome(response.status_code)
+    answer = response.json()
+    tokens = answer["usage"]["completion_tokens"]
+    if not seeded:
+        return Outcome(200, tokens)
+    choices = json.dumps([[c["text"], c["logprobs"]] for c in answer["choices"]])
+    return Outcome(200, tokens, (json.dumps(body, sort_keys=True), choices))
 
 
-async def streamed(client: httpx.AsyncClient, rng: random.Random) -> tuple[int, int]:
+async def scored(client: httpx.AsyncClient, rng: random.Random) -> Outcome:
+    """A prompt scored: every position's logprob (and a few tokens after it, or none)."""
+    model = rng.choice(["gpt2-test", "llama-test"])
+    body = {
+        "model": model,
+        "prompt": words(rng, rng.randint(1, 12)),
+        "max_tokens": rng.choice([0, 3]),
+        "temperature": 0,  # the tokens after it greedy: one answer
+        "echo": True,
+        "logprobs": 1,
+    }
+    response = await client.post("/v1/completions", json=body)
+    if response.status_code != 200:
+        return Outcome(response.status_code)
+    answer = response.json()
+    logprobs = json.dumps(answer["choices"][0]["logprobs"]["token_logprobs"])
+    request = json.dumps(body, sort_keys=True)
+    return Outcome(200, answer["usage"]["completion_tokens"], (request, logprobs))
+
+
+async def streamed(client: httpx.AsyncClient, rng: random.Random) -> Outcome:
     chat = rng.random() < 0.5
     path = "/v1/chat/completions" if chat else "/v1/completions"
     body: dict[str, Any] = {"max_tokens": 12, "stream": True, "temperature": 0.8, "seed": 1}
@@ -83,19 +152,28 @@ async def streamed(client: httpx.AsyncClient, rng: random.Random) -> tuple[int, 
         body |= {"model": "llama-chat-test", "messages": [{"role": "user", "content": "Hi"}]}
     else:
         body |= {"model": "llama-test", "prompt": "Stream"}
-    chunks = 0
+    chunks, text = 0, []
     async with client.stream("POST", path, json=body) as response:
         async for line in response.aiter_lines():
-            chunks += line.startswith("data: {")
-        return response.status_code, max(chunks - 2 * chat, 0)
+            if line.startswith("data: {"):
+                chunk = json.loads(line[len("data: ") :])
+                if "error" in chunk:  # failed after its headers went: a server error all the same
+                    return Outcome(500)
+                chunks += 1
+                choice = chunk["choices"][0]
+                text.append(choice["delta"].get("content") or "" if chat else choice["text"])
+        if response.status_code != 200:
+            return Outcome(response.status_code)
+    request = json.dumps({"path": path, **body}, sort_keys=True)  # seeded: one answer
+    return Outcome(200, max(chunks - 2 * chat, 0), (request, "".join(text)))
 
 
-async def leaving(client: httpx.AsyncClient, rng: random.Random) -> tuple[int, int]:
+async def leaving(client: httpx.AsyncClient, rng: random.Random) -> Outcome:
     body = {"model": "gpt2-test", "prompt": "Leave", "max_tokens": 100, "stream": True}
     async with client.stream("POST", "/v1/completions", json=body) as response:
         async for _ in response.aiter_lines():
             break  # the client hangs up after its first line
-        return response.status_code, 0
+        return Outcome(response.status_code)
 
 
 INVALID: list[tuple[str, dict[str, Any], set[int]]] = [
@@ -113,11 +191,11 @@ INVALID: list[tuple[str, dict[str, Any], set[int]]] = [
 ]
 
 
-async def invalid(client: httpx.AsyncClient, rng: random.Random) -> tuple[int, int]:
+async def invalid(client: httpx.AsyncClient, rng: random.Random) -> Outcome:
     path, request, expected = rng.choice(INVALID)
     response = await client.post(path, **request)
     ok = response.status_code in expected and "error" in response.json()
-    return (response.status_code if ok else -response.status_code), 0
+    return Outcome(response.status_code if ok else -response.status_code)
 
 
 SCENARIOS: dict[str, tuple[Scenario, float, set[int]]] = {
@@ -125,6 +203,7 @@ SCENARIOS: dict[str, tuple[Scenario, float, set[int]]] = {
     "seed": (seed_request, 3, {200, 429}),
     "completion": (completion, 2, {200, 429}),
     "stream": (streamed, 2, {200, 429}),
+    "scored": (scored, 2, {200, 429}),
     "disconnect": (leaving, 1, {200, 429}),
     "invalid": (invalid, 2, set(range(400, 430))),
 }
@@ -163,7 +242,9 @@ def figures_at_rest(url: str, pid: int, worker_idle_s: float) -> dict[str, int]:
     }
 
 
-async def drive(url: str, duration: float, clients: int, seed: int, tally: Tally) -> None:
+async def drive(
+    url: str, duration: float, clients: int, seed: int, tally: Tally, exact: bool
+) -> None:
     names = list(SCENARIOS)
     weights = [SCENARIOS[n][1] for n in names]
     stop_at = time.monotonic() + duration
@@ -176,17 +257,20 @@ async def drive(url: str, duration: float, clients: int, seed: int, tally: Tally
                 run, _, allowed = SCENARIOS[name]
                 started = time.perf_counter()
                 try:
-                    status, tokens = await run(client, rng)
+                    outcome = await run(client, rng)
                 except httpx.HTTPError as exc:
-                    status, tokens = 0, 0
+                    outcome = Outcome(0)
                     tally.unexpected.append(f"{name}: {type(exc).__name__}: {exc}")
+                status = outcome.status
                 tally.requests[name] += 1
                 tally.statuses[str(abs(status))] += 1
                 if status not in allowed:
                     tally.unexpected.append(f"{name}: status {status}")
                 elif status == 200 and name != "disconnect":
                     tally.latencies.append(time.perf_counter() - started)
-                tally.tokens += tokens
+                if exact and outcome.answer is not None:
+                    tally.check_answer(name, *outcome.answer)
+                tally.tokens += outcome.tokens
 
     await asyncio.gather(*(client_loop(i) for i in range(clients)))
 
@@ -221,6 +305,7 @@ def soak(
     clients: int,
     seed: int,
     worker_idle_s: float = ANYIO_WORKER_IDLE_S,
+    exact: bool = False,
 ) -> dict[str, Any]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -230,7 +315,7 @@ def soak(
         **os.environ,
         "MODEL_STORE": str(store),
         "MAX_QUEUED_REQUESTS": str(4 * clients),
-        "MAX_LOADED_MODELS": "3",  # every model the mix uses stays loaded, as in production
+        "MAX_LOADED_MODELS": str(len(MIX_MODELS)),  # each stays loaded, as in production
     }
     log = Path(os.environ.get("LOAD_SERVER_LOG", os.devnull)).open("w")  # noqa: SIM115
     server = subprocess.Popen(
@@ -245,11 +330,11 @@ def soak(
                 time.sleep(0.2)
         warm_up = Tally()
         warm_up_s = max(duration / 5, WARM_UP_MIN_S)
-        asyncio.run(drive(url, warm_up_s, clients, seed, warm_up))
+        asyncio.run(drive(url, warm_up_s, clients, seed, warm_up, exact))
         after_warm_up = figures_at_rest(url, server.pid, worker_idle_s)
-        tally = Tally()
+        tally = Tally(first_answers=warm_up.first_answers)  # compared with the warm-up's too
         started = time.perf_counter()
-        asyncio.run(drive(url, duration - warm_up_s, clients, seed + 1, tally))
+        asyncio.run(drive(url, duration - warm_up_s, clients, seed + 1, tally, exact))
         elapsed = time.perf_counter() - started
         engines: dict[str, Any] = {}
         for _ in range(200):  # the engines finish what the disconnects left, then idle
@@ -265,6 +350,7 @@ def soak(
     growth = end["rss_kb"] / after_warm_up["rss_kb"] - 1
     rows_left = sum(e["running_sequences"] + e["queued_requests"] for e in engines.values())
     summary = {
+        "cpu": cpu_description(),
         "duration_s": duration,
         "clients": clients,
         "worker_idle_s": worker_idle_s,
@@ -272,6 +358,9 @@ def soak(
         "statuses": dict(tally.statuses),
         "unexpected": tally.unexpected[:20],
         "unexpected_count": len(tally.unexpected),
+        "unexpected_in_warm_up": warm_up.unexpected[:20],
+        "exact": exact,
+        "answers_compared": warm_up.answers_compared + tally.answers_compared,
         "latency_p50_s": percentile(tally.latencies, 0.5),
         "latency_p95_s": percentile(tally.latencies, 0.95),
         "latency_p99_s": percentile(tally.latencies, 0.99),
@@ -282,7 +371,7 @@ def soak(
         "engine_rows_left": rows_left,
     }
     summary["goals_met"] = {
-        "no_unexpected_status": not tally.unexpected,
+        "no_unexpected_status": not tally.unexpected and not warm_up.unexpected,
         "memory_flat": growth < MEMORY_GROWTH_LIMIT,
         "no_leaked_threads": end["threads"] <= after_warm_up["threads"],
         "no_leaked_files": end["open_files"] <= after_warm_up["open_files"],
@@ -298,7 +387,11 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=180)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--store", type=Path, help="default: the test models, built here")
+    parser.add_argument(
+        "--store",
+        type=Path,
+        help="default: the test models, built here (with --exact, and their int8 exports)",
+    )
     parser.add_argument("--output", type=Path)
     parser.add_argument(
         "--worker-idle-s",
@@ -307,6 +400,12 @@ def main() -> int:
         help="how long the server's idle worker threads stay (anyio's own: 10): the two rests "
         "at which its threads are counted each wait this long",
     )
+    parser.add_argument(
+        "--exact",
+        action="store_true",
+        help="a request sent again must get the same answer (a store whose models all have "
+        "their ONNX export)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         store = args.store
@@ -314,7 +413,13 @@ def main() -> int:
             from tests.support.models import build_test_store
 
             store = build_test_store(Path(scratch))
-        summary = soak(store, args.duration, args.clients, args.seed, args.worker_idle_s)
+            if args.exact:  # the default path: each model the mix uses with its export
+                models = [str(store / name) for name in MIX_MODELS]
+                export = [sys.executable, "-m", "handlers.cli", "export-onnx", *models]
+                subprocess.run(export, cwd=REPO_ROOT, check=True, capture_output=True)
+        summary = soak(
+            store, args.duration, args.clients, args.seed, args.worker_idle_s, args.exact
+        )
     report(summary, args.output)
     return 0 if all(summary["goals_met"].values()) else 1
 
