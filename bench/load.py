@@ -7,8 +7,8 @@ clients that disconnect mid-stream, and invalid requests of several kinds, each 
 statuses it may get. With --exact (a store whose models all have their ONNX export, whose
 answers never depend on what shares the batch), a request sent again must get the same answer:
 greedy texts, seeded completions and streams, scored prompts' logprobs, each compared with its
-first. The first fifth of the run, and at least WARM_UP_MIN_S, is warm-up: every path has run
-and the allocator has settled.
+first. The first fifth of the run, and at least WARM_UP_MIN_S (or --warm-up-s), is warm-up:
+every path has run and the allocators have settled.
 Reported: requests, statuses, unexpected answers, latency p50/p95/p99 of valid requests,
 tokens/s, and the server's resident memory, threads and open files at rest after warm-up and at
 the end, and its engines' rows once the load stops. The goals: no unexpected status (nor, with
@@ -306,6 +306,7 @@ def soak(
     seed: int,
     worker_idle_s: float = ANYIO_WORKER_IDLE_S,
     exact: bool = False,
+    warm_up_s: float | None = None,
 ) -> dict[str, Any]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -329,7 +330,7 @@ def soak(
             except httpx.TransportError:
                 time.sleep(0.2)
         warm_up = Tally()
-        warm_up_s = max(duration / 5, WARM_UP_MIN_S)
+        warm_up_s = warm_up_s or max(duration / 5, WARM_UP_MIN_S)
         asyncio.run(drive(url, warm_up_s, clients, seed, warm_up, exact))
         after_warm_up = figures_at_rest(url, server.pid, worker_idle_s)
         tally = Tally(first_answers=warm_up.first_answers)  # compared with the warm-up's too
@@ -354,6 +355,7 @@ def soak(
         "duration_s": duration,
         "clients": clients,
         "worker_idle_s": worker_idle_s,
+        "warm_up_s": warm_up_s,
         "requests": dict(tally.requests),
         "statuses": dict(tally.statuses),
         "unexpected": tally.unexpected[:20],
@@ -406,6 +408,11 @@ def main() -> int:
         help="a request sent again must get the same answer (a store whose models all have "
         "their ONNX export)",
     )
+    parser.add_argument(
+        "--warm-up-s",
+        type=float,
+        help=f"warm-up seconds, within --duration (default: a fifth, at least {WARM_UP_MIN_S:g})",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         store = args.store
@@ -417,8 +424,21 @@ def main() -> int:
                 models = [str(store / name) for name in MIX_MODELS]
                 export = [sys.executable, "-m", "handlers.cli", "export-onnx", *models]
                 subprocess.run(export, cwd=REPO_ROOT, check=True, capture_output=True)
+        if args.exact:
+            from textgen.model_files import ONNX_EXPORT_DIR, ONNX_METADATA_FILE
+
+            metadata = Path(ONNX_EXPORT_DIR, ONNX_METADATA_FILE)
+            without = [m for m in MIX_MODELS if not (store / m / metadata).is_file()]
+            if without:  # served by PyTorch, their answers may change with the batch
+                parser.error(f"--exact needs an export of every model the mix uses: {without}")
         summary = soak(
-            store, args.duration, args.clients, args.seed, args.worker_idle_s, args.exact
+            store,
+            args.duration,
+            args.clients,
+            args.seed,
+            args.worker_idle_s,
+            args.exact,
+            args.warm_up_s,
         )
     report(summary, args.output)
     return 0 if all(summary["goals_met"].values()) else 1
