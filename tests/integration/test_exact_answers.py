@@ -1,7 +1,8 @@
 """A request's answer never depends on what shares its batch. On the ONNX paths (int8 and float32:
 every model with an export), a prompt's logits at every position are bit for bit the same alone,
 inside a batch of prompts of other lengths, and joining rows already decoding while one of them
-leaves. Logits, not tokens: equal bits leave no drift for near-flat logits to hide, and a seeded
+leaves; so are a scored prompt's (every position's logits from its prompt call). Logits, not
+tokens: equal bits leave no drift for near-flat logits to hide, and a seeded
 sampler given equal logits draws equal tokens (tests/unit/test_engine.py). Live check: ONNX
 Runtime's own int8 graph (one activation range for the whole call) fails the same comparison.
 
@@ -92,6 +93,24 @@ def traces(runner: Any) -> dict[str, list[np.ndarray]]:
     return found
 
 
+def scored_traces(runner: Any) -> dict[str, list[np.ndarray]]:
+    """TARGET scored (every position's logits from its prompt call, as `echo` with `logprobs`
+    asks): alone; padded in a batch of prompts of other lengths; and joining two rows already
+    decoding, beside another prompt joining with it."""
+    width = 64
+    found = {"alone": list(runner.add_rows([TARGET], width, all_logits=True)[0])}
+    runner.truncate(0)
+    batch = runner.add_rows([COMPANY[0], TARGET, *COMPANY[1:]], width, all_logits=True)
+    found["in a batch"] = list(batch[1])
+    runner.truncate(0)
+    runner.add_rows(COMPANY[:2], width, all_logits=False)
+    for token in range(4):
+        runner.step([token + 20, token + 30])
+    found["joining"] = list(runner.add_rows([TARGET, COMPANY[2]], width, all_logits=True)[0])
+    runner.truncate(0)
+    return found
+
+
 def differences(found: dict[str, list[np.ndarray]]) -> list[str]:
     """Which ways of running differ from running alone, and at which positions."""
     alone = found["alone"]
@@ -118,6 +137,18 @@ def test_a_prompts_logits_are_the_same_whatever_shares_its_batch(
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("path", ["onnx-int8", "onnx-float32"])
+def test_a_scored_prompts_logits_are_the_same_whatever_shares_its_batch(
+    backends: dict[tuple[str, str], StepBackend], path: str, family: str
+) -> None:
+    found = scored_traces(backends[path, family].engine._runner)
+
+    assert differences(found) == []
+    assert len(found["alone"]) == len(TARGET)
+    assert not np.array_equal(found["alone"][0], found["alone"][1])  # positions really differ
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_on_pytorch_greedy_tokens_hold_whatever_shares_the_batch(
     backends: dict[tuple[str, str], StepBackend], family: str
 ) -> None:
@@ -140,3 +171,4 @@ def test_live_check_one_range_for_the_whole_call_fails_it(
     runner = OnnxRunner(session, metadata, 0, embedding_tables(export, metadata))
 
     assert differences(traces(runner)) != []
+    assert differences(scored_traces(runner)) != []
