@@ -84,13 +84,17 @@ class Tally:
             self.unexpected.append(f"{name}: another answer to {request}: {answer!r}, {first!r}")
 
 
-def seed_body(model: str, rng: random.Random) -> dict[str, Any]:
-    words = " ".join(rng.choice(["cold", "start", "model", "token", "stream"]) for _ in range(6))
-    return {"model_name": model, "prompts": [words] * rng.randint(1, 3), "max_tokens": 16}
-
-
 def words(rng: random.Random, count: int) -> str:
     return " ".join(rng.choice(["cold", "start", "model", "token", "stream"]) for _ in range(count))
+
+
+def seed_body(model: str, rng: random.Random) -> dict[str, Any]:
+    return {"model_name": model, "prompts": [words(rng, 6)] * rng.randint(1, 3), "max_tokens": 16}
+
+
+def request_key(path: str, body: dict[str, Any]) -> str:
+    """A request as a key of its answer (for requests that must always get the same one)."""
+    return json.dumps({"path": path, **body}, sort_keys=True)
 
 
 async def seed_request(client: httpx.AsyncClient, rng: random.Random) -> Outcome:
@@ -101,8 +105,8 @@ async def seed_request(client: httpx.AsyncClient, rng: random.Random) -> Outcome
         return Outcome(response.status_code)
     results = response.json()["results"]
     texts = json.dumps([r["generated_text"] for r in results])
-    request = json.dumps({"path": path, **body}, sort_keys=True)  # greedy: one answer
-    return Outcome(200, sum(r["generated_tokens"] for r in results), (request, texts))
+    tokens = sum(r["generated_tokens"] for r in results)
+    return Outcome(200, tokens, (request_key(path, body), texts))  # greedy: one answer
 
 
 async def completion(client: httpx.AsyncClient, rng: random.Random) -> Outcome:
@@ -121,7 +125,7 @@ async def completion(client: httpx.AsyncClient, rng: random.Random) -> Outcome:
     if not seeded:
         return Outcome(200, tokens)
     choices = json.dumps([[c["text"], c["logprobs"]] for c in answer["choices"]])
-    return Outcome(200, tokens, (json.dumps(body, sort_keys=True), choices))
+    return Outcome(200, tokens, (request_key("/v1/completions", body), choices))
 
 
 async def scored(client: httpx.AsyncClient, rng: random.Random) -> Outcome:
@@ -140,8 +144,8 @@ async def scored(client: httpx.AsyncClient, rng: random.Random) -> Outcome:
         return Outcome(response.status_code)
     answer = response.json()
     logprobs = json.dumps(answer["choices"][0]["logprobs"]["token_logprobs"])
-    request = json.dumps(body, sort_keys=True)
-    return Outcome(200, answer["usage"]["completion_tokens"], (request, logprobs))
+    tokens = answer["usage"]["completion_tokens"]
+    return Outcome(200, tokens, (request_key("/v1/completions", body), logprobs))
 
 
 async def streamed(client: httpx.AsyncClient, rng: random.Random) -> Outcome:
@@ -161,11 +165,11 @@ async def streamed(client: httpx.AsyncClient, rng: random.Random) -> Outcome:
                     return Outcome(500)
                 chunks += 1
                 choice = chunk["choices"][0]
-                text.append(choice["delta"].get("content") or "" if chat else choice["text"])
+                text.append((choice["delta"].get("content") or "") if chat else choice["text"])
         if response.status_code != 200:
             return Outcome(response.status_code)
-    request = json.dumps({"path": path, **body}, sort_keys=True)  # seeded: one answer
-    return Outcome(200, max(chunks - 2 * chat, 0), (request, "".join(text)))
+    seeded = (request_key(path, body), "".join(text))  # one answer
+    return Outcome(200, max(chunks - 2 * chat, 0), seeded)
 
 
 async def leaving(client: httpx.AsyncClient, rng: random.Random) -> Outcome:
