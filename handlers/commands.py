@@ -144,7 +144,7 @@ def run_batch(args: argparse.Namespace) -> int:
     from textgen.store import open_store
 
     settings = Settings()
-    with open(args.input, encoding="utf-8") as lines:
+    with open(args.input, encoding="utf-8-sig") as lines:  # a byte order mark skipped
         # The whole file's shape checked before any runs; a body its endpoint refuses (a prompt
         # too long) is that line's error, as vLLM's run-batch has it.
         requests = parse_batch(lines)

@@ -22,7 +22,7 @@ from handlers.batch_api.objects import (
 from handlers.batch_api.records import BatchRecords, batch_blob, new_batch_id
 from handlers.batch_api.runner import INPUT
 from handlers.errors import BatchFileInvalid
-from handlers.openai_api.batch import ENDPOINTS, Body, parse_batch
+from handlers.openai_api.batch import ENDPOINTS, Body, jsonl_lines, parse_batch
 from textgen.errors import InvalidRequest
 from textgen.settings import Settings
 
@@ -78,12 +78,10 @@ class BatchService:
             )
         data = self._files.content(owner, source.id)
         try:
-            text = data.decode("utf-8")
+            lines = jsonl_lines(data)
         except UnicodeDecodeError as exc:
             raise BatchFileInvalid(f"the batch file is not UTF-8 text: {exc}") from None
-        requests = parse_batch(
-            text.splitlines(), self._check, body.endpoint, self._settings.max_body_bytes
-        )
+        requests = parse_batch(lines, self._check, body.endpoint, self._settings.max_body_bytes)
         if len(requests) > self._settings.max_batch_lines:
             raise BatchFileInvalid(
                 f"the batch file has {len(requests)} requests, more than the "

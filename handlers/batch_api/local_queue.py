@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from handlers.batch_api.batches import BatchService
 from handlers.batch_api.runner import BatchRunner
 from handlers.errors import BatchesUnavailable
+from textgen.errors import ShuttingDown
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,9 @@ class LocalChunkQueue:
             batch_id, index = await self._queue.get()
             try:
                 await self._runner.run_chunk(batch_id, index)
+            except ShuttingDown:  # the chunk stays undone, and so do those queued after it
+                logger.info("chunk %d of batch %s is left for the next start", index, batch_id)
+                return
             except Exception:  # a chunk that failed stays undone: a restart runs it again
                 logger.exception("chunk %d of batch %s failed", index, batch_id)
             finally:

@@ -3,9 +3,9 @@ a batch is kept as: its public fields plus who owns it and which of its chunks a
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 BatchStatus = Literal[
     "validating",
@@ -118,10 +118,15 @@ class BatchRecord(Batch):
 
 
 class CreateBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a typo is an error, as on the other routes
+
     input_file_id: str = Field(min_length=1, max_length=200)
     endpoint: str
     completion_window: str = "24h"
-    metadata: dict[str, str] | None = Field(default=None, max_length=16)
+    # OpenAI's limits: 16 pairs, keys of 64 characters at most, values of 512.
+    metadata: (
+        dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None
+    ) = Field(default=None, max_length=16)
 
 
 class Page(BaseModel):

@@ -28,7 +28,7 @@ from handlers.batch_api.blobs import Blobs
 from handlers.batch_api.files import FileStore
 from handlers.batch_api.objects import FINAL_STATUSES, OUTPUT_PURPOSE, BatchRecord
 from handlers.batch_api.records import BatchRecords, batch_blob
-from handlers.openai_api.batch import BatchRequest, parse_batch, run_batch
+from handlers.openai_api.batch import BatchRequest, jsonl_lines, parse_batch, run_batch
 from handlers.openai_api.serving import OpenAIServing
 
 INPUT = "input.jsonl"
@@ -101,10 +101,10 @@ class BatchRunner:
 
     def _chunk_requests(self, record: BatchRecord, index: int) -> list[BatchRequest]:
         if record.id not in self._parsed:
-            text = self._blobs.get(batch_blob(record.id, INPUT)).decode()
+            lines = jsonl_lines(self._blobs.get(batch_blob(record.id, INPUT)))
             # Checked whole at create; a body refused now (the limits changed since) is its
             # line's error when it runs, not a chunk that never can.
-            requests = parse_batch(text.splitlines(), endpoint=record.endpoint)
+            requests = parse_batch(lines, endpoint=record.endpoint)
             self._parsed = {record.id: requests}
         starts = [*record.chunk_starts, record.request_counts.total]
         return self._parsed[record.id][starts[index] : starts[index + 1]]

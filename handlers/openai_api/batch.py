@@ -28,7 +28,7 @@ from handlers.errors import BatchFileInvalid, openai_error_body, openai_status, 
 from handlers.openai_api import protocol as p
 from handlers.openai_api.serving import OpenAIServing, Prepared
 from handlers.request_ids import current_request_id
-from textgen.errors import Overloaded, TextgenError
+from textgen.errors import Overloaded, ShuttingDown, TextgenError
 
 COMPLETIONS, CHAT = "/v1/completions", "/v1/chat/completions"
 Body = p.CompletionRequest | p.ChatCompletionRequest
@@ -46,6 +46,13 @@ class BatchRequest:
     custom_id: str
     url: str
     body: p.CompletionRequest | p.ChatCompletionRequest
+
+
+def jsonl_lines(data: bytes) -> list[str]:
+    """A JSONL file's lines, split at line feeds only: a JSON string may hold U+2028, U+0085 and
+    the other characters str.splitlines also splits at. A UTF-8 byte order mark (which some
+    editors write) is skipped; UnicodeDecodeError where the file is no UTF-8."""
+    return data.decode("utf-8-sig").split("\n")
 
 
 def parse_batch(
@@ -133,7 +140,9 @@ async def run_batch(
     on_done: Callable[[dict[str, Any]], None] = lambda record: None,
 ) -> list[dict[str, Any]]:
     """Every request's output line, in input order, with up to `in_flight` requests on the
-    engines at once; `on_done` is called with each line as it completes.
+    engines at once; `on_done` is called with each line as it completes. A service stopping
+    (ShuttingDown) stops the run: its lines are no answers, and whoever runs them again later
+    must not find them answered.
 
     Lines are queued in input order from one thread, one right after another, as a caller
     handing the engine all its prompts would: the engine then starts with as many rows as have
@@ -147,18 +156,23 @@ async def run_batch(
         if not task.cancelled() and task.exception() is None:
             on_done(task.result())
 
-    for request in requests:
-        await slots.acquire()
-        request_id = uuid.uuid4().hex  # as a request's through the API (handlers.request_ids)
-        token = current_request_id.set(request_id)
-        try:
-            queued = await _queue(serving, request)
-            # The task takes this context along: the answer is named by the request's id.
-            finishing.append(asyncio.create_task(_finish(serving, request, queued, request_id)))
-        finally:
-            current_request_id.reset(token)
-        finishing[-1].add_done_callback(finished)
-    return [await task for task in finishing]
+    try:
+        for request in requests:
+            await slots.acquire()
+            request_id = uuid.uuid4().hex  # as a request's through the API (handlers.request_ids)
+            token = current_request_id.set(request_id)
+            try:
+                queued = await _queue(serving, request)
+                # The task takes this context along: the answer is named by the request's id.
+                finishing.append(asyncio.create_task(_finish(serving, request, queued, request_id)))
+            finally:
+                current_request_id.reset(token)
+            finishing[-1].add_done_callback(finished)
+        return [await task for task in finishing]
+    except ShuttingDown:
+        for task in finishing:
+            task.cancel()
+        raise
 
 
 async def _queue(
@@ -170,6 +184,8 @@ async def _queue(
             return await run_in_threadpool(_submit, serving, request.body)
         except Overloaded:
             await asyncio.sleep(_RETRY_AFTER_FULL_S)
+        except ShuttingDown:
+            raise  # not the line's error: the line is left for the run after the restart
         except TextgenError as exc:
             return _error(exc)
 
@@ -200,6 +216,8 @@ async def _finish(
                 else serving.chat(queued, outputs)
             )
             status, body = 200, answer.model_dump(mode="json")
+        except ShuttingDown:
+            raise
         except TextgenError as exc:
             status, body = _error(exc)
     return output_line(request.custom_id, status, body, request_id)

@@ -59,7 +59,14 @@ def chat_request(
         raise InvalidRequest(
             "give max_tokens or max_completion_tokens, not both", field="max_tokens"
         )
-    max_tokens = body.max_completion_tokens or body.max_tokens or default_max_tokens
+    field, given = (
+        ("max_tokens", body.max_tokens)
+        if body.max_completion_tokens is None
+        else ("max_completion_tokens", body.max_completion_tokens)
+    )
+    if given is not None and given < 1:
+        raise InvalidRequest(f"{field} must be at least 1, got {given}", field=field)
+    max_tokens = default_max_tokens if given is None else given
     return GenerationRequest(
         model_name=body.model,
         prompts=[],
@@ -118,8 +125,10 @@ def _sampling(body: p.ChatCompletionRequest | p.CompletionRequest) -> SamplingPa
 
 
 def _plain_message(message: p.ChatMessage) -> dict[str, str]:
-    """A message as chat templates take it: role and text (text parts joined)."""
+    """A message as chat templates take it: role and text (text parts joined). OpenAI's
+    developer messages are its system messages by a newer name, which templates do not know."""
     content = message.content
     if isinstance(content, list):
         content = "".join(part.text for part in content)
-    return {"role": message.role, "content": content or ""}
+    role = "system" if message.role == "developer" else message.role
+    return {"role": role, "content": content or ""}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_serializer
 
 MAX_CHOICES = 4
 MAX_COMPLETION_LOGPROBS = 5
@@ -154,6 +154,11 @@ class ChatChunkChoice(BaseModel):
     delta: Delta
     logprobs: ChoiceLogprobs | None = None
     finish_reason: Literal["stop", "length"] | None = None
+
+    @field_serializer("delta")
+    def _delta(self, delta: Delta) -> dict[str, str]:
+        """Only what the chunk carries, as OpenAI sends it: the last chunk's delta is {}."""
+        return delta.model_dump(exclude_none=True)
 
 
 class ChatCompletionChunk(BaseModel):

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from handlers.openai_api import protocol as p
 from handlers.openai_api.bodies import chat_request, completion_request
 from handlers.openai_api.logprobs import (
+    TextOffsets,
     chat_logprobs,
     completion_logprobs,
     logprob_entries,
@@ -39,6 +40,7 @@ class Prepared:
     """A request on its way: the generation, and what answering it in OpenAI's shape needs."""
 
     generation: Generation
+    id: str  # the response's, every chunk of a stream's included
     echo: bool = False  # completions: each choice's text follows its prompt
 
     @property
@@ -81,7 +83,7 @@ class OpenAIServing:
         """Check the request and queue it on its model's engine (blocking: loads the model if
         needed); a `background` one (a batch file's line) starts after interactive ones."""
         request = completion_request(body, deadline, background)
-        return Prepared(self._service.submit(request), body.echo)
+        return Prepared(self._service.submit(request), _new_id("cmpl"), body.echo)
 
     def check(self, body: p.CompletionRequest | p.ChatCompletionRequest) -> None:
         """What submitting `body` checks before a model is loaded: a batch file's lines are
@@ -102,7 +104,7 @@ class OpenAIServing:
             for o in outputs
         ]
         return p.Completion(
-            id=_new_id("cmpl"),
+            id=prepared.id,
             created=int(time.time()),
             model=prepared.model,
             choices=choices,
@@ -110,17 +112,19 @@ class OpenAIServing:
         )
 
     async def completion_chunks(self, prepared: Prepared) -> AsyncIterator[p.Completion]:
-        chunk_id, created = _new_id("cmpl"), int(time.time())
-        started: set[int] = set()
+        created = int(time.time())
+        offsets: dict[int, TextOffsets] = {}  # each choice's, from one chunk to the next
         async for event in prepared.generation.events():
             text = event.text
-            if prepared.echo and event.index not in started:
+            if prepared.echo and event.index not in offsets:
                 text = prepared.prompt_of(event.index) + text
-            started.add(event.index)
+            choice_offsets = offsets.setdefault(event.index, TextOffsets())
             logprobs = None
             if prepared.generation.request.logprobs is not None and event.logprobs:
                 logprobs = completion_logprobs(
-                    logprob_entries(event.logprobs), prepared.generation.token_text
+                    logprob_entries(event.logprobs),
+                    prepared.generation.token_bytes,
+                    choice_offsets,
                 )
             choice = p.CompletionChoice(
                 text=text,
@@ -128,7 +132,9 @@ class OpenAIServing:
                 logprobs=logprobs,
                 finish_reason=_finish(event.finish_reason),
             )
-            yield p.Completion(id=chunk_id, created=created, model=prepared.model, choices=[choice])
+            yield p.Completion(
+                id=prepared.id, created=created, model=prepared.model, choices=[choice]
+            )
 
     # ---- chat
     async def start_chat(self, body: p.ChatCompletionRequest, deadline: float | None) -> Prepared:
@@ -138,9 +144,8 @@ class OpenAIServing:
         self, body: p.ChatCompletionRequest, deadline: float | None, background: bool = False
     ) -> Prepared:
         """Check the conversation and queue it on its model's engine (blocking)."""
-        return Prepared(
-            self._service.submit(chat_request(body, deadline, background, self._default_max_tokens))
-        )
+        request = chat_request(body, deadline, background, self._default_max_tokens)
+        return Prepared(self._service.submit(request), _new_id("chatcmpl"))
 
     def chat(self, prepared: Prepared, outputs: list[SequenceOutput]) -> p.ChatCompletion:
         choices = [
@@ -153,7 +158,7 @@ class OpenAIServing:
             for o in outputs
         ]
         return p.ChatCompletion(
-            id=_new_id("chatcmpl"),
+            id=prepared.id,
             created=int(time.time()),
             model=prepared.model,
             choices=choices,
@@ -161,11 +166,11 @@ class OpenAIServing:
         )
 
     async def chat_chunks(self, prepared: Prepared) -> AsyncIterator[p.ChatCompletionChunk]:
-        chunk_id, created = _new_id("chatcmpl"), int(time.time())
+        created = int(time.time())
 
         def chunk(choice: p.ChatChunkChoice) -> p.ChatCompletionChunk:
             return p.ChatCompletionChunk(
-                id=chunk_id, created=created, model=prepared.model, choices=[choice]
+                id=prepared.id, created=created, model=prepared.model, choices=[choice]
             )
 
         for index in range(prepared.generation.rows):  # OpenAI opens with the role
@@ -186,7 +191,7 @@ class OpenAIServing:
         """The last chunk of a stream with stream_options.include_usage: no choices, the usage."""
         outputs = prepared.generation.wait(timeout=0)
         return chunk_type(
-            id=_new_id("usage"),
+            id=prepared.id,
             created=int(time.time()),
             model=prepared.model,
             choices=[],
@@ -206,14 +211,14 @@ class OpenAIServing:
         if prepared.echo:
             prompt = prompt_entries(generation.prompt_ids(output.index), output.prompt_logprobs)
             entries = prompt + entries
-        return completion_logprobs(entries, generation.token_text)
+        return completion_logprobs(entries, generation.token_bytes)
 
     def _chat_logprobs(
         self, prepared: Prepared, scored: list[TokenLogprob]
     ) -> p.ChoiceLogprobs | None:
         if prepared.generation.request.logprobs is None:
             return None
-        return chat_logprobs(scored, prepared.generation.token_text)
+        return chat_logprobs(scored, prepared.generation.token_bytes)
 
 
 def _usage(prepared: Prepared, outputs: list[SequenceOutput]) -> p.Usage:

@@ -109,8 +109,8 @@ class Generation:
         """The tokens of row `index`'s prompt."""
         return self.job.prompt_ids[index]
 
-    def token_text(self, token_id: int) -> str:
-        return self.backend.token_text(token_id)
+    def token_bytes(self, token_id: int) -> bytes:
+        return self.backend.token_bytes(token_id)
 
     async def outputs(self) -> list[SequenceOutput]:
         """Every row's output, once all are done, without blocking the event loop."""

@@ -11,9 +11,10 @@ from textgen.settings import Settings
 
 TASKS = ("text-generation",)
 
-# Control characters other than tab, newline and carriage return; lone UTF-16 surrogates (JSON's
-# "\ud800" escapes), which no text encoding can carry to the tokenizer.
-_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+# Control characters other than whitespace (tab, line feed, vertical tab, form feed, carriage
+# return: page breaks are common in real text); lone UTF-16 surrogates (JSON's "\ud800" escapes),
+# which no text encoding can carry to the tokenizer.
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f\ud800-\udfff]")
 
 
 def checked_max_tokens(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,6 +155,39 @@ def test_a_chat_batch(client: openai.OpenAI) -> None:
         client.batches.cancel(batch.id)
 
 
+def test_a_file_with_a_byte_order_mark_crlf_and_line_separators_in_its_strings_runs_whole(
+    client: openai.OpenAI,
+) -> None:
+    # As editors and json.dumps(..., ensure_ascii=False) write them: U+2028, U+2029 and U+0085
+    # are characters a JSON string may hold, not line ends.
+    prompts = ["Up\u2028down", "Left\u0085right", "In\u2029out"]
+    lines = [
+        json.dumps(
+            {
+                "custom_id": f"sep-{i}",
+                "url": "/v1/completions",
+                "body": {"model": "gpt2-test", "prompt": prompt, "max_tokens": 3, "echo": True},
+            },
+            ensure_ascii=False,
+        )
+        for i, prompt in enumerate(prompts)
+    ]
+    data = b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n"
+    source = client.files.create(file=("in.jsonl", io.BytesIO(data)), purpose="batch").id
+    batch = wait_until_final(
+        client,
+        client.batches.create(
+            input_file_id=source, endpoint="/v1/completions", completion_window="24h"
+        ).id,
+    )
+    found = by_custom_id(batch, client)
+
+    assert batch.status == "completed"
+    assert batch.request_counts is not None and batch.request_counts.completed == 3
+    for i, prompt in enumerate(prompts):  # echoed: each prompt came through whole
+        assert found[f"sep-{i}"][0]["response"]["body"]["choices"][0]["text"].startswith(prompt)
+
+
 def test_a_bad_file_is_refused_at_create_naming_its_first_bad_lines(
     client: openai.OpenAI,
 ) -> None:
@@ -207,6 +241,8 @@ def test_a_huge_line_is_refused_at_create_and_a_huge_file_at_upload(
         ({"endpoint": "/v1/embeddings"}, "endpoint"),
         ({"completion_window": "48h"}, "completion_window"),
         ({"input_file_id": "file-" + "0" * 32}, "file_id"),
+        ({"extra_body": {"input_file": "typo"}}, "input_file"),
+        ({"metadata": {"note": "x" * 513}}, "metadata.note"),
     ],
 )
 def test_a_bad_create_request_is_a_400_or_404_naming_its_field(
@@ -297,6 +333,44 @@ def test_a_server_killed_mid_batch_takes_it_up_again_when_it_starts(
     assert batch.status == "completed"
     assert batch.request_counts is not None and batch.request_counts.completed == 80
     assert sorted(found) == sorted(f"k-{i}" for i in range(80))
+    assert all(len(lines) == 1 for lines in found.values())
+
+
+def test_a_server_stopped_mid_batch_leaves_what_it_did_not_answer_for_its_next_start(
+    engine_store: Path, tmp_path: Path
+) -> None:
+    """SIGTERM while a batch runs and a client is still sending a request: while the server
+    drains that connection, the batch's workers stop taking lines, and the lines left are
+    neither failed nor lost but answered after the restart, each once."""
+    lines = [completion_line(f"s-{i}", "llama-test", f"Line {i}", 48) for i in range(80)]
+    env = {"BATCH_CHUNK_LINES": "2", "SHUTDOWN_GRACE_S": "4"}
+    with running_process(*_server(engine_store, tmp_path, **env)) as server:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        batch_id = client.batches.create(
+            input_file_id=upload(client, lines),
+            endpoint="/v1/completions",
+            completion_window="24h",
+        ).id
+        while (at_stop := client.batches.retrieve(batch_id)).request_counts.completed < 4:  # type: ignore[union-attr]
+            time.sleep(0.05)
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as slow_client:
+            slow_client.sendall(  # a body that never comes whole: the server drains it
+                b"POST /gpt2_model HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 1000\r\n\r\n{"
+            )
+            server.process.send_signal(signal.SIGTERM)
+            server.process.wait(timeout=60)
+    with serve(engine_store, tmp_path) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        batch = wait_until_final(client, batch_id)
+        found = by_custom_id(batch, client)
+
+    assert at_stop.status == "in_progress"  # stopped mid-batch
+    assert batch.status == "completed"
+    assert batch.request_counts is not None
+    assert (batch.request_counts.completed, batch.request_counts.failed) == (80, 0)
+    assert sorted(found) == sorted(f"s-{i}" for i in range(80))
     assert all(len(lines) == 1 for lines in found.values())
 
 

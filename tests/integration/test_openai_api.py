@@ -4,6 +4,7 @@ against uvicorn on loopback, for both families."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from collections.abc import Iterator
@@ -134,7 +135,13 @@ def test_perplexity_from_echo_logprobs_is_the_models_own_loss(
     assert len(logprobs) == ids.shape[1]
     assert "".join(scored.logprobs.tokens or []) == text
     assert scored.logprobs.top_logprobs is not None
-    assert all(len(top) == 2 for top in scored.logprobs.top_logprobs[1:] if top is not None)
+    for token, top in zip(
+        scored.logprobs.tokens[1:], scored.logprobs.top_logprobs[1:], strict=True
+    ):
+        # The 2 best, and the token itself where it is not one of them (as OpenAI gives it).
+        assert top is not None and token in top and len(top) in (2, 3)
+        if len(top) == 3:  # then the token is no likelier than the 2 best
+            assert top[token] <= min(v for t, v in top.items() if t != token)
     mean = sum(v for v in logprobs[1:] if v is not None) / (len(logprobs) - 1)
     assert math.exp(-mean) == pytest.approx(math.exp(loss), rel=1e-4)
     # Live check: another text's perplexity is not the same number.
@@ -162,10 +169,12 @@ def test_streamed_text_joined_is_the_text_not_streamed(client: openai.OpenAI) ->
     finishes: dict[int, str | None] = {}
     usage = None
     chunks = 0
+    ids = set()
     for chunk in client.completions.create(
         **request, stream=True, stream_options={"include_usage": True}
     ):
         chunks += 1
+        ids.add(chunk.id)
         if chunk.usage is not None:
             usage = chunk.usage
         for choice in chunk.choices:
@@ -176,6 +185,26 @@ def test_streamed_text_joined_is_the_text_not_streamed(client: openai.OpenAI) ->
     assert finishes == {0: "length", 1: "length"}
     assert usage == whole.usage
     assert chunks >= 24  # tokens left as they were made, not at the end
+    assert len(ids) == 1  # one response: every chunk, the usage chunk too, has its id
+
+
+def test_a_streams_logprobs_offset_into_its_whole_text(client: openai.OpenAI) -> None:
+    request: dict[str, Any] = {
+        "model": "gpt2-test",
+        "prompt": "Offsets",
+        "max_tokens": 10,
+        "temperature": 0,
+        "logprobs": 1,
+    }
+    whole = client.completions.create(**request).choices[0].logprobs
+    streamed: list[int] = []
+    for chunk in client.completions.create(**request, stream=True):
+        for choice in chunk.choices:
+            streamed += choice.logprobs.text_offset or [] if choice.logprobs else []
+
+    assert whole is not None and whole.text_offset is not None
+    assert streamed == whole.text_offset
+    assert len(set(streamed)) > 1  # each chunk's own offsets from 0 would not pass
 
 
 def test_chat_with_a_chat_template(client: openai.OpenAI) -> None:
@@ -210,6 +239,67 @@ def test_chat_with_a_chat_template(client: openai.OpenAI) -> None:
     assert content and len(content) == 4
     assert all(len(t.top_logprobs) == 3 for t in content)
     assert all(t.logprob <= 0 for t in content)
+
+
+def test_chat_stream_deltas_carry_only_what_they_hold(url: str) -> None:
+    body = {
+        "model": "llama-chat-test",
+        "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 3,
+        "stream": True,
+    }
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as response:
+        lines = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    chunks = [json.loads(line) for line in lines[:-1]]
+    deltas = [chunk["choices"][0]["delta"] for chunk in chunks]
+
+    assert lines[-1] == "[DONE]"
+    assert deltas[0] == {"role": "assistant", "content": ""}  # OpenAI opens with the role
+    assert all(set(delta) == {"content"} for delta in deltas[1:-1])
+    assert deltas[-1] == {} and chunks[-1]["choices"][0]["finish_reason"] == "length"
+
+
+def test_a_developer_message_is_a_system_message(client: openai.OpenAI) -> None:
+    def answer(role: str) -> Any:
+        messages: Any = [
+            {"role": role, "content": "Answer in one word."},
+            {"role": "user", "content": "Capital of France?"},
+        ]
+        return client.chat.completions.create(
+            model="llama-chat-test", messages=messages, max_tokens=8, temperature=0
+        )
+
+    developer, system, user = answer("developer"), answer("system"), answer("user")
+
+    assert developer.choices[0].message.content == system.choices[0].message.content
+    assert developer.usage == system.usage
+    assert user.choices[0].message.content != system.choices[0].message.content  # can fail
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+def test_chat_refuses_zero_new_tokens_naming_the_field_given(
+    client: openai.OpenAI, field: str
+) -> None:
+    request: Any = {
+        "model": "llama-chat-test",
+        "messages": [{"role": "user", "content": "Hi"}],
+        field: 0,
+    }
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(**request)
+
+    body: Any = refused.value.body
+    assert body["param"] == field and "at least 1" in body["message"]
+
+
+def test_a_page_break_is_text_a_prompt_may_hold(client: openai.OpenAI) -> None:
+    pages = client.completions.create(
+        model="gpt2-test", prompt="Page one.\fPage two.\vEnd.", max_tokens=2, echo=True
+    )
+
+    assert pages.choices[0].text.startswith("Page one.\fPage two.\vEnd.")
+    with pytest.raises(openai.BadRequestError, match="U\\+0000"):
+        client.completions.create(model="gpt2-test", prompt="Nul\x00here", max_tokens=2)
 
 
 def test_a_model_without_a_chat_template_is_a_bad_request(client: openai.OpenAI) -> None:

@@ -39,8 +39,8 @@ class Backend(Protocol):
         """The conversation rendered with the model's chat template, ready for its answer."""
         ...
 
-    def token_text(self, token_id: int) -> str:
-        """One token's text (for log-probabilities)."""
+    def token_bytes(self, token_id: int) -> bytes:
+        """One token's own bytes (for log-probabilities): part of a character, for some."""
         ...
 
     def check(self, job: Job) -> None:

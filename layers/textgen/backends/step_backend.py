@@ -61,5 +61,5 @@ class StepBackend:
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
         return self._tokenizer.chat_prompt(messages)
 
-    def token_text(self, token_id: int) -> str:
-        return self._tokenizer.token_text(token_id)
+    def token_bytes(self, token_id: int) -> bytes:
+        return self._tokenizer.token_bytes(token_id)

@@ -158,8 +158,8 @@ class TensorflowBackend:
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
         raise InvalidRequest("chat needs framework 'pt'", field="framework")
 
-    def token_text(self, token_id: int) -> str:
-        return self._generator.token_text(token_id)
+    def token_bytes(self, token_id: int) -> bytes:
+        return self._generator.token_text(token_id).encode()  # never asked: no logprobs here
 
     def check(self, job: Job) -> None:
         for field, off in _GREEDY_ONLY.items():

@@ -11,10 +11,12 @@ neither torch nor the rest of transformers), so they mean here what they mean th
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from tokenizers import Tokenizer
+from tokenizers.decoders import ByteLevel
 
 from textgen.backends.imports import heavy_imports
 from textgen.backends.tokenizer_parts import load_parts
@@ -56,8 +58,19 @@ class ModelTokenizer:
         encodings = self.backend.encode_batch(texts, add_special_tokens=special_tokens)
         return [list(e.ids) for e in encodings]
 
-    def token_text(self, token_id: int) -> str:
-        return self.decode([token_id])
+    def token_bytes(self, token_id: int) -> bytes:
+        """One token's own bytes. Alone, a token may hold part of a character (byte-level BPE
+        splits emoji and many scripts' characters), which its decoded text shows as U+FFFD; its
+        bytes, put together with its neighbours', give the character back."""
+        text = self.decode([token_id])
+        if "\ufffd" not in text:
+            return text.encode()
+        piece = self.backend.id_to_token(token_id) or ""
+        if isinstance(self.backend.decoder, ByteLevel) and all(c in _BYTE_OF for c in piece):
+            return bytes(_BYTE_OF[c] for c in piece)
+        if fallback := _BYTE_FALLBACK.fullmatch(piece):  # sentencepiece's <0xF0> tokens
+            return bytes([int(fallback.group(1), 16)])
+        return text.encode()
 
     def decode(self, token_ids: list[int]) -> str:
         text: str = self.backend.decode(token_ids, skip_special_tokens=False)
@@ -102,6 +115,20 @@ class ModelTokenizer:
 
     def _id(self, text: str | None) -> int | None:
         return None if text is None else self.backend.token_to_id(text)
+
+
+def _byte_level_alphabet() -> dict[str, int]:
+    """Byte-level BPE's characters and the bytes they stand for (GPT-2's mapping: printable
+    bytes as themselves, the others shifted past 255)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    shifted = [b for b in range(256) if b not in printable]
+    alphabet = {chr(b): b for b in printable}
+    alphabet.update({chr(256 + n): b for n, b in enumerate(shifted)})
+    return alphabet
+
+
+_BYTE_OF = _byte_level_alphabet()
+_BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 
 
 def _json(path: Path) -> dict[str, Any]:
