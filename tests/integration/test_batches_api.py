@@ -309,40 +309,30 @@ def test_another_keys_files_and_batches_are_not_found(
     assert unauthenticated.status_code == 401
 
 
-def test_a_server_killed_mid_batch_takes_it_up_again_when_it_starts(
-    engine_store: Path, tmp_path: Path
+def kill(server: Any) -> None:
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait()
+
+
+def stop_while_a_client_sends(server: Any) -> None:
+    """SIGTERM while a client is still sending a request: the server drains that connection
+    (SHUTDOWN_GRACE_S) while its batch's workers go on, or not."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as slow_client:
+        slow_client.sendall(  # a body that never comes whole
+            b"POST /gpt2_model HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n{"
+        )
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=60)
+
+
+@pytest.mark.parametrize("stop", [kill, stop_while_a_client_sends], ids=["killed", "stopped"])
+def test_a_server_stopped_mid_batch_answers_the_rest_when_it_starts_each_line_once(
+    engine_store: Path, tmp_path: Path, stop: Any
 ) -> None:
+    """The lines it did not answer are neither failed nor lost: they run after the restart."""
     lines = [completion_line(f"k-{i}", "llama-test", f"Line {i}", 48) for i in range(80)]
-    with running_process(*_server(engine_store, tmp_path, BATCH_CHUNK_LINES="2")) as server:
-        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
-        batch_id = client.batches.create(
-            input_file_id=upload(client, lines),
-            endpoint="/v1/completions",
-            completion_window="24h",
-        ).id
-        while (at_kill := client.batches.retrieve(batch_id)).request_counts.completed < 4:  # type: ignore[union-attr]
-            time.sleep(0.05)
-        server.process.send_signal(signal.SIGKILL)
-        server.process.wait()
-    with serve(engine_store, tmp_path) as url:
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
-        batch = wait_until_final(client, batch_id)
-        found = by_custom_id(batch, client)
-
-    assert at_kill.status == "in_progress"  # killed mid-batch
-    assert batch.status == "completed"
-    assert batch.request_counts is not None and batch.request_counts.completed == 80
-    assert sorted(found) == sorted(f"k-{i}" for i in range(80))
-    assert all(len(lines) == 1 for lines in found.values())
-
-
-def test_a_server_stopped_mid_batch_leaves_what_it_did_not_answer_for_its_next_start(
-    engine_store: Path, tmp_path: Path
-) -> None:
-    """SIGTERM while a batch runs and a client is still sending a request: while the server
-    drains that connection, the batch's workers stop taking lines, and the lines left are
-    neither failed nor lost but answered after the restart, each once."""
-    lines = [completion_line(f"s-{i}", "llama-test", f"Line {i}", 48) for i in range(80)]
     env = {"BATCH_CHUNK_LINES": "2", "SHUTDOWN_GRACE_S": "4"}
     with running_process(*_server(engine_store, tmp_path, **env)) as server:
         client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
@@ -353,14 +343,7 @@ def test_a_server_stopped_mid_batch_leaves_what_it_did_not_answer_for_its_next_s
         ).id
         while (at_stop := client.batches.retrieve(batch_id)).request_counts.completed < 4:  # type: ignore[union-attr]
             time.sleep(0.05)
-        host, port = server.url.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port)), timeout=30) as slow_client:
-            slow_client.sendall(  # a body that never comes whole: the server drains it
-                b"POST /gpt2_model HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 1000\r\n\r\n{"
-            )
-            server.process.send_signal(signal.SIGTERM)
-            server.process.wait(timeout=60)
+        stop(server)
     with serve(engine_store, tmp_path) as url:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
         batch = wait_until_final(client, batch_id)
@@ -370,7 +353,7 @@ def test_a_server_stopped_mid_batch_leaves_what_it_did_not_answer_for_its_next_s
     assert batch.status == "completed"
     assert batch.request_counts is not None
     assert (batch.request_counts.completed, batch.request_counts.failed) == (80, 0)
-    assert sorted(found) == sorted(f"s-{i}" for i in range(80))
+    assert sorted(found) == sorted(f"k-{i}" for i in range(80))
     assert all(len(lines) == 1 for lines in found.values())
 
 
