@@ -116,15 +116,16 @@ class OpenAIServing:
         offsets: dict[int, TextOffsets] = {}  # each choice's, from one chunk to the next
         async for event in prepared.generation.events():
             text = event.text
-            if prepared.echo and event.index not in offsets:
-                text = prepared.prompt_of(event.index) + text
-            choice_offsets = offsets.setdefault(event.index, TextOffsets())
+            if event.index not in offsets:  # the choice's first chunk
+                offsets[event.index] = TextOffsets()
+                if prepared.echo:
+                    text = prepared.prompt_of(event.index) + text
             logprobs = None
             if prepared.generation.request.logprobs is not None and event.logprobs:
                 logprobs = completion_logprobs(
                     logprob_entries(event.logprobs),
                     prepared.generation.token_bytes,
-                    choice_offsets,
+                    offsets[event.index],
                 )
             choice = p.CompletionChoice(
                 text=text,
