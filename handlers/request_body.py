@@ -3,15 +3,19 @@
 1. A JSON object body with every field.
 2. The original app's shape: scalar fields in the query string, the body a bare JSON list
    of prompts.
+
+JSON values must have their field's type (`"max_tokens": "5"` or `true` is a 422, as OpenAI's API
+answers); a query string holds only text, so there each value is read as its field's type.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from handlers.errors import MalformedBody
 from handlers.schemas import GenerateRequestBody
@@ -22,11 +26,32 @@ async def read_generate_request(request: Request) -> GenerateRequestBody:
     raw = await request.body()  # at most MAX_BODY_BYTES: handlers.limits.BodyLimit sees to it
     # Only the API's own fields are read from the query string: gateways and clients add others.
     query = {k: v for k, v in request.query_params.items() if k in GenerateRequestBody.model_fields}
-    fields = _merge(query, _parse_json(raw))
+    fields = _merge(_typed(query), _parse_json(raw))
     try:
-        return GenerateRequestBody.model_validate(fields)
+        return GenerateRequestBody.model_validate(fields, strict=True)
     except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from exc
+        raise _validation_error(exc) from exc
+
+
+def _typed(query: dict[str, str]) -> dict[str, Any]:
+    """Each query-string value read as its field's type ("5" as 5 for max_tokens)."""
+    typed: dict[str, Any] = {}
+    for name, text in query.items():
+        try:
+            typed[name] = _query_reader(name).validate_strings(text)
+        except ValidationError as exc:
+            raise _validation_error(exc, name) from exc
+    return typed
+
+
+@cache  # built on first use: the query-string shape is rare and cold starts count
+def _query_reader(name: str) -> TypeAdapter[Any]:
+    return TypeAdapter(GenerateRequestBody.model_fields[name].rebuild_annotation())
+
+
+def _validation_error(exc: ValidationError, *loc: str) -> RequestValidationError:
+    problems = exc.errors(include_url=False, include_context=False)
+    return RequestValidationError([{**e, "loc": (*loc, *e["loc"])} for e in problems])
 
 
 def _parse_json(raw: bytes) -> Any:

@@ -12,6 +12,7 @@ from textgen.timing import Throughput, Timing
 class GenerateRequestBody(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,  # JSON values of the wrong type are refused (handlers.request_body)
         json_schema_extra={
             "examples": [{"model_name": "gpt2-tiny", "prompts": ["Hello, my name is"]}]
         },

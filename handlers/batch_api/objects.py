@@ -118,7 +118,8 @@ class BatchRecord(Batch):
 
 
 class CreateBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # a typo is an error, as on the other routes
+    # A typo or a value of the wrong type is an error, as on the other routes.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     input_file_id: str = Field(min_length=1, max_length=200)
     endpoint: str

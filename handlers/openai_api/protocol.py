@@ -16,14 +16,19 @@ MAX_COMPLETION_LOGPROBS = 5
 MAX_CHAT_TOP_LOGPROBS = 20
 
 
+# Request bodies are strict, as OpenAI's API is: `"max_tokens": "5"` or `"stream": "true"` is an
+# error, not read as 5 or true (a number's field takes an integer too).
+_BODY = ConfigDict(extra="forbid", strict=True)
+
+
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _BODY
 
     include_usage: bool = False
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _BODY
 
     model: StrictStr
     temperature: float = Field(default=1.0, description="0 is greedy; up to 2.")
@@ -53,14 +58,14 @@ class CompletionRequest(_Request):
 
 
 class TextPart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _BODY
 
     type: Literal["text"]
     text: StrictStr
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _BODY
 
     role: Literal["system", "developer", "user", "assistant"]
     content: StrictStr | list[TextPart] | None = Field(

@@ -153,6 +153,19 @@ CASES: list[tuple[str, dict[str, Any], int, str, str]] = [
     ("empty stop string", {"json": with_(stop=[""])}, 422, "invalid_request", "stop"),
     ("five stop strings", {"json": with_(stop=list("abcde"))}, 422, "invalid_request", "stop"),
     ("stop not strings", {"json": with_(stop=[1, 2])}, 422, "validation_error", "stop"),
+    # JSON values must have their field's type; only the query string's text is read as one.
+    ("max_tokens a string", {"json": with_(max_tokens="2")}, 422, "validation_error", "max_tokens"),
+    ("max_tokens true", {"json": with_(max_tokens=True)}, 422, "validation_error", "max_tokens"),
+    ("temperature a string", {"json": with_(temperature="0")}, 422, "validation_error", "temper"),
+    ("seed a decimal", {"json": with_(seed=1.0)}, 422, "validation_error", "seed"),
+    ("model_name a number", {"json": with_(model_name=7)}, 422, "validation_error", "model_name"),
+    (
+        "original shape, max_tokens not a number",
+        {"json": ["Hello"], "params": {"model_name": "gpt2-test", "max_tokens": "many"}},
+        422,
+        "validation_error",
+        "max_tokens",
+    ),
     (
         "original shape, bad temperature",
         {"json": ["Hello"], "params": {"model_name": "gpt2-test", "temperature": "9"}},

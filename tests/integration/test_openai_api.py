@@ -319,6 +319,11 @@ def test_a_model_without_a_chat_template_is_a_bad_request(client: openai.OpenAI)
         ({"logprobs": 9}, "logprobs"),
         ({"max_tokens": 100_000}, "max_tokens"),
         ({"extra_body": {"no_such_field": 1}}, "no_such_field"),
+        # Values of the wrong JSON type are refused, not converted, as OpenAI's API does.
+        ({"max_tokens": "5"}, "max_tokens"),
+        ({"temperature": "0"}, "temperature"),
+        ({"seed": True}, "seed"),
+        ({"extra_body": {"echo": "true"}}, "echo"),
     ],
 )
 def test_bad_parameters_are_bad_requests_naming_the_parameter(
