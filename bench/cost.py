@@ -65,7 +65,7 @@ def measure(store: Path, model: str) -> dict[str, float]:
 
     settings = Settings(model_store=str(store), max_queued_requests=CHUNK_LINES)
     service = GenerationService(settings, LocalModelStore(store))
-    serving = OpenAIServing(service, settings.default_max_tokens)
+    serving = OpenAIServing(service)
     sampling = SamplingParams(ignore_eos=True)
 
     def one(prompt: str, tokens: int) -> int:

@@ -120,7 +120,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         store, settings = prepared_store(args, scratch, "run-batch-store")
         service = GenerationService(settings, LocalModelStore(store))
-        serving = OpenAIServing(service, settings.default_max_tokens)
+        serving = OpenAIServing(service)
         in_flight = settings.max_batch_size + settings.max_queued_requests
         for model in ("smollm2-135m", "gpt2-124m"):
             engine_direct(service, model, prompts[:2])  # load and warm up

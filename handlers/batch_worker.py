@@ -32,7 +32,7 @@ def make_runner(settings: Settings) -> tuple[BatchRunner, GenerationService]:
     if not settings.batch_queue_url:
         raise SystemExit("a batch worker needs BATCH_BUCKET and BATCH_QUEUE_URL")
     service = GenerationService(settings, open_store(settings.model_store, settings))
-    serving = OpenAIServing(service, settings.default_max_tokens)
+    serving = OpenAIServing(service)
     return runner_for(settings, serving, blobs_for(settings)), service
 
 

@@ -149,7 +149,7 @@ def run_batch(args: argparse.Namespace) -> int:
         # too long) is that line's error, as vLLM's run-batch has it.
         requests = parse_batch(lines)
     service = GenerationService(settings, open_store(settings.model_store, settings))
-    serving = OpenAIServing(service, settings.default_max_tokens)
+    serving = OpenAIServing(service)
     in_flight = settings.max_batch_size + settings.max_queued_requests
     with tqdm(total=len(requests), unit="line", desc="run-batch", disable=args.quiet) as bar:
         records = asyncio.run(

@@ -131,6 +131,18 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 _OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error"}
 
 
+# Where OpenAI's API has its own code for an error: clients test for it (a prompt too long for
+# the context is the one they shorten and retry).
+_OPENAI_CODES: dict[type[errors.TextgenError], str] = {
+    errors.ContextLengthExceeded: "context_length_exceeded",
+}
+
+
+def openai_code(error: errors.TextgenError) -> str:
+    """The `code` of a domain error's OpenAI body: OpenAI's own where it has one, else its kind."""
+    return _OPENAI_CODES.get(type(error), error.kind)
+
+
 def openai_status(status: int) -> int:
     """OpenAI answers a bad parameter with a 400 where the seed endpoints say 422."""
     return 400 if status == 422 else status
@@ -168,8 +180,11 @@ def openai_error_response(
 
 def response_for(error: errors.TextgenError, path: str) -> JSONResponse:
     """The response to a domain error on `path`, in the shape of its API."""
-    build = openai_error_response if path.startswith(OPENAI_PREFIX) else error_response
-    return build(status_of(error), error.kind, error.message, error.details or None)
+    if path.startswith(OPENAI_PREFIX):
+        return openai_error_response(
+            status_of(error), openai_code(error), error.message, error.details or None
+        )
+    return error_response(status_of(error), error.kind, error.message, error.details or None)
 
 
 def _with_retry_hint(response: JSONResponse, details: Any) -> JSONResponse:

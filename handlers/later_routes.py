@@ -31,7 +31,7 @@ def include_openai_routes(app: FastAPI) -> None:
         from handlers.openai_api.serving import OpenAIServing
 
         settings = app.state.settings
-        serving = OpenAIServing(app.state.service, settings.default_max_tokens)
+        serving = OpenAIServing(app.state.service)
         app.state.openai = serving  # before the routes that read them can be reached
         app.state.batch_api = batch_api_for(settings, serving)
         app.include_router(openai_router)

@@ -24,7 +24,13 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from handlers.errors import BatchFileInvalid, openai_error_body, openai_status, status_of
+from handlers.errors import (
+    BatchFileInvalid,
+    openai_code,
+    openai_error_body,
+    openai_status,
+    status_of,
+)
 from handlers.openai_api import protocol as p
 from handlers.openai_api.serving import OpenAIServing, Prepared
 from handlers.request_ids import current_request_id
@@ -225,7 +231,7 @@ async def _finish(
 
 def _error(exc: TextgenError) -> tuple[int, dict[str, Any]]:
     status = openai_status(status_of(exc))
-    return status, openai_error_body(status, exc.kind, exc.message, exc.details)
+    return status, openai_error_body(status, openai_code(exc), exc.message, exc.details)
 
 
 def output_line(

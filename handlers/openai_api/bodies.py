@@ -37,14 +37,12 @@ def completion_request(
         logprobs=body.logprobs,
         prompt_logprobs=body.echo and body.logprobs is not None,
         background=background,
+        prompt_name="prompt",
     )
 
 
 def chat_request(
-    body: p.ChatCompletionRequest,
-    deadline: float | None,
-    background: bool,
-    default_max_tokens: int,
+    body: p.ChatCompletionRequest, deadline: float | None, background: bool
 ) -> GenerationRequest:
     """The conversation, checked, as a request (rendered by the model's template at submit)."""
     _check_common(body)
@@ -66,20 +64,20 @@ def chat_request(
     )
     if given is not None and given < 1:
         raise InvalidRequest(f"{field} must be at least 1, got {given}", field=field)
-    max_tokens = default_max_tokens if given is None else given
     return GenerationRequest(
         model_name=body.model,
         prompts=[],
         messages=[_plain_message(m) for m in body.messages],
         choices=body.n,
         family=None,
-        max_tokens=max_tokens,
+        max_tokens=given,  # None: DEFAULT_MAX_TOKENS, or what the context leaves, as OpenAI does
         sampling=_sampling(body),
         deadline=deadline,
         stream=body.stream,
         logprobs=(body.top_logprobs or 0) if body.logprobs else None,
         special_tokens=False,  # the template writes the model's special tokens itself
         background=background,
+        prompt_name="messages",
     )
 
 

@@ -14,6 +14,7 @@ from handlers.deps import DeadlineDep
 from handlers.errors import (
     ERROR_STATUSES,
     documented_as,
+    openai_code,
     openai_error_response,
     openai_status,
     status_of,
@@ -97,7 +98,9 @@ def _event_stream(
             if usage:
                 yield f"data: {usage().model_dump_json()}\n\n"
         except TextgenError as exc:  # headers are sent: the error becomes the last event
-            error = openai_error_response(status_of(exc), exc.kind, exc.message, exc.details)
+            error = openai_error_response(
+                status_of(exc), openai_code(exc), exc.message, exc.details
+            )
             yield f"data: {bytes(error.body).decode()}\n\n"
         finally:
             # A client that disconnects mid-stream ends up here too: free its rows.

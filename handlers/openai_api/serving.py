@@ -57,9 +57,8 @@ class Prepared:
 
 
 class OpenAIServing:
-    def __init__(self, service: GenerationService, default_max_tokens: int) -> None:
+    def __init__(self, service: GenerationService) -> None:
         self._service = service
-        self._default_max_tokens = default_max_tokens
         self._started = int(time.time())
 
     # ---- models
@@ -91,7 +90,7 @@ class OpenAIServing:
         if isinstance(body, p.CompletionRequest):
             self._service.check(completion_request(body, None, background=True))
         else:
-            self._service.check(chat_request(body, None, True, self._default_max_tokens))
+            self._service.check(chat_request(body, None, background=True))
 
     def completion(self, prepared: Prepared, outputs: list[SequenceOutput]) -> p.Completion:
         choices = [
@@ -145,7 +144,7 @@ class OpenAIServing:
         self, body: p.ChatCompletionRequest, deadline: float | None, background: bool = False
     ) -> Prepared:
         """Check the conversation and queue it on its model's engine (blocking)."""
-        request = chat_request(body, deadline, background, self._default_max_tokens)
+        request = chat_request(body, deadline, background)
         return Prepared(self._service.submit(request), _new_id("chatcmpl"))
 
     def chat(self, prepared: Prepared, outputs: list[SequenceOutput]) -> p.ChatCompletion:

@@ -22,6 +22,16 @@ class InvalidRequest(TextgenError):
     kind = "invalid_request"
 
 
+class ContextLengthExceeded(InvalidRequest):
+    """A prompt with the new tokens asked for does not fit the model's context."""
+
+
+def prompt_label(name: str, index: int) -> str:
+    """How an error names one prompt: `prompts[2]`, or as the caller's API calls it (OpenAI's
+    `prompt[2]`); a conversation (`messages`) is the one prompt its chat template renders."""
+    return "the conversation (messages)" if name == "messages" else f"{name}[{index}]"
+
+
 class InvalidModelName(TextgenError):
     kind = "invalid_model_name"
 

@@ -23,7 +23,9 @@ class GenerationRequest:
     family: Family | None  # the endpoint's family (another is refused), or None for any
     framework: Framework = Framework.PYTORCH
     task: str = "text-generation"
-    max_tokens: int | None = None  # None: the configured DEFAULT_MAX_TOKENS
+    # None: the configured DEFAULT_MAX_TOKENS, or fewer where a prompt leaves less room in the
+    # model's context (as OpenAI's chat does), so that asking no length never fails for it.
+    max_tokens: int | None = None
     sampling: SamplingParams = field(default_factory=SamplingParams)
     # time.monotonic() by which generation must stop, so the answer beats the caller's timeout.
     deadline: float | None = None
@@ -38,6 +40,9 @@ class GenerationRequest:
     # Prompts given as token ids (OpenAI's completions take either): run as they are.
     prompt_ids: list[list[int]] | None = None
     background: bool = False  # a batch file's line: interactive requests start first
+    # What the caller's API calls the prompts, for errors: OpenAI's completions say `prompt`,
+    # a conversation is `messages` (textgen.errors.prompt_label).
+    prompt_name: str = "prompts"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from textgen.errors import InvalidRequest
+from textgen.errors import InvalidRequest, prompt_label
 from textgen.generation import GenerationRequest
 from textgen.settings import Settings
 
@@ -20,43 +20,45 @@ _UNPRINTABLE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f\ud800-\udfff]")
 def checked_max_tokens(
     request: GenerationRequest, prompts: Sequence[str | list[int]], limits: Settings
 ) -> int:
-    """Check the request, its rows' `prompts` (text, or token ids), against the limits; the
-    number of new tokens it asks for. A prompt of ids may hold as many ids as a text prompt
-    characters (a token is one character or more); its ids are checked against the model's
-    vocabulary once it is loaded."""
+    """Check the request, its `prompts` (text, or token ids; each runs `request.choices`
+    times), against the limits; the number of new tokens it asks for. A prompt of ids may hold
+    as many ids as a text prompt characters (a token is one character or more); its ids are
+    checked against the model's vocabulary once it is loaded."""
     max_tokens = limits.default_max_tokens if request.max_tokens is None else request.max_tokens
     if request.task not in TASKS:
         raise InvalidRequest(
             f"unknown task {request.task!r}; this service supports: {', '.join(TASKS)}",
             field="task",
         )
+    name = request.prompt_name
     if not prompts:
-        raise InvalidRequest("prompts must hold at least one prompt", field="prompts")
-    if len(prompts) > limits.max_prompts:
+        raise InvalidRequest(f"{name} must hold at least one prompt", field=name)
+    rows = len(prompts) * request.choices
+    if rows > limits.max_prompts:
+        each = f" x n={request.choices}" if request.choices > 1 else ""
         raise InvalidRequest(
-            f"{len(prompts)} prompts is more than the limit of {limits.max_prompts}",
-            field="prompts",
+            f"{len(prompts)} prompts{each} is more than the limit of {limits.max_prompts}",
+            field=name,
         )
     for index, prompt in enumerate(prompts):
+        label = prompt_label(name, index)
         if not prompt:
-            raise InvalidRequest(f"prompts[{index}] is empty", field="prompts")
+            raise InvalidRequest(f"{label} is empty", field=name)
         if isinstance(prompt, list):
             if len(prompt) > limits.max_prompt_chars:
                 raise InvalidRequest(
-                    f"prompts[{index}] is {len(prompt)} token ids, more than the limit of "
+                    f"{label} is {len(prompt)} token ids, more than the limit of "
                     f"{limits.max_prompt_chars}",
-                    field="prompts",
+                    field=name,
                 )
             continue
         if bad := _unprintable(prompt):
-            raise InvalidRequest(
-                f"prompts[{index}] holds {bad}, which a prompt may not", field="prompts"
-            )
+            raise InvalidRequest(f"{label} holds {bad}, which a prompt may not", field=name)
         if len(prompt) > limits.max_prompt_chars:
             raise InvalidRequest(
-                f"prompts[{index}] is {len(prompt)} characters, more than the limit of "
+                f"{label} is {len(prompt)} characters, more than the limit of "
                 f"{limits.max_prompt_chars}",
-                field="prompts",
+                field=name,
             )
     least = 0 if request.prompt_logprobs else 1  # 0 new tokens: scoring the prompt only
     if not least <= max_tokens <= limits.max_new_tokens_cap:

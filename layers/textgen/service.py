@@ -88,7 +88,7 @@ class GenerationService:
         """The checks `submit` makes before it loads a model (a conversation is checked as one
         prompt: its text is known once the model's template renders it)."""
         given: Sequence[str | list[int]] = request.prompt_ids or request.prompts or ["-"]
-        checked_max_tokens(request, _rows(given, request.choices), self._settings)
+        checked_max_tokens(request, given, self._settings)
 
     def submit(self, request: GenerationRequest) -> Generation:
         """Validate, load the model if needed (this blocks), render a conversation with the
@@ -99,22 +99,24 @@ class GenerationService:
         prompts = request.prompts
         given: Sequence[str | list[int]] = request.prompt_ids or prompts
         if request.messages is None:  # checked before loading: a bad request loads nothing
-            max_tokens = checked_max_tokens(request, _rows(given, request.choices), self._settings)
+            max_tokens = checked_max_tokens(request, given, self._settings)
         model = self._store_model(request.model_name, request.family)
         loaded, load_seconds = self._loaded(model, request.framework)
         backend = loaded.backend
         if request.messages is not None:  # the conversation is known once the model is loaded
             prompts = [backend.chat_prompt(request.messages)]
-            max_tokens = checked_max_tokens(
-                request, _rows(prompts, request.choices), self._settings
-            )
-        if request.prompt_ids is None:
-            rows = _rows(prompts, request.choices)
-            prompt_ids = backend.encode(rows, max_tokens, request.special_tokens)
+            max_tokens = checked_max_tokens(request, prompts, self._settings)
+        name = request.prompt_name
+        fitting = 1 if request.max_tokens is None else max_tokens  # a default gives way, below
+        if request.prompt_ids is None:  # each prompt encoded once, then a row per choice
+            ids = backend.encode(prompts, fitting, request.special_tokens, name)
         else:  # run as given; their text is what echo shows
-            prompt_ids = backend.checked_ids(_rows(request.prompt_ids, request.choices), max_tokens)
-            prompts = [backend.decode(ids) for ids in request.prompt_ids]
-            rows = _rows(prompts, request.choices)
+            ids = backend.checked_ids(request.prompt_ids, fitting, name)
+            prompts = [backend.decode(one) for one in request.prompt_ids]
+        if request.max_tokens is None and all(ids):  # (a backend tokenizing later checks then)
+            max_tokens = min(max_tokens, backend.context_length - max(map(len, ids)))
+        rows = _rows(prompts, request.choices)
+        prompt_ids = [list(one) for one in _rows(ids, request.choices)]  # a list per row
         job = Job(
             prompts=rows,
             prompt_ids=prompt_ids,

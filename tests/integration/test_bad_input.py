@@ -194,6 +194,20 @@ def test_bad_input_is_a_clear_json_error(
     assert client.post("/gpt2_model", json=GOOD).status_code == 200
 
 
+def test_without_max_tokens_a_long_prompt_gets_what_the_context_leaves(client: TestClient) -> None:
+    """gpt2-test's context is 128 tokens; the default max_tokens (12) gives way to a prompt of
+    121, where asking for 12 is refused."""
+    prompt = "a " * 120  # 121 tokens: "a", 119 x " a", " "
+    asked = client.post("/gpt2_model", json={**without("max_tokens"), "prompts": [prompt]})
+    refused = client.post("/gpt2_model", json={**GOOD, "prompts": [prompt], "max_tokens": 12})
+
+    assert asked.status_code == 200, asked.text
+    result = asked.json()["results"][0]
+    assert result["generated_tokens"] == 7 or result["finish_reason"] == "stop", result
+    assert result["generated_tokens"] <= 7
+    assert refused.status_code == 422 and "context of 128" in refused.json()["error"]["message"]
+
+
 def test_model_names_never_reach_outside_the_store(client: TestClient, store_dir: Any) -> None:
     outside = store_dir.parent / "outside-model"
     outside.mkdir(exist_ok=True)

@@ -69,7 +69,7 @@ class FailingServing(OpenAIServing):
 def serving(store_dir: Path) -> Iterator[OpenAIServing]:
     settings = Settings(model_store=str(store_dir))
     service = GenerationService(settings, open_store(settings.model_store, settings))
-    yield OpenAIServing(service, settings.default_max_tokens)
+    yield OpenAIServing(service)
     service.close(5)
 
 

@@ -292,6 +292,64 @@ def test_chat_refuses_zero_new_tokens_naming_the_field_given(
     assert body["param"] == field and "at least 1" in body["message"]
 
 
+@pytest.mark.parametrize(
+    ("prompt", "named"),
+    [
+        (["Hi", "there", ""], "prompt[2] is empty"),
+        ([[1, 2], [3, 10**6]], "prompt[1][1] is token id"),
+    ],
+)
+def test_errors_name_a_prompt_as_the_request_gives_it_whatever_n_is(
+    client: openai.OpenAI, prompt: Any, named: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.completions.create(model="gpt2-test", prompt=prompt, n=2, max_tokens=2)
+
+    body: Any = refused.value.body
+    assert body["param"] == "prompt" and body["message"].startswith(named), body
+
+
+def test_a_prompt_over_the_context_is_context_length_exceeded(
+    client: openai.OpenAI, engine_store: Path
+) -> None:
+    context = json.loads((engine_store / "llama-chat-test" / "config.json").read_text())[
+        "max_position_embeddings"
+    ]
+    long_text = "a " * 200
+    with pytest.raises(openai.BadRequestError) as completion:
+        client.completions.create(model="gpt2-test", prompt=["Hi", long_text], max_tokens=2)
+    with pytest.raises(openai.BadRequestError) as chat:
+        client.chat.completions.create(
+            model="llama-chat-test",
+            messages=[{"role": "user", "content": "Hi"}],
+            max_tokens=context,
+        )
+
+    for refused, param in ((completion, "prompt"), (chat, "messages")):
+        body: Any = refused.value.body
+        assert (body["code"], body["param"]) == ("context_length_exceeded", param), body
+    assert "prompt[1] is" in completion.value.body["message"]  # type: ignore[index]
+
+
+def test_chat_without_max_tokens_gets_what_the_context_leaves(
+    client: openai.OpenAI, engine_store: Path
+) -> None:
+    """The server's DEFAULT_MAX_TOKENS (200) is above this model's context: a request that
+    asks for no length gets the room left, as on OpenAI's API, rather than an error."""
+    context = json.loads((engine_store / "llama-chat-test" / "config.json").read_text())[
+        "max_position_embeddings"
+    ]
+    assert context < 200
+    chat = client.chat.completions.create(
+        model="llama-chat-test", messages=[{"role": "user", "content": "Tell me a story."}]
+    )
+
+    assert chat.usage is not None
+    used = chat.usage.prompt_tokens + chat.usage.completion_tokens
+    assert used == context or chat.choices[0].finish_reason == "stop", chat.usage
+    assert used <= context
+
+
 def test_a_page_break_is_text_a_prompt_may_hold(client: openai.OpenAI) -> None:
     pages = client.completions.create(
         model="gpt2-test", prompt="Page one.\fPage two.\vEnd.", max_tokens=2, echo=True

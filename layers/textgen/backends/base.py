@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from textgen.engine import Engine, Job
 from textgen.engine.handle import FinishReason
 from textgen.engine.whole_request import WholeOutput
-from textgen.errors import InvalidRequest
+from textgen.errors import ContextLengthExceeded, InvalidRequest, prompt_label
 
 
 class Backend(Protocol):
@@ -18,14 +18,20 @@ class Backend(Protocol):
     context_length: int
 
     def encode(
-        self, prompts: list[str], max_new_tokens: int, special_tokens: bool = True
+        self,
+        prompts: list[str],
+        max_new_tokens: int,
+        special_tokens: bool = True,
+        name: str = "prompts",
     ) -> list[list[int]]:
         """The prompts' tokens, each checked to fit the context with the new tokens (empty
         lists where the backend tokenizes for itself). `special_tokens=False` for text that
-        carries its own (a rendered chat template)."""
+        carries its own (a rendered chat template); errors call the prompts `name`."""
         ...
 
-    def checked_ids(self, prompt_ids: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+    def checked_ids(
+        self, prompt_ids: list[list[int]], max_new_tokens: int, name: str = "prompts"
+    ) -> list[list[int]]:
         """Prompts given as token ids, each id checked against the vocabulary and each prompt
         to fit the context with the new tokens (InvalidRequest where the backend takes text
         only)."""
@@ -48,27 +54,30 @@ class Backend(Protocol):
         ...
 
 
-def check_token_ids(prompt_ids: list[list[int]], vocab_size: int) -> None:
+def check_token_ids(prompt_ids: list[list[int]], vocab_size: int, name: str = "prompts") -> None:
     """Every id a token of the vocabulary: the first that is not is named."""
     for index, ids in enumerate(prompt_ids):
         for position, token_id in enumerate(ids):
             if not 0 <= token_id < vocab_size:
                 raise InvalidRequest(
-                    f"prompt[{index}][{position}] is token id {token_id}, outside the model's "
-                    f"vocabulary (0 to {vocab_size - 1})",
-                    field="prompt",
+                    f"{prompt_label(name, index)}[{position}] is token id {token_id}, outside "
+                    f"the model's vocabulary (0 to {vocab_size - 1})",
+                    field=name,
                 )
 
 
-def check_prompts_fit(prompt_lengths: list[int], max_new_tokens: int, context_length: int) -> None:
+def check_prompts_fit(
+    prompt_lengths: list[int], max_new_tokens: int, context_length: int, name: str = "prompts"
+) -> None:
     for index, length in enumerate(prompt_lengths):
+        label = prompt_label(name, index)
         if length == 0:
-            raise InvalidRequest(f"prompts[{index}] encodes to no tokens", field="prompts")
+            raise InvalidRequest(f"{label} encodes to no tokens", field=name)
         if length + max_new_tokens > context_length:
-            raise InvalidRequest(
-                f"prompts[{index}] is {length} tokens; with max_tokens={max_new_tokens} it "
-                f"exceeds the model's context of {context_length} tokens",
-                field="prompts",
+            raise ContextLengthExceeded(
+                f"{label} is {length} tokens; with max_tokens={max_new_tokens} it exceeds the "
+                f"model's context of {context_length} tokens",
+                field=name,
             )
 
 

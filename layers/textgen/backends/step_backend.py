@@ -41,15 +41,26 @@ class StepBackend:
         self.engine = StepEngine(name, runner, tokens.backend, tokens.eos_ids, limits, runtime)
 
     def encode(
-        self, prompts: list[str], max_new_tokens: int, special_tokens: bool = True
+        self,
+        prompts: list[str],
+        max_new_tokens: int,
+        special_tokens: bool = True,
+        name: str = "prompts",
     ) -> list[list[int]]:
         prompt_ids = self._tokenizer.encode(prompts, special_tokens)
-        check_prompts_fit([len(ids) for ids in prompt_ids], max_new_tokens, self.context_length)
-        return prompt_ids
+        return self._fitting(prompt_ids, max_new_tokens, name)
 
-    def checked_ids(self, prompt_ids: list[list[int]], max_new_tokens: int) -> list[list[int]]:
-        check_token_ids(prompt_ids, self._tokenizer.vocab_size)
-        check_prompts_fit([len(ids) for ids in prompt_ids], max_new_tokens, self.context_length)
+    def checked_ids(
+        self, prompt_ids: list[list[int]], max_new_tokens: int, name: str = "prompts"
+    ) -> list[list[int]]:
+        check_token_ids(prompt_ids, self._tokenizer.vocab_size, name)
+        return self._fitting(prompt_ids, max_new_tokens, name)
+
+    def _fitting(
+        self, prompt_ids: list[list[int]], max_new_tokens: int, name: str
+    ) -> list[list[int]]:
+        lengths = [len(ids) for ids in prompt_ids]
+        check_prompts_fit(lengths, max_new_tokens, self.context_length, name)
         return prompt_ids
 
     def decode(self, token_ids: list[int]) -> str:

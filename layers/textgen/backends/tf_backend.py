@@ -145,11 +145,17 @@ class TensorflowBackend:
         self.engine = WholeRequestEngine(name, self._generate, limits, "tensorflow-xla")
 
     def encode(
-        self, prompts: list[str], max_new_tokens: int, special_tokens: bool = True
+        self,
+        prompts: list[str],
+        max_new_tokens: int,
+        special_tokens: bool = True,
+        name: str = "prompts",
     ) -> list[list[int]]:
         return [[] for _ in prompts]  # the export's own tokenizer runs with the XLA loop
 
-    def checked_ids(self, prompt_ids: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+    def checked_ids(
+        self, prompt_ids: list[list[int]], max_new_tokens: int, name: str = "prompts"
+    ) -> list[list[int]]:
         raise InvalidRequest("prompts of token ids need framework 'pt'", field="framework")
 
     def decode(self, token_ids: list[int]) -> str:
