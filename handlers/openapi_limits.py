@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from handlers.schemas import ErrorResponse
+from handlers.schemas import ErrorResponse, GenerateResponse, HealthResponse, ModelsResponse
 from textgen.engine.params import (
     MAX_REPETITION_PENALTY,
     MAX_SEED,
@@ -27,8 +27,9 @@ from textgen.settings import Settings
 from textgen.store.base import MODEL_NAME_PATTERN
 
 Schema = dict[str, Any]
-# A prompt may not hold control characters other than tab, newline and carriage return.
-_PRINTABLE = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f]*$"
+# A prompt may not hold control characters other than whitespace (tab, line breaks, vertical tab,
+# form feed): textgen.request_checks.
+_PRINTABLE = "^[^\\u0000-\\u0008\\u000e-\\u001f\\u007f]*$"
 
 
 def document_limits(app: FastAPI, settings: Settings) -> None:
@@ -45,12 +46,12 @@ def document_limits(app: FastAPI, settings: Settings) -> None:
 
 
 def _referenced_models() -> tuple[type[Any], ...]:
-    """The error bodies the routes name by reference (handlers.errors.documented_as)."""
+    """The bodies the routes name by reference (handlers.errors.documented_as)."""
     # Imported when a document is made: the OpenAI routes' models load with their routes
     # (handlers.later_routes).
     from handlers.openai_api.protocol import OpenAIError
 
-    return (ErrorResponse, OpenAIError)
+    return (ErrorResponse, GenerateResponse, HealthResponse, ModelsResponse, OpenAIError)
 
 
 def _add_referenced_schemas(document: Schema) -> None:
