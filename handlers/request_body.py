@@ -25,7 +25,8 @@ from handlers.strict_json import loads_strict
 async def read_generate_request(request: Request) -> GenerateRequestBody:
     raw = await request.body()  # at most MAX_BODY_BYTES: handlers.limits.BodyLimit sees to it
     # Only the API's own fields are read from the query string: gateways and clients add others.
-    query = {k: v for k, v in request.query_params.items() if k in GenerateRequestBody.model_fields}
+    params = request.query_params
+    query = {k: params.getlist(k) for k in params if k in GenerateRequestBody.model_fields}
     fields = _merge(_typed(query), _parse_json(raw))
     try:
         return GenerateRequestBody.model_validate(fields, strict=True)
@@ -33,12 +34,17 @@ async def read_generate_request(request: Request) -> GenerateRequestBody:
         raise _validation_error(exc) from exc
 
 
-def _typed(query: dict[str, str]) -> dict[str, Any]:
-    """Each query-string value read as its field's type ("5" as 5 for max_tokens)."""
+def _typed(query: dict[str, list[str]]) -> dict[str, Any]:
+    """Each query-string value read as its field's type ("5" as 5 for max_tokens); a field given
+    more than once is a list (`stop=a&stop=b`), which only a field of strings takes."""
     typed: dict[str, Any] = {}
-    for name, text in query.items():
+    for name, texts in query.items():
+        reader = _query_reader(name)
         try:
-            typed[name] = _query_reader(name).validate_strings(text)
+            if len(texts) == 1:
+                typed[name] = reader.validate_strings(texts[0])
+            else:
+                typed[name] = reader.validate_python(texts, strict=True)
         except ValidationError as exc:
             raise _validation_error(exc, name) from exc
     return typed

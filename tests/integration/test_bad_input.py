@@ -160,6 +160,16 @@ CASES: list[tuple[str, dict[str, Any], int, str, str]] = [
     ("seed a decimal", {"json": with_(seed=1.0)}, 422, "validation_error", "seed"),
     ("model_name a number", {"json": with_(model_name=7)}, 422, "validation_error", "model_name"),
     (
+        "original shape, max_tokens twice",
+        {
+            "json": ["Hello"],
+            "params": [("model_name", "gpt2-test"), ("max_tokens", "2"), ("max_tokens", "3")],
+        },
+        422,
+        "validation_error",
+        "max_tokens",
+    ),
+    (
         "original shape, max_tokens not a number",
         {"json": ["Hello"], "params": {"model_name": "gpt2-test", "max_tokens": "many"}},
         422,

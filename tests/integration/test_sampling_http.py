@@ -40,9 +40,9 @@ def test_stop_strings_in_both_call_shapes(client: TestClient, path: str, model: 
     (free,) = texts(client, path, body)
     stop = free[4:7]
     as_object = client.post(path, json={**body, "stop": [stop, "never there"]}).json()
-    as_original = client.post(
-        path, params={"model_name": model, "max_tokens": 16, "stop": stop}, json=body["prompts"]
-    ).json()
+    # The query string gives a list by repeating the field (stop=...&stop=...): each one counts.
+    query: dict[str, Any] = {"model_name": model, "max_tokens": 16, "stop": [stop, "never there"]}
+    as_original = client.post(path, params=query, json=body["prompts"]).json()
 
     (result,) = as_object["results"]
     assert result["finish_reason"] == "stop"
