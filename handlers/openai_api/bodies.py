@@ -53,6 +53,11 @@ def chat_request(
             raise InvalidRequest(
                 f"top_logprobs must be 0 to {p.MAX_CHAT_TOP_LOGPROBS}", field="top_logprobs"
             )
+    if body.response_format is not None and body.response_format.type != "text":
+        raise InvalidRequest(
+            f"response_format {body.response_format.type!r} is not supported (only 'text')",
+            field="response_format",
+        )
     if body.max_tokens is not None and body.max_completion_tokens is not None:
         raise InvalidRequest(
             "give max_tokens or max_completion_tokens, not both", field="max_tokens"

@@ -7,9 +7,18 @@ with a 400 naming them otherwise.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_serializer
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    field_serializer,
+)
+from pydantic_core import PydanticUseDefault
 
 MAX_CHOICES = 4
 MAX_COMPLETION_LOGPROBS = 5
@@ -20,26 +29,50 @@ MAX_CHAT_TOP_LOGPROBS = 20
 # error, not read as 5 or true (a number's field takes an integer too).
 _BODY = ConfigDict(extra="forbid", strict=True)
 
+T = TypeVar("T")
+
+
+def _null_is_default(value: Any) -> Any:
+    if value is None:
+        raise PydanticUseDefault()
+    return value
+
+
+def _or_null(kind: type[T]) -> Any:
+    """A field OpenAI's API lets a client send as null, meaning its default (clients that write
+    every parameter do); the documents say null is allowed."""
+    return BeforeValidator(_null_is_default, json_schema_input_type=kind | None)
+
 
 class StreamOptions(BaseModel):
     model_config = _BODY
 
-    include_usage: bool = False
+    include_usage: Annotated[bool, _or_null(bool)] = False
 
 
 class _Request(BaseModel):
     model_config = _BODY
 
     model: StrictStr
-    temperature: float = Field(default=1.0, description="0 is greedy; up to 2.")
-    top_p: float = Field(default=1.0, description="Nucleus sampling, above 0 and at most 1.")
-    n: int = Field(default=1, description=f"Choices per prompt, 1 to {MAX_CHOICES}.")
-    stream: bool = False
+    temperature: Annotated[float, _or_null(float)] = Field(
+        default=1.0, description="0 is greedy; up to 2."
+    )
+    top_p: Annotated[float, _or_null(float)] = Field(
+        default=1.0, description="Nucleus sampling, above 0 and at most 1."
+    )
+    n: Annotated[int, _or_null(int)] = Field(
+        default=1, description=f"Choices per prompt, 1 to {MAX_CHOICES}."
+    )
+    stream: Annotated[bool, _or_null(bool)] = False
     stream_options: StreamOptions | None = None
     stop: StrictStr | list[StrictStr] | None = Field(default=None, description="Up to 4 strings.")
     seed: int | None = None
-    presence_penalty: float = Field(default=0.0, description="Only 0: not supported.")
-    frequency_penalty: float = Field(default=0.0, description="Only 0: not supported.")
+    presence_penalty: Annotated[float, _or_null(float)] = Field(
+        default=0.0, description="Only 0: not supported."
+    )
+    frequency_penalty: Annotated[float, _or_null(float)] = Field(
+        default=0.0, description="Only 0: not supported."
+    )
     logit_bias: dict[str, float] | None = Field(default=None, description="Not supported.")
     user: str | None = Field(default=None, description="Accepted and ignored.")
 
@@ -48,8 +81,10 @@ class CompletionRequest(_Request):
     prompt: StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]] = Field(
         description="A string, a list of strings, a list of token ids, or a list of such lists."
     )
-    max_tokens: int = Field(default=16, description="0 with echo scores the prompt only.")
-    echo: bool = False
+    max_tokens: Annotated[int, _or_null(int)] = Field(
+        default=16, description="0 with echo scores the prompt only."
+    )
+    echo: Annotated[bool, _or_null(bool)] = False
     logprobs: int | None = Field(
         default=None, description=f"Log-probabilities of the {MAX_COMPLETION_LOGPROBS} best."
     )
@@ -74,12 +109,21 @@ class ChatMessage(BaseModel):
     name: str | None = None
 
 
+class ResponseFormat(BaseModel):
+    model_config = _BODY
+
+    type: StrictStr
+
+
 class ChatCompletionRequest(_Request):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
-    logprobs: bool = False
+    logprobs: Annotated[bool, _or_null(bool)] = False
     top_logprobs: int | None = None
+    response_format: ResponseFormat | None = Field(
+        default=None, description='Only `{"type": "text"}`: structured output is not supported.'
+    )
 
 
 # ---- responses

@@ -350,6 +350,34 @@ def test_chat_without_max_tokens_gets_what_the_context_leaves(
     assert used <= context
 
 
+NULLS = {"temperature": None, "top_p": None, "n": None, "stream": None, "presence_penalty": None}
+
+
+def test_a_parameter_sent_as_null_takes_its_default(client: openai.OpenAI) -> None:
+    """OpenAI's API reads null as the default: clients that write every parameter send it."""
+    nulls: Any = {**NULLS, "max_tokens": None, "echo": None, "frequency_penalty": None}
+    given = client.completions.create(model="gpt2-test", prompt="Hi", seed=5, extra_body=nulls)
+    left_out = client.completions.create(model="gpt2-test", prompt="Hi", seed=5)
+    messages: Any = [{"role": "user", "content": "Hi"}]
+    chat_nulls: Any = {**NULLS, "logprobs": None, "response_format": {"type": "text"}}
+    chat = client.chat.completions.create(
+        model="llama-chat-test", messages=messages, max_tokens=6, seed=5, extra_body=chat_nulls
+    )
+    chat_left_out = client.chat.completions.create(
+        model="llama-chat-test", messages=messages, max_tokens=6, seed=5
+    )
+    with pytest.raises(openai.BadRequestError) as structured:
+        client.chat.completions.create(
+            model="llama-chat-test", messages=messages, response_format={"type": "json_object"}
+        )
+
+    assert given.usage is not None and given.usage.completion_tokens > 0
+    assert given.choices[0].text == left_out.choices[0].text  # sampled (temperature 1), seeded
+    assert given.usage == left_out.usage
+    assert chat.choices[0].message.content == chat_left_out.choices[0].message.content
+    assert structured.value.body["param"] == "response_format"  # type: ignore[index]
+
+
 def test_a_page_break_is_text_a_prompt_may_hold(client: openai.OpenAI) -> None:
     pages = client.completions.create(
         model="gpt2-test", prompt="Page one.\fPage two.\vEnd.", max_tokens=2, echo=True
