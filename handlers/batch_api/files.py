@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from typing import Any
 
 from handlers.batch_api.blobs import Blobs
+from handlers.batch_api.ids import ordered_hex
 from handlers.batch_api.objects import FileDeleted, FileRecord, Page
 from handlers.errors import ObjectNotFound
 
@@ -74,7 +74,7 @@ class FileStore:
 
 
 def new_file_id() -> str:
-    return f"file-{uuid.uuid4().hex}"
+    return f"file-{ordered_hex()}"
 
 
 def _record_key(file_id: str) -> str:

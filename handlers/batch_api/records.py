@@ -5,10 +5,10 @@ retried), so workers finishing chunks of one batch at once all count."""
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable
 
 from handlers.batch_api.blobs import Blobs
+from handlers.batch_api.ids import ordered_hex
 from handlers.batch_api.objects import BatchRecord
 from handlers.errors import ObjectNotFound
 
@@ -56,7 +56,7 @@ class BatchRecords:
 
 
 def new_batch_id() -> str:
-    return f"batch_{uuid.uuid4().hex}"
+    return f"batch_{ordered_hex()}"
 
 
 def batch_blob(batch_id: str, name: str) -> str:

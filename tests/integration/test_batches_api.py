@@ -93,6 +93,15 @@ def test_files_upload_list_retrieve_content_and_delete(client: openai.OpenAI) ->
         client.files.create(file=("x.jsonl", io.BytesIO(b"")), purpose="batch")
 
 
+def test_files_made_in_one_second_are_listed_newest_first(client: openai.OpenAI) -> None:
+    line = completion_line("a", "gpt2-test", "Hi")
+    made = [upload(client, [line], f"{i}.jsonl") for i in range(8)]
+
+    listed = [f.id for f in client.files.list(purpose="batch")]
+
+    assert [file_id for file_id in listed if file_id in made] == made[::-1]
+
+
 def test_a_batch_answers_every_line_as_the_api_does_and_fails_only_its_bad_lines(
     client: openai.OpenAI,
 ) -> None:
