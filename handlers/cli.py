@@ -179,6 +179,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # e.g. a malformed s3:// URI
         print(f"textgen: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file named on the command line that is not there or not readable
+        if exc.filename is None:
+            raise
+        print(f"textgen: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 1
     return code
 
 

@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+from textgen.model_files import require_model_folder
 from textgen.settings import Settings, default_model_store
 
 
@@ -108,13 +109,13 @@ def publish(args: argparse.Namespace) -> int:
     from textgen.store.s3 import s3_client_for, transfer_config_for
 
     settings = Settings()
-    model_dir = Path(args.model_dir)
+    model_dir = require_model_folder(Path(args.model_dir))  # before the export and the bar
     if not args.no_onnx:  # a CPU serves the model on the fast path with no step of its own
         from textgen.convert.onnx_export import ensure_export
 
         if (export := ensure_export(model_dir, settings.export_cache_dir)) is not None:
             print(f"wrote the ONNX export (int8) to {export}", file=sys.stderr)
-    total = build_manifest(model_dir).total_bytes if model_dir.is_dir() else 0
+    total = build_manifest(model_dir).total_bytes
     with tqdm(total=total, unit="B", unit_scale=True, desc="uploading", disable=args.quiet) as bar:
         manifest = publish(
             model_dir,
@@ -188,7 +189,8 @@ def export_tf(args: argparse.Namespace) -> int:
     from textgen.model_files import TF_EXPORT_DIR
 
     cache = Settings().export_cache_dir
-    for model_dir in map(Path, args.model_dirs):  # one process for all: TensorFlow starts once
+    model_dirs = [require_model_folder(Path(d)) for d in args.model_dirs]  # all, before any runs
+    for model_dir in model_dirs:  # one process for all: TensorFlow starts once
         key = "" if cache is None else tf_export.export_key_of(model_dir)
         build = partial(tf_export.export_tf, model_dir)
         target, reused = cached_export(cache, model_dir, TF_EXPORT_DIR, key, build)
@@ -199,8 +201,8 @@ def export_tf(args: argparse.Namespace) -> int:
 def export_onnx(args: argparse.Namespace) -> int:
     from textgen.convert.onnx_export import export_onnx
 
-    for model_dir in args.model_dirs:
-        target = export_onnx(Path(model_dir), precision=args.precision)
+    for model_dir in [require_model_folder(Path(d)) for d in args.model_dirs]:
+        target = export_onnx(model_dir, precision=args.precision)
         print(f"wrote the ONNX export ({args.precision}) to {target}")
     return 0
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from textgen.errors import UnsupportedModel
+from textgen.errors import InvalidRequest, UnsupportedModel
 from textgen.families import Framework
 
 CONFIG_FILE = "config.json"
@@ -40,6 +40,14 @@ ONNX_EXPORT_FORMAT = 6  # bumped when the graph's inputs, outputs, files or weig
 # a quarter of format 5's float32 table to download and store.
 ONNX_OPTIMIZED_FORMATS = (4, 5, ONNX_EXPORT_FORMAT)  # optimized at export
 ONNX_READABLE_FORMATS = (3, *ONNX_OPTIMIZED_FORMATS)
+
+
+def require_model_folder(model_dir: Path) -> Path:
+    """`model_dir`, if it is a model folder (it holds config.json): what publishing or exporting
+    it needs first."""
+    if not (model_dir / CONFIG_FILE).is_file():
+        raise InvalidRequest(f"{model_dir} is not a model folder: it has no {CONFIG_FILE}")
+    return model_dir
 
 
 def read_model_type(config_text: str, model_name: str) -> str:

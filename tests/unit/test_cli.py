@@ -55,3 +55,25 @@ def test_models_on_a_missing_store_is_a_clear_error(
     assert main(["models", str(tmp_path / "nowhere")]) == 1
 
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["export-onnx", "{tmp}"], "{tmp} is not a model folder: it has no config.json"),
+        (["export-tf", "{tmp}/nowhere"], "{tmp}/nowhere is not a model folder"),
+        (["publish", "{tmp}", "s3://bucket/name"], "{tmp} is not a model folder"),
+        (["run-batch", "-i", "{tmp}/none.jsonl", "-o", "{tmp}/o"], "none.jsonl: No such file"),
+    ],
+    ids=["export-onnx", "export-tf", "publish", "run-batch"],
+)
+def test_a_missing_folder_or_file_is_a_clear_error(
+    args: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One line naming it, exit status 1: not a traceback, nor a progress bar first."""
+    assert main([a.format(tmp=tmp_path) for a in args]) == 1
+
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("textgen: error: "), err
+    assert says.format(tmp=tmp_path) in err
+    assert "Traceback" not in err and "uploading" not in err

@@ -9,9 +9,8 @@ from typing import Any
 
 from boto3.s3.transfer import TransferConfig
 
-from textgen.errors import InvalidRequest
 from textgen.manifest import MANIFEST_FILE, Manifest, build_manifest
-from textgen.model_files import CONFIG_FILE
+from textgen.model_files import require_model_folder
 from textgen.store.base import validate_model_name
 from textgen.store.s3 import parse_s3_uri, translate_s3_errors
 
@@ -28,8 +27,7 @@ def publish(
 
     The manifest goes last: a reader that sees it can fetch every file it lists.
     """
-    if not (model_dir / CONFIG_FILE).is_file():
-        raise InvalidRequest(f"{model_dir} is not a model folder: it has no {CONFIG_FILE}")
+    require_model_folder(model_dir)
     bucket, key_prefix = parse_s3_uri(destination)
     validate_model_name(key_prefix.rsplit("/", 1)[-1])
     manifest = build_manifest(model_dir)
