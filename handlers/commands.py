@@ -201,7 +201,8 @@ def export_tf(args: argparse.Namespace) -> int:
 def export_onnx(args: argparse.Namespace) -> int:
     from textgen.convert.onnx_export import export_onnx
 
-    for model_dir in [require_model_folder(Path(d)) for d in args.model_dirs]:
+    model_dirs = [require_model_folder(Path(d)) for d in args.model_dirs]  # all, before any runs
+    for model_dir in model_dirs:
         target = export_onnx(model_dir, precision=args.precision)
         print(f"wrote the ONNX export ({args.precision}) to {target}")
     return 0

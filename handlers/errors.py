@@ -178,12 +178,18 @@ def openai_error_response(
     return _with_retry_hint(JSONResponse(status_code=status, content=body), details)
 
 
+def openai_answer(error: errors.TextgenError) -> tuple[int, dict[str, Any]]:
+    """A domain error as OpenAI's API answers it: its status and body (a response, a stream's
+    last event, a batch file's output line)."""
+    status = openai_status(status_of(error))
+    return status, openai_error_body(status, openai_code(error), error.message, error.details)
+
+
 def response_for(error: errors.TextgenError, path: str) -> JSONResponse:
     """The response to a domain error on `path`, in the shape of its API."""
     if path.startswith(OPENAI_PREFIX):
-        return openai_error_response(
-            status_of(error), openai_code(error), error.message, error.details or None
-        )
+        status, body = openai_answer(error)
+        return _with_retry_hint(JSONResponse(status_code=status, content=body), error.details)
     return error_response(status_of(error), error.kind, error.message, error.details or None)
 
 

@@ -24,13 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from handlers.errors import (
-    BatchFileInvalid,
-    openai_code,
-    openai_error_body,
-    openai_status,
-    status_of,
-)
+from handlers.errors import BatchFileInvalid, openai_answer
 from handlers.openai_api import protocol as p
 from handlers.openai_api.serving import OpenAIServing, Prepared
 from handlers.request_ids import current_request_id
@@ -193,7 +187,7 @@ async def _queue(
         except ShuttingDown:
             raise  # not the line's error: the line is left for the run after the restart
         except TextgenError as exc:
-            return _error(exc)
+            return openai_answer(exc)
 
 
 def _submit(
@@ -225,13 +219,8 @@ async def _finish(
         except ShuttingDown:
             raise
         except TextgenError as exc:
-            status, body = _error(exc)
+            status, body = openai_answer(exc)
     return output_line(request.custom_id, status, body, request_id)
-
-
-def _error(exc: TextgenError) -> tuple[int, dict[str, Any]]:
-    status = openai_status(status_of(exc))
-    return status, openai_error_body(status, openai_code(exc), exc.message, exc.details)
 
 
 def output_line(

@@ -3,6 +3,7 @@ Server-Sent Events stream (`data: {chunk}` lines, then `data: [DONE]`)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -11,14 +12,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from handlers.deps import DeadlineDep
-from handlers.errors import (
-    ERROR_STATUSES,
-    documented_as,
-    openai_code,
-    openai_error_response,
-    openai_status,
-    status_of,
-)
+from handlers.errors import ERROR_STATUSES, documented_as, openai_answer, openai_status
 from handlers.openai_api import protocol as p
 from handlers.openai_api.serving import OpenAIServing, Prepared
 from handlers.strict_json import StrictJSONRoute
@@ -98,10 +92,8 @@ def _event_stream(
             if usage:
                 yield f"data: {usage().model_dump_json()}\n\n"
         except TextgenError as exc:  # headers are sent: the error becomes the last event
-            error = openai_error_response(
-                status_of(exc), openai_code(exc), exc.message, exc.details
-            )
-            yield f"data: {bytes(error.body).decode()}\n\n"
+            _, error = openai_answer(exc)
+            yield f"data: {json.dumps(error, ensure_ascii=False, separators=(',', ':'))}\n\n"
         finally:
             # A client that disconnects mid-stream ends up here too: free its rows.
             prepared.generation.cancel()
