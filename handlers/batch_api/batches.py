@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from handlers.batch_api.blobs import Blobs
-from handlers.batch_api.files import FileStore, page
+from handlers.batch_api.files import FileStore
 from handlers.batch_api.objects import (
     UPLOAD_PURPOSE,
     Batch,
@@ -19,6 +19,7 @@ from handlers.batch_api.objects import (
     Page,
     RequestCounts,
 )
+from handlers.batch_api.pages import page
 from handlers.batch_api.records import BatchRecords, batch_blob, new_batch_id
 from handlers.batch_api.runner import INPUT
 from handlers.errors import BatchFileInvalid
@@ -114,7 +115,7 @@ class BatchService:
     def listing(self, owner: str, after: str | None, limit: int) -> Page:
         mine = [self._settled(r) for r in self._records.all() if r.owner == owner]
         mine.sort(key=lambda r: (r.created_at, r.id), reverse=True)  # newest first, as OpenAI
-        return page([r.public() for r in mine], after, limit)
+        return page([r.public() for r in mine], after, limit, newest_first=True)
 
     def cancel(self, owner: str, batch_id: str) -> Batch:
         """Stop the batch's chunks not yet taken; it finalizes with what is done."""

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
 
 from handlers.batch_api.blobs import Blobs
 from handlers.batch_api.ids import ordered_hex
 from handlers.batch_api.objects import FileDeleted, FileRecord, Page
+from handlers.batch_api.pages import page
 from handlers.errors import ObjectNotFound
 
 _FILE_ID = re.compile(r"^file-[0-9a-f]{32}$")
@@ -70,7 +70,7 @@ class FileStore:
                 if record.owner == owner and purpose in (None, record.purpose):
                     records.append(record)
         records.sort(key=lambda r: (r.created_at, r.id), reverse=newest_first)
-        return page([r.public() for r in records], after, limit)
+        return page([r.public() for r in records], after, limit, newest_first)
 
 
 def new_file_id() -> str:
@@ -83,17 +83,3 @@ def _record_key(file_id: str) -> str:
 
 def _content_key(file_id: str) -> str:
     return f"files/{file_id}.data"
-
-
-def page(items: list[Any], after: str | None, limit: int) -> Page:
-    """The items after the one whose id is `after` (all, if it is not among them), `limit` of
-    them."""
-    ids = [item.id for item in items]
-    start = ids.index(after) + 1 if after in ids else 0
-    shown = items[start : start + limit]
-    return Page(
-        data=shown,
-        first_id=shown[0].id if shown else None,
-        last_id=shown[-1].id if shown else None,
-        has_more=start + limit < len(items),
-    )

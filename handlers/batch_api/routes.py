@@ -81,12 +81,18 @@ async def upload_file(
     return record.public()
 
 
+# OpenAI's cursor: a page's last_id. The list goes on after it even if its object was deleted since.
+AfterCursor = Annotated[
+    str | None, Query(description="The last id of the page before (its `last_id`).")
+]
+
+
 @router.get("/files")
 def list_files(
     owner: OwnerDep,
     files: FilesDep,
     purpose: str | None = None,
-    after: str | None = None,
+    after: AfterCursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = MAX_LIST_LIMIT,
     order: Literal["asc", "desc"] = "desc",
 ) -> Page:
@@ -121,7 +127,7 @@ def create_batch(body: CreateBatch, owner: OwnerDep, batches: BatchesDep) -> Bat
 def list_batches(
     owner: OwnerDep,
     batches: BatchesDep,
-    after: str | None = None,
+    after: AfterCursor = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> Page:
     """The caller's batches, newest first."""

@@ -102,6 +102,27 @@ def test_files_made_in_one_second_are_listed_newest_first(client: openai.OpenAI)
     assert [file_id for file_id in listed if file_id in made] == made[::-1]
 
 
+def test_lists_page_through_every_file_once_even_past_a_deleted_cursor(
+    client: openai.OpenAI,
+) -> None:
+    line = completion_line("a", "gpt2-test", "Hi")
+    made = [upload(client, [line], f"page-{i}.jsonl") for i in range(5)]
+
+    # The official client pages on its own, each page's last_id as the next one's `after`.
+    paged = [f.id for f in client.files.list(purpose="batch", limit=2, order="asc")]
+    first = client.files.list(purpose="batch", limit=2)  # newest first: made[4], made[3]
+    client.files.delete(first.data[-1].id)  # the cursor's own file is gone before the next page
+    rest = client.files.list(purpose="batch", limit=2, after=first.data[-1].id)
+
+    assert [file_id for file_id in paged if file_id in made] == made
+    assert len(paged) == len(set(paged))
+    assert [f.id for f in first.data] == [made[4], made[3]]
+    assert [f.id for f in rest.data] == [made[2], made[1]] and rest.has_more
+    for listing in (client.files.list, client.batches.list):
+        with pytest.raises(openai.BadRequestError, match="after"):
+            listing(after="not-an-id")
+
+
 def test_a_batch_answers_every_line_as_the_api_does_and_fails_only_its_bad_lines(
     client: openai.OpenAI,
 ) -> None:
