@@ -44,11 +44,18 @@ def gguf_architecture(gguf_file: Path) -> str:
 def import_gguf(gguf_file: Path, target: Path, dtype: str = "bfloat16") -> Path:
     """Write `target` (weights as safetensors in `dtype`, tokenizer with its chat template,
     generation config) from a GGUF file; an existing `target` is left alone."""
+    return import_gguf_copies(gguf_file, {Path(target): dtype})[0]
+
+
+def import_gguf_copies(gguf_file: Path, targets: dict[Path, str]) -> list[Path]:
+    """`import_gguf` into each target folder in its own dtype, reading the file once (its
+    dequantization and its tokenizer's conversion are most of an import's time)."""
     gguf_file = Path(gguf_file)
-    if dtype not in DTYPES:
-        raise InvalidRequest(f"dtype {dtype!r}: use one of {', '.join(DTYPES)}", field="dtype")
-    if Path(target).exists():
-        raise InvalidRequest(f"{target} already exists; pick another name or remove it first")
+    for target, dtype in targets.items():
+        if dtype not in DTYPES:
+            raise InvalidRequest(f"dtype {dtype!r}: use one of {', '.join(DTYPES)}", field="dtype")
+        if Path(target).exists():
+            raise InvalidRequest(f"{target} already exists; pick another name or remove it first")
     architecture = gguf_architecture(gguf_file)
     if architecture not in SUPPORTED_ARCHITECTURES:
         raise UnsupportedModel(
@@ -59,11 +66,12 @@ def import_gguf(gguf_file: Path, target: Path, dtype: str = "bfloat16") -> Path:
     model_type = loaded.config.model_type
     if model_type not in {family.value for family in Family}:  # e.g. llama.cpp's "mistral"
         raise UnsupportedModel(f"{gguf_file.name} loads as a {model_type!r} model, not served here")
-    model = _saveable_copy(loaded).to(DTYPES[dtype])
-    with staged_folder(Path(target)) as staging:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-    return Path(target)
+    for target, dtype in targets.items():
+        model = _saveable_copy(loaded).to(DTYPES[dtype])  # each from the float32 weights
+        with staged_folder(Path(target)) as staging:
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+    return [Path(target) for target in targets]
 
 
 def _load(gguf_file: Path) -> tuple[Any, Any]:

@@ -29,7 +29,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from textgen.convert.gguf_import import import_gguf
+from textgen.convert.gguf_import import import_gguf_copies
 from textgen.errors import ArtifactCorrupt, DownloadFailed
 from textgen.model_files import ONNX_EXPORT_DIR
 from textgen.staging import staged_folder
@@ -141,9 +141,7 @@ def build_demo_store(
     gguf_file = _fetch_smollm2(download_cache, on_fetch, store.missing)
     if gguf_file is None:
         return store
-    if not (path / "config.json").is_file():
-        store.built.append(import_gguf(gguf_file, path, dtype="bfloat16"))
-    _export_from_float32(gguf_file, path)
+    _export_from_float32(gguf_file, path, store)
     store.exported.append(path)
     return store
 
@@ -162,14 +160,20 @@ def _fetch_smollm2(
         return None
 
 
-def _export_from_float32(gguf_file: Path, model_dir: Path) -> None:
+def _export_from_float32(gguf_file: Path, model_dir: Path, store: DemoStore) -> None:
     """MODEL_DIR's int8 export, quantized from the GGUF file's float32 weights rather than from
     the folder's bfloat16 copy of them: two roundings in a row moved SmolLM2's greedy answer to
-    the README's first question from Paris to a wrong one."""
+    the README's first question from Paris to a wrong one. A missing MODEL_DIR is written (in
+    bfloat16) from the same reading of the file."""
     from textgen.convert.onnx_export import export_onnx
 
     with tempfile.TemporaryDirectory() as scratch:
-        full = import_gguf(gguf_file, Path(scratch) / SMOLLM2, dtype="float32")
+        full = Path(scratch) / SMOLLM2
+        targets = {full: "float32"}
+        if not (model_dir / "config.json").is_file():
+            targets[model_dir] = "bfloat16"
+        import_gguf_copies(gguf_file, targets)
+        store.built.extend(path for path in targets if path == model_dir)
         export = export_onnx(full)
         with staged_folder(model_dir / ONNX_EXPORT_DIR) as staging:
             shutil.copytree(export, staging, dirs_exist_ok=True)
