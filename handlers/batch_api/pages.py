@@ -41,5 +41,5 @@ def _place_of(after: str, keys: list[tuple[int, str]], newest_first: bool) -> in
             field="after",
         )
     cursor = (second, after)
-    beyond = [key < cursor if newest_first else key > cursor for key in keys]
-    return beyond.index(True) if True in beyond else len(keys)
+    beyond = (i for i, key in enumerate(keys) if (key < cursor if newest_first else key > cursor))
+    return next(beyond, len(keys))

@@ -44,35 +44,31 @@ def _or_null(kind: type[T]) -> Any:
     return BeforeValidator(_null_is_default, json_schema_input_type=kind | None)
 
 
+# The fields a client may send as null for their default.
+_Bool = Annotated[bool, _or_null(bool)]
+_Int = Annotated[int, _or_null(int)]
+_Float = Annotated[float, _or_null(float)]
+
+
 class StreamOptions(BaseModel):
     model_config = _BODY
 
-    include_usage: Annotated[bool, _or_null(bool)] = False
+    include_usage: _Bool = False
 
 
 class _Request(BaseModel):
     model_config = _BODY
 
     model: StrictStr
-    temperature: Annotated[float, _or_null(float)] = Field(
-        default=1.0, description="0 is greedy; up to 2."
-    )
-    top_p: Annotated[float, _or_null(float)] = Field(
-        default=1.0, description="Nucleus sampling, above 0 and at most 1."
-    )
-    n: Annotated[int, _or_null(int)] = Field(
-        default=1, description=f"Choices per prompt, 1 to {MAX_CHOICES}."
-    )
-    stream: Annotated[bool, _or_null(bool)] = False
+    temperature: _Float = Field(default=1.0, description="0 is greedy; up to 2.")
+    top_p: _Float = Field(default=1.0, description="Nucleus sampling, above 0 and at most 1.")
+    n: _Int = Field(default=1, description=f"Choices per prompt, 1 to {MAX_CHOICES}.")
+    stream: _Bool = False
     stream_options: StreamOptions | None = None
     stop: StrictStr | list[StrictStr] | None = Field(default=None, description="Up to 4 strings.")
     seed: int | None = None
-    presence_penalty: Annotated[float, _or_null(float)] = Field(
-        default=0.0, description="Only 0: not supported."
-    )
-    frequency_penalty: Annotated[float, _or_null(float)] = Field(
-        default=0.0, description="Only 0: not supported."
-    )
+    presence_penalty: _Float = Field(default=0.0, description="Only 0: not supported.")
+    frequency_penalty: _Float = Field(default=0.0, description="Only 0: not supported.")
     logit_bias: dict[str, float] | None = Field(default=None, description="Not supported.")
     user: str | None = Field(default=None, description="Accepted and ignored.")
 
@@ -81,10 +77,8 @@ class CompletionRequest(_Request):
     prompt: StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]] = Field(
         description="A string, a list of strings, a list of token ids, or a list of such lists."
     )
-    max_tokens: Annotated[int, _or_null(int)] = Field(
-        default=16, description="0 with echo scores the prompt only."
-    )
-    echo: Annotated[bool, _or_null(bool)] = False
+    max_tokens: _Int = Field(default=16, description="0 with echo scores the prompt only.")
+    echo: _Bool = False
     logprobs: int | None = Field(
         default=None, description=f"Log-probabilities of the {MAX_COMPLETION_LOGPROBS} best."
     )
@@ -119,7 +113,7 @@ class ChatCompletionRequest(_Request):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
-    logprobs: Annotated[bool, _or_null(bool)] = False
+    logprobs: _Bool = False
     top_logprobs: int | None = None
     response_format: ResponseFormat | None = Field(
         default=None, description='Only `{"type": "text"}`: structured output is not supported.'

@@ -141,7 +141,10 @@ def build_demo_store(
     gguf_file = _fetch_smollm2(download_cache, on_fetch, store.missing)
     if gguf_file is None:
         return store
-    _export_from_float32(gguf_file, path, store)
+    with_folder = not (path / "config.json").is_file()
+    _export_from_float32(gguf_file, path, with_folder)
+    if with_folder:
+        store.built.append(path)
     store.exported.append(path)
     return store
 
@@ -160,20 +163,19 @@ def _fetch_smollm2(
         return None
 
 
-def _export_from_float32(gguf_file: Path, model_dir: Path, store: DemoStore) -> None:
+def _export_from_float32(gguf_file: Path, model_dir: Path, with_folder: bool) -> None:
     """MODEL_DIR's int8 export, quantized from the GGUF file's float32 weights rather than from
     the folder's bfloat16 copy of them: two roundings in a row moved SmolLM2's greedy answer to
-    the README's first question from Paris to a wrong one. A missing MODEL_DIR is written (in
-    bfloat16) from the same reading of the file."""
+    the README's first question from Paris to a wrong one. `with_folder`: MODEL_DIR itself is
+    written too (in bfloat16), from the same reading of the file."""
     from textgen.convert.onnx_export import export_onnx
 
     with tempfile.TemporaryDirectory() as scratch:
         full = Path(scratch) / SMOLLM2
         targets = {full: "float32"}
-        if not (model_dir / "config.json").is_file():
+        if with_folder:
             targets[model_dir] = "bfloat16"
         import_gguf_copies(gguf_file, targets)
-        store.built.extend(path for path in targets if path == model_dir)
         export = export_onnx(full)
         with staged_folder(model_dir / ONNX_EXPORT_DIR) as staging:
             shutil.copytree(export, staging, dirs_exist_ok=True)
