@@ -4,11 +4,11 @@ The graph is written node by node from the project's own decoder (textgen.models
 Runtime's fused operators (textgen.convert.onnx_graph): the KV cache is updated in place, LLaMA's
 grouped KV heads stay grouped, q/k/v and gate/up are fused, and logits are computed only at the
 positions asked for (`logit_positions`): the last one while decoding, every one when scoring a
-prompt. Weights are quantized to 8 bits with per-channel scales by ONNX Runtime's own quantizer, or
-kept in float32.
+prompt. Weights are quantized to 8 bits with per-channel scales, or kept in float32.
 
 An int8 export is one graph for prompts and decoding steps alike. Its 8-bit weights are the ones
-ONNX Runtime's quantizer writes for the float32 graph (read back from its output, bit for bit);
+ONNX Runtime's quantizer writes for the float32 graph, bit for bit, computed a weight at a time
+rather than its channel at a time (textgen.convert.channel_quantizer);
 its products are written here (textgen.convert.onnx_writer) so that every token's activations are
 quantized over their own range. The quantizer's graph (DynamicQuantizeMatMul) takes one range for
 the whole call: over a prompt, one token (the first, which LLaMA-family models turn into an
@@ -40,7 +40,6 @@ onnxruntime and numpy (textgen.backends.onnx_backend); torch is needed only here
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,9 +54,10 @@ from textgen.convert.calibration import (
     calibration_windows,
     float_channels,
 )
+from textgen.convert.channel_quantizer import graph_int8_weights
 from textgen.convert.export_cache import cached_export, export_key
-from textgen.convert.onnx_graph import build_graph, int8_rows, int8_weights, token_embedding
-from textgen.convert.onnx_layout import save_for_serving, save_graph
+from textgen.convert.onnx_graph import build_graph, int8_rows, token_embedding
+from textgen.convert.onnx_layout import save_for_serving
 from textgen.errors import BackendNotInstalled, UnsupportedModel
 from textgen.model_files import (
     CONFIG_FILE,
@@ -88,8 +88,8 @@ def export_onnx(
             f"cannot export a {config.get('model_type')!r} model to ONNX: gpt2 or llama only"
         )
     try:
-        import onnx
-        import onnxruntime.quantization  # noqa: F401
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
     except ImportError as exc:
         raise BackendNotInstalled(
             f"`textgen export-onnx` needs onnx and onnxruntime ({exc}), which the base install "
@@ -99,17 +99,13 @@ def export_onnx(
     target = model_dir / ONNX_EXPORT_DIR
     signed = False
     int8_metadata: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as scratch, staged_folder(target) as staging:
+    with staged_folder(target) as staging:
         float32 = build_graph(decoder, config["model_type"])
         table = token_embedding(decoder, config["model_type"])
         if precision == "float32":
             save_for_serving(float32, staging / ONNX_MODEL_FILE)
         else:
-            save_graph(float32, Path(scratch) / "float32.onnx")
-            int8 = onnx.load(
-                quantize_int8(Path(scratch) / "float32.onnx", Path(scratch) / "int8.onnx")
-            )
-            weights = int8_weights(int8)
+            weights = graph_int8_weights(float32)
             signed = all(w.symmetric() for w in weights.values())
             if signed:  # see the module's note
                 weights = {name: weight.signed() for name, weight in weights.items()}
