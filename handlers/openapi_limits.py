@@ -22,6 +22,7 @@ from textgen.engine.params import (
     MAX_STOP_CHARS,
     MAX_STOP_STRINGS,
     MAX_TEMPERATURE,
+    MIN_SEED,
 )
 from textgen.settings import Settings
 from textgen.store.base import MODEL_NAME_PATTERN
@@ -85,7 +86,7 @@ def _constrain_document(document: Schema, settings: Settings) -> None:
     sampling: dict[str, Schema] = {
         "temperature": {"minimum": 0, "maximum": MAX_TEMPERATURE},
         "top_p": {"exclusiveMinimum": 0, "maximum": 1},
-        "seed": {"minimum": 0, "maximum": MAX_SEED},
+        "seed": {"minimum": MIN_SEED, "maximum": MAX_SEED},
         "stop": {"string": stop, "array": {"maxItems": MAX_STOP_STRINGS, "items": stop}},
     }
     cap = settings.max_new_tokens_cap

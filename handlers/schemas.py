@@ -40,7 +40,7 @@ class GenerateRequestBody(BaseModel):
         description="Above 1 discourages tokens already in the prompt or output; default 1.",
     )
     seed: int | None = Field(
-        default=None, description="Same seed and request, same text; 0 to 2^63-1."
+        default=None, description="Same seed and request, same text; -2^63 to 2^63-1."
     )
     stop: StrictStr | list[StrictStr] | None = Field(
         default=None,

@@ -147,7 +147,7 @@ CASES: list[tuple[str, dict[str, Any], int, str, str]] = [
         "invalid_request",
         "repetition_penalty",
     ),
-    ("negative seed", {"json": with_(seed=-3)}, 422, "invalid_request", "seed"),
+    ("seed too small", {"json": with_(seed=-(2**63) - 1)}, 422, "invalid_request", "seed"),
     ("seed too large", {"json": with_(seed=2**64)}, 422, "invalid_request", "seed"),
     ("seed not a number", {"json": with_(seed="lucky")}, 422, "validation_error", "seed"),
     ("empty stop string", {"json": with_(stop=[""])}, 422, "invalid_request", "stop"),

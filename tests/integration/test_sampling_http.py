@@ -35,6 +35,20 @@ def test_a_seed_reproduces_and_another_seed_differs(
 
 
 @pytest.mark.parametrize(("path", "model"), ENDPOINTS)
+def test_negative_seeds_reproduce_and_name_streams_of_their_own(
+    client: TestClient, path: str, model: str
+) -> None:
+    # OpenAI's API takes any signed 64-bit seed.
+    body = {"model_name": model, "prompts": ["Hello"], "max_tokens": 12, "temperature": 1.0}
+    seeds = [-5, 5, -(2**63), 2**63 - 1]
+    first = [texts(client, path, {**body, "seed": seed}) for seed in seeds]
+    again = [texts(client, path, {**body, "seed": seed}) for seed in seeds]
+
+    assert first == again
+    assert len({text for (text,) in first}) == len(seeds)  # live check: no two seeds alike
+
+
+@pytest.mark.parametrize(("path", "model"), ENDPOINTS)
 def test_stop_strings_in_both_call_shapes(client: TestClient, path: str, model: str) -> None:
     body = {"model_name": model, "prompts": ["The weather today is"], "max_tokens": 16}
     (free,) = texts(client, path, body)

@@ -8,7 +8,7 @@ from textgen.errors import InvalidRequest
 
 MAX_TEMPERATURE = 2.0
 MAX_REPETITION_PENALTY = 10.0
-MAX_SEED = 2**63 - 1
+MIN_SEED, MAX_SEED = -(2**63), 2**63 - 1  # a signed 64-bit integer, as OpenAI's API takes
 MAX_STOP_STRINGS = 4
 MAX_STOP_CHARS = 200
 
@@ -41,7 +41,11 @@ class SamplingParams:
             0.0 < self.repetition_penalty <= MAX_REPETITION_PENALTY,
             f"above 0 and at most {MAX_REPETITION_PENALTY}",
         )
-        _check("seed", self.seed is None or 0 <= self.seed <= MAX_SEED, f"0 to {MAX_SEED}")
+        _check(
+            "seed",
+            self.seed is None or MIN_SEED <= self.seed <= MAX_SEED,
+            f"{MIN_SEED} to {MAX_SEED}",
+        )
         _check("stop", len(self.stop) <= MAX_STOP_STRINGS, f"at most {MAX_STOP_STRINGS} strings")
         _check(
             "stop",

@@ -13,7 +13,9 @@ from textgen.engine.params import SamplingParams
 
 
 def row_generator(seed: int | None, row: int) -> np.random.Generator:
-    entropy = None if seed is None else [seed, row]
+    # A negative seed is taken as its 64 bits unsigned (numpy's seeds are not negative): each
+    # seed still names a stream of its own, and seeds of 0 and above keep theirs.
+    entropy = None if seed is None else [seed % 2**64, row]
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
 
 
