@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -75,3 +76,34 @@ def test_the_command_says_why_and_exits_non_zero(
     assert "invalid model name" in capsys.readouterr().err
     assert main(["import-gguf", str(falcon), "m", "--store", "s3://bucket/models"]) == 2
     assert "textgen publish" in capsys.readouterr().err
+
+
+def test_an_import_parses_the_file_once_for_hugging_faces_three_readings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gguf
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    from textgen.convert.gguf_import import _one_parse
+
+    parsed: list[Path] = []
+
+    class CountingReader(gguf.GGUFReader):
+        def __init__(self, path: Path | str, *args: Any, **kwargs: Any) -> None:
+            parsed.append(Path(path))
+            super().__init__(path, *args, **kwargs)
+
+    monkeypatch.setattr(gguf, "GGUFReader", CountingReader)
+    model, other = write_gguf(tmp_path / "m.gguf", "llama"), write_gguf(tmp_path / "o.gguf", "gpt2")
+    load_gguf_checkpoint(str(model))
+    assert parsed == [model]  # live check: each reading parses the file again
+
+    with _one_parse(model) as reader:
+        configs = [load_gguf_checkpoint(str(model))["config"] for _ in range(3)]
+        load_gguf_checkpoint(str(other))  # another file is read as ever
+    load_gguf_checkpoint(str(model))  # and, after the import, this one too
+
+    assert parsed == [model, model, other, model]
+    assert configs[0] == configs[2] and configs[0]["model_type"] == "llama"
+    assert reader.fields["general.architecture"].contents() == "llama"
+    assert gguf.GGUFReader is CountingReader
