@@ -5,7 +5,7 @@ for all channels of a weight at once.
 The quantizer computes each channel's range, scale and bytes in a Python loop of its own, a few
 numpy calls per channel, and needs the graph saved and read back (SmolLM2-135M has 204,672
 channels: the demo store, which exports it, built in 69.9 s on two cores through the quantizer and
-in 45.1 s this way, bench/demo_store_build.py). Here a weight is a few array operations. The
+in 45.1 s this way, bench/build_cost.py). Here a weight is a few array operations. The
 arithmetic is the quantizer's, step for step (ranges widened to hold zero, the scale worked out in
 float64 and stored in float32, values divided by it in float32 and rounded half to even), and the
 suite checks the bytes against the quantizer's own (tests/unit/test_channel_quantizer.py).

@@ -9,7 +9,7 @@ The loader parses the file's header three times (for the config, the tokenizer a
 SmolLM2's holds its 49,152 tokens) and builds gguf's map of tensor names once per module of the
 model (397 times for SmolLM2, the same map each time): during an import the three share one parse
 (`_one_parse`) and the map is built once per architecture. The demo store, which imports SmolLM2,
-built in 45.1 s on two cores before, 30.9 s so (bench/demo_store_build.py).
+built in 45.1 s on two cores before, 30.9 s so (bench/build_cost.py).
 """
 
 from __future__ import annotations

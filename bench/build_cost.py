@@ -1,19 +1,22 @@
-"""The demo store's first build (what the quick start's first `textgen serve` waits for): this
-checkout against an older one, rounds interleaved, each build a fresh process into an empty
-folder, SmolLM2's wheel already downloaded.
+"""What a build costs, this checkout against an older one, rounds interleaved, each build a fresh
+process writing into an empty folder:
+
+- `demo-store`: the demo store's first build (what the quick start's first `textgen serve` waits
+  for), SmolLM2's wheel already downloaded;
+- `export-onnx`: `textgen export-onnx` of SmolLM2 as the demo store keeps it (bfloat16 on disk),
+  what `textgen publish` runs for a model without an export.
 
 Reports each checkout's median seconds and peak resident memory, the ratios of this checkout to
-the older one, and whether the two built the same files byte for byte. Reproduce with:
+the older one, and whether the two wrote the same files byte for byte. Reproduce with:
 
     git worktree add /tmp/before <commit>
-    python bench/demo_store_build.py --before /tmp/before [--rounds 3] [--output ...]
+    python bench/build_cost.py --before /tmp/before [--build export-onnx] [--rounds 3] [--output F]
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import statistics
 import subprocess
@@ -30,17 +33,27 @@ from bench.arguments import add_storage_options  # noqa: E402
 from bench.cpu_decoding import cpu_description  # noqa: E402
 from bench.report import report  # noqa: E402
 
-BUILD = (
-    "import json, resource, sys\n"
-    "from pathlib import Path\n"
-    "from textgen.demo.store import build_demo_store\n"
-    "store = build_demo_store(Path(sys.argv[1]), Path(sys.argv[2]))\n"
-    "assert not store.missing, store.missing\n"
-    "print(json.dumps({'peak_kib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))\n"
-)
+PEAK = "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+BUILDS = {
+    "demo-store": (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from textgen.demo.store import build_demo_store\n"
+        "store = build_demo_store(Path(sys.argv[1]), Path(sys.argv[2]))\n"
+        "assert not store.missing, store.missing\n" + PEAK
+    ),
+    "export-onnx": (
+        "import shutil, sys\n"
+        "from pathlib import Path\n"
+        "from textgen.convert.onnx_export import export_onnx\n"
+        "model = Path(sys.argv[1]) / 'smollm2-135m'\n"
+        "shutil.copytree(Path(sys.argv[3]), model, ignore=shutil.ignore_patterns('onnx', 'tf'))\n"
+        "export_onnx(model)\n" + PEAK
+    ),
+}
 
 
-def build(checkout: Path, root: Path, downloads: Path) -> dict[str, float]:
+def build(script: str, checkout: Path, root: Path, *arguments: Path) -> dict[str, float]:
     env = {
         **os.environ,
         "PYTHONPATH": f"{checkout}{os.pathsep}{checkout / 'layers'}",
@@ -48,7 +61,7 @@ def build(checkout: Path, root: Path, downloads: Path) -> dict[str, float]:
     }
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", BUILD, str(root), str(downloads)],
+        [sys.executable, "-c", script, str(root), *map(str, arguments)],
         cwd=checkout,
         env=env,
         check=True,
@@ -56,8 +69,8 @@ def build(checkout: Path, root: Path, downloads: Path) -> dict[str, float]:
         text=True,
     )
     seconds = time.perf_counter() - started
-    peak = json.loads(done.stdout.splitlines()[-1])["peak_kib"]
-    return {"seconds": seconds, "peak_gb": peak * 1024 / 1e9}
+    peak_kib = int(done.stdout.splitlines()[-1])
+    return {"seconds": seconds, "peak_gb": peak_kib * 1024 / 1e9}
 
 
 def digests(root: Path) -> dict[str, str]:
@@ -74,20 +87,26 @@ def main() -> int:
     )
     parser.add_argument("--before", type=Path, required=True, help="an older checkout")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--build", choices=sorted(BUILDS), default="demo-store")
     add_storage_options(parser)
     args = parser.parse_args()
 
+    from textgen.convert.gguf_import import import_gguf
     from textgen.demo.public_data import smollm2_gguf
 
-    smollm2_gguf(args.cache)  # downloaded once, before any round
+    gguf_file = smollm2_gguf(args.cache)  # downloaded once, before any round
     checkouts = {"this": REPO_ROOT, "before": args.before.resolve()}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in checkouts}
     files: dict[str, dict[str, str]] = {}
     with tempfile.TemporaryDirectory() as scratch:
+        smollm2 = (args.work or Path(scratch)) / "smollm2-135m"
+        if args.build == "export-onnx" and not (smollm2 / "config.json").is_file():
+            import_gguf(gguf_file, smollm2, dtype="bfloat16")
         for round_number in range(args.rounds):
             for name, checkout in checkouts.items():
                 root = Path(scratch) / f"{name}-{round_number}"
-                runs[name].append(build(checkout, root, args.cache))
+                built = build(BUILDS[args.build], checkout, root, args.cache, smollm2)
+                runs[name].append(built)
                 files[name] = digests(root)
 
     medians: dict[str, Any] = {
@@ -102,7 +121,7 @@ def main() -> int:
         "cpu": cpu_description(),
         "threads": os.cpu_count(),
         "rounds": args.rounds,
-        "built": "the demo store: gpt2-tiny, llama-tiny, smollm2-135m, each with its int8 export",
+        "built": args.build,
         "checkouts": medians,
         "this_over_before": {
             part: medians["this"][part] / medians["before"][part] for part in ("seconds", "peak_gb")
