@@ -41,7 +41,7 @@ def per_channel_uint8(weight: np.ndarray, symmetric: bool = True) -> Int8Weight:
         with np.errstate(divide="ignore", invalid="ignore"):
             zero_point = np.round(_QMIN - low / scale64).astype(np.uint8)
     zero_point[flat] = 0
-    scale = np.where(flat, np.float32(1), scale64.astype(np.float32)).astype(np.float32)
+    scale = np.where(flat, np.float32(1), scale64.astype(np.float32))
     values = np.round(weight / scale) + zero_point
     np.clip(values, _QMIN, _QMAX, out=values)
     return Int8Weight(values.astype(np.uint8), scale, zero_point)

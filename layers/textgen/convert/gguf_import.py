@@ -45,21 +45,23 @@ def _read(reader_class: Any, gguf_file: Path) -> Any:
     try:
         return reader_class(gguf_file)
     except (ValueError, IndexError, KeyError, OSError) as exc:  # what a bad file raises there
-        raise ArtifactCorrupt(
-            f"{gguf_file} is not a readable GGUF file (corrupt or truncated?): {exc}"
-        ) from exc
+        raise _unreadable(gguf_file, exc) from exc
 
 
 def _architecture(reader: Any, gguf_file: Path) -> str:
     try:
         architecture = reader.fields["general.architecture"].contents()
     except (ValueError, IndexError, KeyError) as exc:
-        raise ArtifactCorrupt(
-            f"{gguf_file} is not a readable GGUF file (corrupt or truncated?): {exc}"
-        ) from exc
+        raise _unreadable(gguf_file, exc) from exc
     if not isinstance(architecture, str):
         raise ArtifactCorrupt(f"{gguf_file} has no text general.architecture")
     return architecture
+
+
+def _unreadable(gguf_file: Path, exc: Exception) -> ArtifactCorrupt:
+    return ArtifactCorrupt(
+        f"{gguf_file} is not a readable GGUF file (corrupt or truncated?): {exc}"
+    )
 
 
 def import_gguf(gguf_file: Path, target: Path, dtype: str = "bfloat16") -> Path:
