@@ -10,7 +10,7 @@ import pytest
 from gguf import GGUFWriter
 
 from handlers.cli import main
-from textgen.convert.gguf_import import gguf_architecture, import_gguf
+from textgen.convert.gguf_import import import_gguf
 from textgen.errors import ArtifactCorrupt, UnsupportedModel
 
 
@@ -24,10 +24,6 @@ def write_gguf(path: Path, architecture: str) -> Path:
     writer.write_tensors_to_file()
     writer.close()
     return path
-
-
-def test_the_architecture_of_a_valid_file_is_read(tmp_path: Path) -> None:
-    assert gguf_architecture(write_gguf(tmp_path / "m.gguf", "llama")) == "llama"
 
 
 def test_another_architecture_is_refused(tmp_path: Path) -> None:

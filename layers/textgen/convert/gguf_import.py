@@ -32,13 +32,6 @@ SUPPORTED_ARCHITECTURES = ("llama", "gpt2")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def gguf_architecture(gguf_file: Path) -> str:
-    """The file's `general.architecture`; a file that is no readable GGUF is refused."""
-    from gguf import GGUFReader
-
-    return _architecture(_read(GGUFReader, gguf_file), gguf_file)
-
-
 def _read(reader_class: Any, gguf_file: Path) -> Any:
     if not Path(gguf_file).is_file():
         raise InvalidRequest(f"{gguf_file} is not a file")
