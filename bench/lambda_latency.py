@@ -5,10 +5,13 @@ nothing over generating the request directly. Each side runs in fresh processes 
 interleaved, so drifts in the machine's speed hit both): it imports `handlers.lambda_function`
 from its checkout, invokes it once to load the model (a cold start, not counted), then times
 --invocations warm invocations of a SAM-generated API Gateway event (one prompt, --new-tokens
-new tokens, GPT-2 124M architecture). Reproduce with:
+new tokens, GPT-2 124M architecture), on PyTorch or, with --export, on the model's int8 ONNX
+export as the Lambda image serves it (both sides read the export this checkout writes).
+Reproduce with:
 
     git worktree add /tmp/before <older commit>
     python bench/lambda_latency.py --before /tmp/before [--rounds 3 --invocations 5]
+    python bench/lambda_latency.py --before /tmp/before --export --new-tokens 1 --invocations 20
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks, as bench.*
+from bench.cpu_decoding import cpu_description
 from bench.report import report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -91,6 +95,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--invocations", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--export", action="store_true", help="serve the int8 ONNX export")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
 
@@ -101,6 +106,10 @@ def main() -> int:
 
         store = Path(scratch) / "store"
         build_gpt2(store / "gpt2-124m")  # GPT2Config() defaults: the 124M architecture
+        if args.export:
+            from textgen.convert.onnx_export import export_onnx
+
+            export_onnx(store / "gpt2-124m")
         event = event_file(Path(scratch), args.new_tokens)
         for round_index in range(args.rounds):
             for name, checkout in sides.items():
@@ -108,6 +117,8 @@ def main() -> int:
                 print(f"round {round_index + 1} {name}: {times[name][-args.invocations :]}")
     medians = {name: statistics.median(values) for name, values in times.items()}
     summary = {
+        "cpu": cpu_description(),
+        "runtime": "onnx int8 export" if args.export else "pytorch",
         "new_tokens": args.new_tokens,
         "invocations_per_side": len(times["after"]),
         "median_seconds": medians,
