@@ -21,7 +21,6 @@ from handlers.batch_api.aws import read_chunk_message
 from handlers.batch_api.runner import BatchRunner
 from handlers.batch_api.setup import blobs_for, runner_for
 from handlers.openai_api.serving import OpenAIServing
-from handlers.worker_threads import in_worker_thread
 from textgen.service import GenerationService
 from textgen.settings import Settings, get_settings
 from textgen.store import open_store
@@ -47,7 +46,7 @@ async def poll(
     idle_since = time.monotonic()
     try:
         while idle_exit_s is None or time.monotonic() - idle_since < idle_exit_s:
-            got = await in_worker_thread(
+            got = await asyncio.to_thread(
                 sqs.receive_message,
                 QueueUrl=url,
                 MaxNumberOfMessages=chunks_at_once,
@@ -67,7 +66,9 @@ async def _run(runner: BatchRunner, sqs: Any, url: str | None, message: dict[str
     except Exception:  # the message comes back after the visibility timeout (DLQ at last)
         logger.exception("chunk message %s failed", message.get("MessageId"))
         return
-    await in_worker_thread(sqs.delete_message, QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    await asyncio.to_thread(
+        sqs.delete_message, QueueUrl=url, ReceiptHandle=message["ReceiptHandle"]
+    )
 
 
 @cache

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from handlers.deps import DeadlineDep, GenerateBodyDep, ServiceDep
 from handlers.errors import ERROR_RESPONSES, documented_as
@@ -24,7 +25,6 @@ from handlers.schemas import (
 )
 from handlers.strict_json import StrictJSONRoute
 from handlers.waiting import until_finished
-from handlers.worker_threads import in_worker_thread
 from textgen.engine import SamplingParams
 from textgen.families import Family, parse_framework
 from textgen.service import GenerationRequest, GenerationService
@@ -73,8 +73,8 @@ async def _generate(
         sampling=_sampling(body),
         deadline=deadline,
     )
-    # Loading a model blocks: it runs on a worker thread. The wait for tokens holds no thread.
-    generation = await in_worker_thread(service.submit, request)
+    # Loading a model blocks: it runs in the thread pool. The wait for tokens holds no thread.
+    generation = await run_in_threadpool(service.submit, request)
     result = generation.result(await until_finished(http_request, generation))
     record_generation(result)
     answer = GenerateResponse(

@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from handlers.batch_api.batches import BatchService
 from handlers.batch_api.runner import BatchRunner
 from handlers.errors import BatchesUnavailable
-from handlers.worker_threads import in_worker_thread
 from textgen.errors import ShuttingDown
 
 logger = logging.getLogger(__name__)
@@ -30,7 +29,7 @@ class LocalChunkQueue:
         self._loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
         self._tasks = [asyncio.create_task(self._work()) for _ in range(self._workers)]
-        for record in await in_worker_thread(batches.unfinished):
+        for record in await asyncio.to_thread(batches.unfinished):
             logger.info("taking up batch %s again", record.id)
             self.send(record.id, [i for i in range(len(record.chunk_starts))])
 

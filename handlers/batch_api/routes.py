@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Form, Query, Request, UploadFile
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from handlers.batch_api.batches import BatchService
 from handlers.batch_api.files import MAX_LIST_LIMIT, FileStore
@@ -23,7 +24,6 @@ from handlers.errors import BodyTooLarge
 from handlers.keys import caller_identity
 from handlers.openai_api.routes import ERRORS
 from handlers.strict_json import StrictJSONRoute
-from handlers.worker_threads import in_worker_thread
 from textgen.errors import InvalidRequest
 
 router = APIRouter(
@@ -77,7 +77,7 @@ async def upload_file(
     except UnicodeDecodeError as exc:
         raise InvalidRequest(f"a batch file is JSONL, UTF-8 text: {exc}", field="file") from None
     name = file.filename or "upload.jsonl"
-    record = await in_worker_thread(files.create, owner, name, purpose, data)
+    record = await run_in_threadpool(files.create, owner, name, purpose, data)
     return record.public()
 
 

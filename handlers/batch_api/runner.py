@@ -16,6 +16,7 @@ next read (BatchService), no worker needed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -29,7 +30,6 @@ from handlers.batch_api.objects import FINAL_STATUSES, OUTPUT_PURPOSE, BatchReco
 from handlers.batch_api.records import BatchRecords, batch_blob
 from handlers.openai_api.batch import BatchRequest, jsonl_lines, parse_batch, run_batch
 from handlers.openai_api.serving import OpenAIServing
-from handlers.worker_threads import in_worker_thread
 
 INPUT = "input.jsonl"
 
@@ -53,23 +53,23 @@ class BatchRunner:
         self._parsed: dict[str, list[BatchRequest]] = {}  # the latest batch's input, parsed
 
     async def run_chunk(self, batch_id: str, index: int) -> None:
-        record = await in_worker_thread(self.records.get, batch_id)
+        record = await asyncio.to_thread(self.records.get, batch_id)
         if record is None or record.status in FINAL_STATUSES:
             return
         if index in record.counted_runs or not record.taking_chunks:
             # Delivered again, or taken after the batch was settled: at most its finalizing
             # is left (a finalizer that died).
             if record.all_chunks_done or not record.taking_chunks:
-                await in_worker_thread(self.finalize, batch_id)
+                await asyncio.to_thread(self.finalize, batch_id)
             return
-        requests = await in_worker_thread(self._chunk_requests, record, index)
+        requests = await asyncio.to_thread(self._chunk_requests, record, index)
         if unrun := self._unrun(record, requests):
             lines, expired = unrun
         else:
             lines, expired = await run_batch(self._serving, requests, self._in_flight), False
-        record = await in_worker_thread(self._record_chunk, batch_id, index, lines, expired)
+        record = await asyncio.to_thread(self._record_chunk, batch_id, index, lines, expired)
         if record.all_chunks_done:
-            await in_worker_thread(self.finalize, batch_id)
+            await asyncio.to_thread(self.finalize, batch_id)
 
     def settle_overdue(self, batch_id: str) -> BatchRecord:
         """A batch whose chunks were not all taken in its window (and the grace after it):

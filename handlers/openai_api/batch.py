@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from handlers.errors import BatchFileInvalid, openai_answer
 from handlers.openai_api import protocol as p
 from handlers.openai_api.serving import OpenAIServing, Prepared
 from handlers.request_ids import current_request_id
-from handlers.worker_threads import in_worker_thread
 from textgen.errors import Overloaded, ShuttingDown, TextgenError
 
 COMPLETIONS, CHAT = "/v1/completions", "/v1/chat/completions"
@@ -181,7 +181,7 @@ async def _queue(
     """The request on its engine, or the error that refused it (a full queue waits for room)."""
     while True:
         try:
-            return await in_worker_thread(_submit, serving, request.body)
+            return await run_in_threadpool(_submit, serving, request.body)
         except Overloaded:
             await asyncio.sleep(_RETRY_AFTER_FULL_S)
         except ShuttingDown:

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from starlette.concurrency import run_in_threadpool
+
 from handlers.openai_api import protocol as p
 from handlers.openai_api.bodies import chat_request, completion_request
 from handlers.openai_api.logprobs import (
@@ -19,7 +21,6 @@ from handlers.openai_api.logprobs import (
     prompt_entries,
 )
 from handlers.request_ids import current_request_id
-from handlers.worker_threads import in_worker_thread
 from textgen.engine import SequenceOutput, TokenEvent, TokenLogprob
 from textgen.families import Family
 from textgen.service import Generation, GenerationService
@@ -73,7 +74,7 @@ class OpenAIServing:
 
     # ---- completions
     async def start_completion(self, body: p.CompletionRequest, deadline: float | None) -> Prepared:
-        return await in_worker_thread(self.submit_completion, body, deadline)
+        return await run_in_threadpool(self.submit_completion, body, deadline)
 
     def submit_completion(
         self, body: p.CompletionRequest, deadline: float | None, background: bool = False
@@ -137,7 +138,7 @@ class OpenAIServing:
 
     # ---- chat
     async def start_chat(self, body: p.ChatCompletionRequest, deadline: float | None) -> Prepared:
-        return await in_worker_thread(self.submit_chat, body, deadline)
+        return await run_in_threadpool(self.submit_chat, body, deadline)
 
     def submit_chat(
         self, body: p.ChatCompletionRequest, deadline: float | None, background: bool = False

@@ -182,33 +182,3 @@ def test_the_collector_waits_for_the_imports_then_skips_what_they_made() -> None
     assert control["during_import"] > 0  # live check: the probe sees collections
     assert found["enabled"] and found["after_import"] > 0  # on again after the import
     assert found["frozen"] > 10_000 and control["frozen"] == 0  # the imports' objects
-
-
-# Which modules a cold start's first requests load: a generation, then a health check.
-FIRST_REQUESTS = """
-import json, sys
-import handlers.lambda_function as module
-from handlers.lambda_context import LocalLambdaContext
-loaded = {}
-for name in sys.argv[1:]:
-    before = set(sys.modules)
-    event = json.loads(open(f"tests/events/{name}.json").read())
-    answer = module.handler(event, LocalLambdaContext(remaining_ms=60_000))
-    assert answer["statusCode"] == 200, answer
-    loaded[name] = sorted(set(sys.modules) - before)
-print(json.dumps(loaded))
-"""
-THREAD_POOL_BACKEND = "anyio._backends._asyncio"  # Starlette's run_in_threadpool imports it
-
-
-@pytest.mark.slow
-def test_a_cold_starts_first_generation_imports_no_thread_pool_backend(store_dir: Path) -> None:
-    # Starlette's thread pool would import anyio's backend on the first request (about 20 ms
-    # of a cold start's GIL): the routes run blocking work on handlers.worker_threads instead.
-    env = {"PRELOAD_MODELS": "", "MODEL_STORE": str(store_dir), "LAMBDA_TASK_ROOT": ""}
-
-    loaded = fresh_python(FIRST_REQUESTS, "http-gpt2-model", "http-health", env=env)
-
-    assert THREAD_POOL_BACKEND not in loaded["http-gpt2-model"]
-    # Live check: a plain-function route, which FastAPI runs on Starlette's pool, loads it.
-    assert THREAD_POOL_BACKEND in loaded["http-health"]
