@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-README_MAX_LINES = 400
+README_MAX_LINES = 360
 # [text](docs/page.md#anchor) and [text](#anchor): the README's links into the docs and to itself.
 LINK = re.compile(r"\]\(((?:docs/[^)\s#]+\.md)?)(?:#([^)\s]*))?\)")
 
