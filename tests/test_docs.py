@@ -96,3 +96,23 @@ def test_broken_readme_links_are_caught() -> None:
     assert broken_links(readme + "".join(f"\n[x]({url})" for url in bad)) == bad
     assert slugify("Holding up: load, faults") == "holding-up-load-faults"
     assert slugify('TensorFlow (`framework: "tf"`)') == "tensorflow-framework-tf"
+
+
+def unnamed_modules(page: str) -> list[str]:
+    """The modules of handlers/ and layers/textgen/ whose file name `page` never mentions."""
+    sources = [*(REPO_ROOT / "handlers").rglob("*.py"), *(REPO_ROOT / "layers").rglob("*.py")]
+    return sorted(
+        str(path.relative_to(REPO_ROOT))
+        for path in sources
+        if path.name != "__init__.py" and f"`{path.name}`" not in page
+    )
+
+
+def test_the_layout_page_names_every_module() -> None:
+    page = (REPO_ROOT / "docs" / "development.md").read_text(encoding="utf-8")
+
+    assert unnamed_modules(page) == []
+    # Live check: a page without one of them is caught.
+    assert unnamed_modules(page.replace("`sampling.py`", "")) == [
+        "layers/textgen/engine/sampling.py"
+    ]
