@@ -1,14 +1,20 @@
-"""Every knob of the service, read once from the environment (or passed explicitly in tests)."""
+"""Every knob of the service, read once from the environment (or passed explicitly in tests).
+
+A setting's variable is its name in any case (MODEL_STORE, model_store); an empty one is unset;
+lists are comma-separated. The model reads them itself: pydantic-settings, which it used, brought
+sources this service never uses (.env files, secrets folders, the command line, cloud vaults),
+and its import made the Lambda handler's 1.06-1.11x slower (bench/handler_import.py)."""
 
 from __future__ import annotations
 
+import os
 import tempfile
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from textgen.families import Framework
 
@@ -26,10 +32,17 @@ def default_batch_dir() -> Path:
     return Path.home() / ".cache" / "serverless-textgen" / "batches"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="", case_sensitive=False, extra="ignore", env_ignore_empty=True
-    )
+class Settings(BaseModel):
+    # Fields named model_* are settings, not pydantic's (older pydantic warns of them).
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _environment_fills_the_rest(cls, given: Any) -> Any:
+        """The settings given, the environment's for the rest (then the defaults)."""
+        if isinstance(given, dict):
+            return {**_from_environment(cls.model_fields), **given}
+        return given
 
     model_store: str = Field(default_factory=default_model_store)
     # Pinned public artifacts (the demo's SmolLM2 wheel, the Moby-Dick text), verified by sha256.
@@ -52,7 +65,7 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=16384, ge=1024)
     # Keys callers send as `Authorization: Bearer <key>`: comma-separated, and/or a file with one
     # per line. None set: the service is open (API Gateway's own key protects Lambda).
-    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
+    api_keys: list[str] = Field(default_factory=list, repr=False)
     api_keys_file: Path | None = None
     # GET /metrics is open like /health; true puts it behind the keys too.
     metrics_require_api_key: bool = False
@@ -75,7 +88,7 @@ class Settings(BaseSettings):
     s3_parallel_files: int = Field(default=4, ge=1)
     s3_max_attempts: int = Field(default=6, ge=1)
     # "name" or "name:framework" (the form /health prints), comma-separated; pt by default.
-    preload_models: Annotated[list[tuple[str, Framework]], NoDecode] = Field(default_factory=list)
+    preload_models: list[tuple[str, Framework]] = Field(default_factory=list)
     # Where PRELOAD_MODELS names none: preload the store's model if it holds just one (the Lambda
     # image sets it, so a function on a one-model store gets the preloaded cold start unasked).
     preload_sole_model: bool = False
@@ -103,9 +116,7 @@ class Settings(BaseSettings):
     lambda_deadline_margin_s: float = Field(default=1.0, ge=0)
 
     # TensorFlow: "BATCHxLENGTH" shapes compiled when a model loads, e.g. "1x64,8x128".
-    tf_warmup_shapes: Annotated[list[tuple[int, int]], NoDecode] = Field(
-        default_factory=lambda: [(1, 64)]
-    )
+    tf_warmup_shapes: list[tuple[int, int]] = Field(default_factory=lambda: [(1, 64)])
 
     # Unpickling a file from a bucket can run arbitrary code: the original app's joblib-pickled
     # tokenizers load only when this is on (and, where a manifest lists them, match its sha256).
@@ -126,9 +137,7 @@ class Settings(BaseSettings):
     # "auto" compiles on CUDA only. The compiled artifacts are saved to and loaded from
     # COMPILE_CACHE_DIR (one file per model), so a fresh process compiles much less.
     compile: Literal["auto", "on", "off"] = "auto"
-    compile_batch_buckets: Annotated[list[int], NoDecode] = Field(
-        default_factory=lambda: [1, 2, 4, 8, 16, 32, 64]
-    )
+    compile_batch_buckets: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
     compile_cache_dir: Path | None = None
     torch_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     torch_threads: int | None = Field(default=None, ge=1)
@@ -193,6 +202,13 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("MODEL_STORE must name a directory or an s3:// URI")
         return value.strip()
+
+
+def _from_environment(fields: Mapping[str, object]) -> dict[str, str]:
+    """The environment's values of `fields`: a variable named as the field in any case, unless
+    empty (which leaves the default)."""
+    found = {name.lower(): value for name, value in os.environ.items() if value}
+    return {field: found[field] for field in fields if field in found}
 
 
 def _model_and_framework(item: str) -> tuple[str, str]:
