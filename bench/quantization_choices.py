@@ -77,7 +77,7 @@ STEP_ROWS, STEPS = 8, 64
 def quantized(float32_graph: Path, keep: tuple[str, ...], symmetric: bool, output: Path) -> Path:
     import onnx
 
-    from textgen.convert.onnx_export import quantize_int8
+    from tests.support.ort_quantizer import quantize_int8
 
     graph = onnx.load(str(float32_graph), load_external_data=False)
     shapes = {tensor.name: list(tensor.dims) for tensor in graph.graph.initializer}
@@ -164,9 +164,10 @@ def main() -> int:
 
     from tokenizers import Tokenizer
 
+    from tests.support.ort_quantizer import int8_weights
     from textgen.backends.onnx_backend import session_options
     from textgen.backends.tokenizer import ModelTokenizer
-    from textgen.convert.onnx_graph import build_graph, int8_weights, token_embedding
+    from textgen.convert.onnx_graph import build_graph, token_embedding
     from textgen.demo.moby_dick import split
     from textgen.model_files import ONNX_EMBEDDING_INPUT
     from textgen.models import load_decoder

@@ -152,24 +152,15 @@ class Settings(BaseModel):
     @classmethod
     def _models_and_frameworks(cls, value: object) -> object:
         if isinstance(value, str):
-            value = [item.strip() for item in value.split(",") if item.strip()]
+            value = _comma_separated(value)
         if isinstance(value, list):
             return [_model_and_framework(item) if isinstance(item, str) else item for item in value]
         return value
 
-    @field_validator("compile_batch_buckets", mode="before")
+    @field_validator("compile_batch_buckets", "api_keys", mode="before")
     @classmethod
-    def _buckets(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [int(size) for size in value.split(",") if size.strip()]
-        return value
-
-    @field_validator("api_keys", mode="before")
-    @classmethod
-    def _keys(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [key.strip() for key in value.split(",") if key.strip()]
-        return value
+    def _items(cls, value: object) -> object:
+        return _comma_separated(value) if isinstance(value, str) else value
 
     def api_key_list(self) -> list[str]:
         """Every accepted key: API_KEYS and the lines of API_KEYS_FILE (read now, once)."""
@@ -183,7 +174,7 @@ class Settings(BaseModel):
     @classmethod
     def _shapes(cls, value: object) -> object:
         if isinstance(value, str):
-            shapes = [s.strip().lower().split("x") for s in value.split(",") if s.strip()]
+            shapes = [shape.lower().split("x") for shape in _comma_separated(value)]
             return [(int(batch), int(length)) for batch, length in shapes]
         return value
 
@@ -209,6 +200,11 @@ def _from_environment(fields: Mapping[str, object]) -> dict[str, str]:
     empty (which leaves the default)."""
     found = {name.lower(): value for name, value in os.environ.items() if value}
     return {field: found[field] for field in fields if field in found}
+
+
+def _comma_separated(text: str) -> list[str]:
+    """A variable's list: its comma-separated items, stripped, empty ones dropped."""
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def _model_and_framework(item: str) -> tuple[str, str]:

@@ -21,11 +21,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from tests.support.ort_quantizer import quantize_int8
 from textgen.backends import load_backend
 from textgen.backends.onnx_backend import embedding_tables, session_options
 from textgen.backends.onnx_runner import OnnxRunner
 from textgen.backends.step_backend import StepBackend
-from textgen.convert.onnx_export import quantize_int8
 from textgen.families import Framework
 from textgen.settings import Settings
 

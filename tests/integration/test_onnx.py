@@ -23,6 +23,7 @@ from handlers.factory import create_app
 from tests.support.engine_checks import PROMPTS, join_mid_decode
 from tests.support.fresh_process import generate_in_fresh_process
 from tests.support.onnx_exports import as_format_3
+from tests.support.ort_quantizer import int8_weights, quantize_int8
 from tests.support.servers import console_script
 from textgen.backends import load_backend
 from textgen.backends.onnx_runner import OnnxRunner, prefill_groups
@@ -31,7 +32,6 @@ from textgen.backends.step_backend import StepBackend
 from textgen.backends.tokenizer_parts import PARTS_FILES, PARTS_VOCAB_FILE
 from textgen.backends.torch_runner import TorchRunner
 from textgen.convert.onnx_export import ensure_export, has_current_export
-from textgen.convert.onnx_graph import int8_weights
 from textgen.engine import Job
 from textgen.errors import ModelLoadFailed
 from textgen.families import Framework
@@ -450,8 +450,6 @@ def test_int8_weights_are_quantized_symmetrically(onnx_store: Path, tmp_path: Pa
 
 def test_the_graph_has_the_quantizers_8_bit_weights(onnx_store: Path, tmp_path: Path) -> None:
     import onnx
-
-    from textgen.convert.onnx_export import quantize_int8
 
     # What ONNX Runtime's quantizer writes for the same weights (gpt2-test's float32 export).
     quantized = quantize_int8(

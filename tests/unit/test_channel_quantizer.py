@@ -10,9 +10,9 @@ import onnx
 import pytest
 import torch
 
+from tests.support.ort_quantizer import int8_weights, quantize_int8
 from textgen.convert.channel_quantizer import graph_int8_weights, per_channel_uint8
-from textgen.convert.onnx_export import quantize_int8
-from textgen.convert.onnx_graph import Int8Weight, build_graph, int8_weights
+from textgen.convert.onnx_graph import Int8Weight, build_graph
 from textgen.models import load_decoder
 
 

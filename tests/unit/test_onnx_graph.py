@@ -13,8 +13,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from textgen.convert.onnx_export import quantize_int8
-from textgen.convert.onnx_graph import Int8Weight, build_graph, int8_weights
+from tests.support.ort_quantizer import int8_weights, quantize_int8
+from textgen.convert.onnx_graph import Int8Weight, build_graph
 from textgen.convert.onnx_writer import GraphWriter
 from textgen.errors import UnsupportedModel
 

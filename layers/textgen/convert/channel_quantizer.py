@@ -49,8 +49,8 @@ def per_channel_uint8(weight: np.ndarray, symmetric: bool = True) -> Int8Weight:
 
 def graph_int8_weights(graph: Any, symmetric: bool = True) -> dict[str, Int8Weight]:
     """By weight name, every MatMul weight (an initializer) of `graph` (a float32 ModelProto)
-    in 8 bits per output channel: what textgen.convert.onnx_writer.int8_weights reads back from
-    the quantizer's output for the same graph."""
+    in 8 bits per output channel: what the quantizer writes for the same graph, read back
+    (tests/support/ort_quantizer.py)."""
     from onnx import TensorProto, numpy_helper
 
     matrices = {

@@ -187,27 +187,3 @@ def has_current_export(model_dir: Path) -> bool:
         )
     except (OSError, ValueError, KeyError, TypeError):
         return False
-
-
-def quantize_int8(
-    float32_graph: Path,
-    output: Path,
-    symmetric: bool = True,
-    keep_float32: tuple[str, ...] = (),
-) -> Path:
-    """The graph's weighted MatMuls in 8 bits, unsigned, per channel (the export signs them);
-    the nodes named in keep_float32 stay as they are."""
-    from onnx import TensorProto
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(
-        float32_graph,
-        output,
-        weight_type=QuantType.QUInt8,
-        per_channel=True,
-        op_types_to_quantize=["MatMul"],
-        nodes_to_exclude=list(keep_float32),
-        # Shape inference cannot see through ONNX Runtime's own operators: say what flows.
-        extra_options={"WeightSymmetric": symmetric, "DefaultTensorType": TensorProto.FLOAT},
-    )
-    return output

@@ -38,7 +38,6 @@ from textgen.convert.onnx_writer import (
     GraphWriter,
     Int8Weight,
     as_numpy,
-    int8_weights,
     ints,
 )
 from textgen.errors import UnsupportedModel
@@ -54,7 +53,7 @@ def build_graph(
     int8_table: bool = False,
 ) -> Any:
     """The ModelProto of one step of `decoder` (a textgen.models decoder): in float32, or with
-    the 8-bit weights of `int8` (by weight name: int8_weights of the quantized decoding graph),
+    the 8-bit weights of `int8` (by weight name: textgen.convert.channel_quantizer's),
     each token's activations on a scale of their own, the input channels of `float_channels`
     (by weight name) in float32, and with `int8_table`, the embedding table in 8 bits per row
     (int8_rows) (the int8 export's graph)."""
@@ -276,4 +275,4 @@ def int8_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values, scales
 
 
-__all__ = ["Int8Weight", "build_graph", "int8_rows", "int8_weights", "token_embedding"]
+__all__ = ["Int8Weight", "build_graph", "int8_rows", "token_embedding"]

@@ -46,27 +46,9 @@ class Int8Weight:
         )
 
 
-def int8_weights(graph: Any) -> dict[str, Int8Weight]:
-    """The 8-bit weights ONNX Runtime's quantizer wrote into `graph` (a ModelProto), by the name
-    of the float32 weight each replaced: it writes NAME_quantized, NAME_scale, NAME_zero_point."""
-    from onnx import numpy_helper
-
-    arrays = {t.name: t for t in graph.graph.initializer}
-    found = {}
-    for name in arrays:
-        if name.endswith("_quantized"):
-            base = name.removesuffix("_quantized")
-            values, scale, zero_point = (
-                numpy_helper.to_array(arrays[f"{base}{suffix}"])
-                for suffix in ("_quantized", "_scale", "_zero_point")
-            )
-            found[base] = Int8Weight(values, scale, zero_point)
-    return found
-
-
 class GraphWriter:
     """Nodes and initializers, with names made up as they come. Weighted products are written
-    in float32, or, for the weights given in `int8` (a decoding graph's, see int8_weights), in
+    in float32, or, for the weights given in `int8` (textgen.convert.channel_quantizer), in
     8 bits with each token's activations quantized on their own (see `linear`), the input
     channels named in `float_channels` (by weight name) taken out and multiplied in float32."""
 
