@@ -39,6 +39,7 @@ from textgen.demo.store import build_gpt2
 from textgen.store.publish import publish
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks, as bench.*
+from bench.bytecode import compile_checkout
 from bench.report import report
 
 BUCKET = "bench-models"
@@ -135,6 +136,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--output", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
+    compile_checkout(REPO)
 
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"

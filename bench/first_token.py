@@ -49,6 +49,8 @@ or, where it reads this checkout's export format, interleaved with this one in t
 (system ours_before):
 
     python bench/first_token.py --before /tmp/before --systems ours,llama_cpp
+
+Every checkout measured is compiled to bytecode first, as the images ship it (bench/bytecode.py).
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ sys.path.insert(0, str(REPO_ROOT))  # the benchmarks beside this one, as bench.*
 
 from bench import llama_cpp_peer  # noqa: E402
 from bench.arguments import add_storage_options  # noqa: E402
+from bench.bytecode import compile_checkout  # noqa: E402
 from bench.cpu_decoding import cpu_description, gguf_path, prepare  # noqa: E402
 from bench.report import report  # noqa: E402
 from textgen.model_files import ONNX_EXPORT_DIR, ONNX_MODEL_FILE  # noqa: E402
@@ -420,6 +423,8 @@ def main() -> int:
         parser.error("ours_before needs --before")
     if args.store == "s3" and "ours_sole_model" in systems:
         parser.error("ours_sole_model runs on a local store only")
+    for checkout in filter(None, (args.source, args.before)):
+        compile_checkout(checkout)
     with tempfile.TemporaryDirectory() as scratch, ExitStack() as stack:
         work = args.work or Path(scratch)
         folders = prepare(work, args.cache)

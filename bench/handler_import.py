@@ -4,12 +4,16 @@ What a cold start pays before its first request, for a change that touches only 
 round imports `handlers.lambda_function` once with this checkout and once with --source (an older
 commit, `git worktree add`), in turn, the order swapped every round, so a drift in the machine's
 speed hits both alike; the ratio is taken round by round. No model is preloaded (a local store).
-Also lists the packages one side loads and the other does not. Reproduce with:
+Also lists the packages one side loads and the other does not. Both sides' modules are compiled to
+bytecode first, as the images ship them (bench/bytecode.py: a checkout without it measured 1.16x
+slower than the same code with it). Reproduce with:
 
     git worktree add /tmp/before <commit>
     python bench/handler_import.py --source /tmp/before [--rounds 21] [--output ...]
 
 Both sides run on this environment's packages: install what the older checkout needs as well.
+--source-python runs the --source side on another interpreter (with the same packages installed),
+to compare Python versions on one checkout (`--source .`): the images run Python 3.12.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # the benchmarks beside this one, as bench.*
 
+from bench.bytecode import compile_checkout  # noqa: E402
 from bench.cpu_decoding import cpu_description  # noqa: E402
 from bench.report import report  # noqa: E402
 
@@ -41,7 +46,7 @@ print(json.dumps({"seconds": seconds, "packages": sorted(packages)}))
 """
 
 
-def import_once(source: Path, store: Path) -> dict[str, Any]:
+def import_once(source: Path, store: Path, python: str) -> dict[str, Any]:
     environment = {
         **os.environ,
         "PYTHONPATH": f"{source}{os.pathsep}{source / 'layers'}",  # its own, not the installed
@@ -49,7 +54,7 @@ def import_once(source: Path, store: Path) -> dict[str, Any]:
     }
     environment.pop("PRELOAD_MODELS", None)
     done = subprocess.run(
-        [sys.executable, "-c", PROBE],
+        [python, "-c", PROBE],
         env=environment,
         cwd=source,
         capture_output=True,
@@ -60,23 +65,39 @@ def import_once(source: Path, store: Path) -> dict[str, Any]:
     return result
 
 
+def python_version(python: str) -> str:
+    done = subprocess.run(
+        [python, "-c", "import platform; print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--source", type=Path, required=True, help="the older checkout")
+    parser.add_argument(
+        "--source-python", default=sys.executable, help="the interpreter of the --source side"
+    )
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
 
     sides = {"this checkout": REPO_ROOT, "--source": args.source.resolve()}
+    pythons = {"this checkout": sys.executable, "--source": args.source_python}
+    for side, checkout in sides.items():
+        compile_checkout(checkout, pythons[side])
     seconds: dict[str, list[float]] = {side: [] for side in sides}
     packages: dict[str, set[str]] = {}
     with tempfile.TemporaryDirectory() as store:
         for round_index in range(args.rounds + 1):  # the first round warms the page cache
             order = list(sides) if round_index % 2 else list(sides)[::-1]
             for side in order:
-                found = import_once(sides[side], Path(store))
+                found = import_once(sides[side], Path(store), pythons[side])
                 packages[side] = set(found["packages"])
                 if round_index:
                     seconds[side].append(found["seconds"])
@@ -85,6 +106,7 @@ def main() -> int:
     figures = {
         "cpu": cpu_description(),
         "rounds": args.rounds,
+        "python": {side: python_version(python) for side, python in pythons.items()},
         "median_s": {side: statistics.median(values) for side, values in seconds.items()},
         "ratio_median": statistics.median(ratios),
         "ratio_quartiles": statistics.quantiles(ratios, n=4),

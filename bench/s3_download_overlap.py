@@ -44,6 +44,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.arguments import add_storage_options  # noqa: E402
+from bench.bytecode import compile_checkout  # noqa: E402
 from bench.cpu_decoding import cpu_description, prepare  # noqa: E402
 from bench.first_token import s3_store, store_of  # noqa: E402
 from bench.report import report  # noqa: E402
@@ -149,6 +150,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     add_storage_options(parser)
     args = parser.parse_args()
+    compile_checkout(REPO_ROOT)
 
     from textgen.model_files import files_for_runtime, folder_files
 
