@@ -101,7 +101,9 @@ IMAGE_SOURCE = re.compile(r"(?<![\w./-])/src(?=/|\s|$)")
 def run_lambda_install_steps(checkout: Path, copy: Path, env: dict[str, str]) -> None:
     """The lambda stage's COPYs into /src and its RUN commands that run container/install.sh, in
     the Dockerfile's order, each through the shell as the build runs it, with `copy` for /src
-    (the last one removes it, as the build does). A failed step raises with its stderr."""
+    (the last one removes it, as the build does). A failed step raises with its stderr. The
+    project's own step (install.sh app) runs with pip's bytecode compilation as the build has it,
+    whatever PIP_COMPILE says for the others: a cold start imports the project from that bytecode."""
     for instruction in parse(checkout / "Dockerfile").stages["lambda"].instructions:
         if instruction.keyword == "COPY":
             *parts, destination = instruction.arguments.split()
@@ -115,8 +117,11 @@ def run_lambda_install_steps(checkout: Path, copy: Path, env: dict[str, str]) ->
                         shutil.copy2(checkout / part, target)
         elif instruction.keyword == "RUN" and "container/install.sh" in instruction.arguments:
             command = IMAGE_SOURCE.sub(str(copy), instruction.arguments)
+            step_env = env
+            if "install.sh app" in command:
+                step_env = {name: value for name, value in env.items() if name != "PIP_COMPILE"}
             done = subprocess.run(
-                ["sh", "-c", command], env=env, capture_output=True, text=True, check=False
+                ["sh", "-c", command], env=step_env, capture_output=True, text=True, check=False
             )
             if done.returncode:
                 raise RuntimeError(f"{command} failed: {done.stderr[-3000:]}")
