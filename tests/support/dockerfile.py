@@ -102,8 +102,8 @@ def run_lambda_install_steps(checkout: Path, copy: Path, env: dict[str, str]) ->
     """The lambda stage's COPYs into /src and its RUN commands that run container/install.sh, in
     the Dockerfile's order, each through the shell as the build runs it, with `copy` for /src
     (the last one removes it, as the build does). A failed step raises with its stderr. The
-    project's own step (install.sh app) runs with pip's bytecode compilation as the build has it,
-    whatever PIP_COMPILE says for the others: a cold start imports the project from that bytecode."""
+    project's own step (install.sh app) runs with pip's bytecode compilation as the build has
+    it, whatever PIP_COMPILE says for the others: a cold start imports the project from it."""
     for instruction in parse(checkout / "Dockerfile").stages["lambda"].instructions:
         if instruction.keyword == "COPY":
             *parts, destination = instruction.arguments.split()
