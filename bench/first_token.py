@@ -46,9 +46,11 @@ An older checkout, measured the same way ("before"; its own export, so its own -
     python bench/first_token.py --source /tmp/before --work DIR2 --systems ours_not_preloaded
 
 or, where it reads this checkout's export format, interleaved with this one in the same rounds
-(system ours_before):
+(system ours_before; any of ours' systems with _before runs from the older checkout):
 
     python bench/first_token.py --before /tmp/before --systems ours,llama_cpp
+    python bench/first_token.py --before /tmp/before \
+        --systems ours_not_preloaded,ours_not_preloaded_before
 
 Every checkout measured is compiled to bytecode first, as the images ship it (bench/bytecode.py).
 """
@@ -133,7 +135,8 @@ class OneAfterAnother(Executor):  # the tokenizer read where the load submits it
         future = Future()
         future.set_result(function(*args, **kwargs))
         return future
-onnx_backend.ThreadPoolExecutor = OneAfterAnother
+if hasattr(onnx_backend, "ThreadPoolExecutor"):  # the checkouts that read it beside (22e50a6..)
+    onnx_backend.ThreadPoolExecutor = OneAfterAnother
 from textgen.store.local import LocalModelStore
 LocalModelStore.fetch = timed("store", LocalModelStore.fetch)
 if "textgen.store.s3" in sys.modules:
@@ -311,8 +314,8 @@ def run(
 ) -> Any:
     source = Path(environ.pop("SOURCE", REPO_ROOT))  # the checkout whose handler runs
     before = environ.pop("BEFORE", None)
-    if system == "ours_before":  # "ours", from the older checkout
-        source, system = Path(str(before)), "ours"
+    if system.endswith("_before"):  # one of ours (ours_before: "ours"), the older checkout's
+        source, system = Path(str(before)), system.removesuffix("_before")
     environment = {
         **os.environ,
         "PYTHONPATH": f"{source}{os.pathsep}{source / 'layers'}",
@@ -409,8 +412,9 @@ def main() -> int:
     parser.add_argument(
         "--before",
         type=Path,
-        help="an older checkout whose preloaded cold start (ours_before) runs interleaved with "
-        "this one's, on the same store (its code must read this checkout's export format)",
+        help="an older checkout whose preloaded cold start (ours_before; SYSTEM_before for any "
+        "of ours) runs interleaved with this one's, on the same store (its code must read this "
+        "checkout's export format)",
     )
     add_storage_options(parser)
     args = parser.parse_args()
@@ -419,8 +423,8 @@ def main() -> int:
     systems = tuple(args.systems.split(",")) if args.systems else systems
     if args.before and "ours_before" not in systems:
         systems += ("ours_before",)
-    if "ours_before" in systems and not args.before:
-        parser.error("ours_before needs --before")
+    if any(system.endswith("_before") for system in systems) and not args.before:
+        parser.error("the systems of the older checkout (ours_before, ...) need --before")
     if args.store == "s3" and "ours_sole_model" in systems:
         parser.error("ours_sole_model runs on a local store only")
     for checkout in filter(None, (args.source, args.before)):

@@ -8,7 +8,6 @@ import hashlib
 import json
 import shutil
 import subprocess
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -567,49 +566,6 @@ def test_a_broken_tokenizer_is_a_clear_load_error(onnx_store: Path, tmp_path: Pa
 
     with pytest.raises(ModelLoadFailed, match=r"no usable tokenizer\.json"):
         load_backend(Framework.PYTORCH, model, Settings())
-
-
-def test_the_tokenizer_is_read_while_the_session_is_created(
-    onnx_store: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Side by side, not one after the other: the tokenizer's parse holds the GIL, the session's
-    creation does not (docs/performance.md). Each waits for the other to have begun: loaded one
-    after the other, the first would wait in vain and the load would fail."""
-    import onnxruntime
-
-    from textgen.backends import onnx_backend
-
-    begun = {"tokenizer": threading.Event(), "session": threading.Event()}
-    threads: dict[str, str] = {}
-
-    def alongside(part: str, other: str, function: Any) -> Any:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            threads[part] = threading.current_thread().name
-            begun[part].set()
-            if not begun[other].wait(timeout=60):
-                raise OSError(f"the {other} did not begin while the {part} was loading")
-            return function(*args, **kwargs)
-
-        return wrapper
-
-    monkeypatch.setattr(
-        onnx_backend,
-        "load_tokenizer",
-        alongside("tokenizer", "session", onnx_backend.load_tokenizer),
-    )
-    monkeypatch.setattr(
-        onnxruntime,
-        "InferenceSession",
-        alongside("session", "tokenizer", onnxruntime.InferenceSession),
-    )
-    backend = load_backend(Framework.PYTORCH, onnx_store / "gpt2-int8", Settings())
-    try:
-        assert backend.engine.runtime == INT8_RUNTIME
-        assert backend.decode(backend.encode(["Hello"], 2)[0]) == "Hello"
-    finally:
-        backend.engine.close()
-    assert threads["tokenizer"] != threads["session"]
-    assert not [t for t in threading.enumerate() if t.name == threads["tokenizer"]]  # none left
 
 
 @pytest.mark.parametrize("weights", ["signed", "unsigned"])  # mapped as stored, or flipped

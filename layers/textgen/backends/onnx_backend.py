@@ -18,7 +18,6 @@ graphs, its per-token prompt graph (prefill.onnx) serves both, its decoding grap
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -66,25 +65,24 @@ _LOAD_ERRORS: tuple[type[Exception], ...] = (
 
 def load_backend(model_dir: Path, settings: Settings) -> StepBackend:
     export = model_dir / ONNX_EXPORT_DIR
-    with ThreadPoolExecutor(1, thread_name_prefix="textgen-tokenizer") as beside:
-        try:
-            metadata = json.loads((export / ONNX_METADATA_FILE).read_text(encoding="utf-8"))
-            if metadata.get("format") not in ONNX_READABLE_FORMATS:
-                raise ValueError(
-                    f"export format {metadata.get('format')!r}; this service reads "
-                    + " and ".join(map(str, ONNX_READABLE_FORMATS))
-                )
-            # The tokenizer is read beside the session: its parse holds the GIL, the session's
-            # creation lets go of it (docs/performance.md: the first token comes sooner).
-            tokenizer = beside.submit(load_tokenizer, model_dir, export, metadata)
-            session, flipped, signed = _session(export, metadata, settings)
-            tables = embedding_tables(export, metadata)
-        except _LOAD_ERRORS as exc:
-            raise ModelLoadFailed(
-                f"the ONNX export of '{model_dir.name}' cannot be loaded: {exc}; re-create it "
-                "with `textgen export-onnx`"
-            ) from exc
-        tokens = tokenizer.result()
+    try:
+        metadata = json.loads((export / ONNX_METADATA_FILE).read_text(encoding="utf-8"))
+        if metadata.get("format") not in ONNX_READABLE_FORMATS:
+            raise ValueError(
+                f"export format {metadata.get('format')!r}; this service reads "
+                + " and ".join(map(str, ONNX_READABLE_FORMATS))
+            )
+        session, flipped, signed = _session(export, metadata, settings)
+        tables = embedding_tables(export, metadata)
+    except _LOAD_ERRORS as exc:
+        raise ModelLoadFailed(
+            f"the ONNX export of '{model_dir.name}' cannot be loaded: {exc}; re-create it with "
+            "`textgen export-onnx`"
+        ) from exc
+    # After the session, not beside it on a thread: the tokenizer's parse holds the GIL and
+    # the session's creation needs it often enough that side by side they took as long as one
+    # after the other (docs/performance.md).
+    tokens = load_tokenizer(model_dir, export, metadata)
     # Weights handed over from memory live as long as the runner (and its session).
     runner = OnnxRunner(session, metadata, tokens.pad_id, tables, keep=flipped)
     precision = metadata.get("precision", "float32")
