@@ -161,6 +161,7 @@ def count(phase, info):
     if phase == "start" and "textgen" in sys.modules:
         during.append(info["generation"])
 gc.callbacks.append(count)
+frozen_at_start = gc.get_freeze_count()  # Python 3.12 starts with a few hundred frozen
 importlib.import_module(sys.argv[1])
 imported = len(during)
 made = [[] for _ in range(100_000)]  # allocations after the import
@@ -168,7 +169,7 @@ print(json.dumps({
     "during_import": imported,
     "after_import": len(during) - imported,
     "enabled": gc.isenabled(),
-    "frozen": gc.get_freeze_count(),
+    "frozen": gc.get_freeze_count() - frozen_at_start,
 }))
 """
 
