@@ -158,7 +158,7 @@ def test_a_prompt_scored_where_another_row_was_gets_its_own_logits(
     decoding_alone = decode(fresh(), long, steps=6)
     runner = fresh()
     (logits,) = runner.add_rows([long], len(long) + 16, all_logits=False)
-    tokens = [int(logits.argmax())]
+    tokens = [int(np.argmax(logits))]
     runner.add_rows([short], len(short) + 2, all_logits=False)
     tokens.append(int(runner.step([tokens[-1], short[-1]])[0].argmax()))
     runner.truncate(1)  # the plain request left row 1
@@ -175,7 +175,7 @@ def test_a_prompt_scored_where_another_row_was_gets_its_own_logits(
 
 def decode(runner: OnnxRunner, prompt: list[int], steps: int) -> list[int]:
     (logits,) = runner.add_rows([prompt], len(prompt) + steps, all_logits=False)
-    tokens = [int(logits.argmax())]
+    tokens = [int(np.argmax(logits))]
     for _ in range(steps - 1):
         tokens.append(int(runner.step([tokens[-1]])[0].argmax()))
     return tokens

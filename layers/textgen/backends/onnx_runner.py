@@ -120,7 +120,7 @@ class OnnxRunner:
     def step(self, tokens: list[int]) -> np.ndarray:
         self._apply_moves()
         size = len(tokens)
-        self._reserve(size, int(self._lengths.max()) + 1)
+        self._reserve(size, int(np.max(self._lengths)) + 1)
         logits = self._run(
             slice(0, size),
             np.asarray(tokens, dtype=np.int64)[:, None],
@@ -151,7 +151,7 @@ class OnnxRunner:
         keep = np.asarray(order[:rows])
         moved = np.flatnonzero(keep != np.arange(rows))  # only these rows are copied
         if len(moved):
-            used = int(self._lengths[keep[moved]].max())
+            used = int(np.max(self._lengths[keep[moved]]))
             for buffer in self._buffers:  # the right side is gathered first: overlaps are safe
                 buffer[moved, :, :used] = buffer[keep[moved], :, :used]
         self._lengths = self._lengths[keep]
@@ -171,7 +171,7 @@ class OnnxRunner:
             have_columns if columns <= have_columns else max(columns, 2 * have_columns, 16),
             self._head_dim,
         )
-        held, used = len(self._lengths), int(self._lengths.max(initial=0))
+        held, used = len(self._lengths), int(np.max(self._lengths, initial=0))
         grown = [np.zeros(shape, dtype=np.float32) for _ in self._cache_names]
         for new, old in zip(grown, self._buffers, strict=False):  # none at first
             new[:held, :, :used] = old[:held, :, :used]

@@ -41,7 +41,7 @@ def choose_token(
     if 0 < params.top_k < scores.shape[0]:
         candidates = np.argpartition(scores, -params.top_k)[-params.top_k :]
         scores = scores[candidates]
-    probabilities = np.exp(scores - scores.max())
+    probabilities = np.exp(scores - np.max(scores))
     probabilities /= probabilities.sum()
     if params.top_p < 1.0:
         order = np.argsort(-probabilities, kind="stable")
