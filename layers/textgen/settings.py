@@ -2,8 +2,9 @@
 
 A setting's variable is its name in any case (MODEL_STORE, model_store); an empty one is unset;
 lists are comma-separated. The model reads them itself: pydantic-settings, which it used, brought
-sources this service never uses (.env files, secrets folders, the command line, cloud vaults),
-and its import made the Lambda handler's 1.06-1.11x slower (bench/handler_import.py)."""
+sources this service never uses (.env files, secrets folders, the command line, cloud vaults) and
+one more dependency; dropping it left the Lambda handler's import as fast as before, measured
+with bytecode on both sides (docs/performance.md)."""
 
 from __future__ import annotations
 
