@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# isort: off
+import handlers.openapi_models  # noqa: F401  first: FastAPI's OpenAPI models build on first use
+# isort: on
+
 from importlib.metadata import version
 
 from fastapi import FastAPI

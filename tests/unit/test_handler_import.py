@@ -183,3 +183,43 @@ def test_the_collector_waits_for_the_imports_then_skips_what_they_made() -> None
     assert control["during_import"] > 0  # live check: the probe sees collections
     assert found["enabled"] and found["after_import"] > 0  # on again after the import
     assert found["frozen"] > 10_000 and control["frozen"] == 0  # the imports' objects
+
+
+# The app's OpenAPI document and whether FastAPI's own OpenAPI models were built by the import
+# (argv[1]: what is imported first; the app is made on the handler's service either way).
+OPENAPI_MODELS = """
+import importlib, json, sys
+importlib.import_module(sys.argv[1])
+from fastapi.openapi.models import OpenAPI, Info
+from pydantic import BaseModel
+from handlers.schemas import GenerateRequestBody
+built_by_import = {"OpenAPI": OpenAPI.__pydantic_complete__, "Info": Info.__pydantic_complete__}
+from handlers.lambda_function import app
+document = json.dumps(app.openapi(), sort_keys=True)
+print(json.dumps({
+    "built_by_import": built_by_import,
+    "built_after_document": OpenAPI.__pydantic_complete__,
+    "own_models_built": GenerateRequestBody.__pydantic_complete__,
+    "base_config": dict(BaseModel.model_config),
+    "document": document,
+}))
+"""
+
+
+@pytest.mark.slow
+def test_fastapis_openapi_models_are_built_on_first_use_and_the_document_is_the_same(
+    store_dir: Path,
+) -> None:
+    env = {"PRELOAD_MODELS": "", "MODEL_STORE": str(store_dir), "CPU_RUNTIME": ""}
+    deferred = fresh_python(OPENAPI_MODELS, "handlers.lambda_function", env=env)
+    # Live check: FastAPI imported before the handler builds them at its import.
+    control = fresh_python(OPENAPI_MODELS, "fastapi", env=env)
+
+    assert deferred["built_by_import"] == {"OpenAPI": False, "Info": False}
+    assert control["built_by_import"] == {"OpenAPI": True, "Info": True}
+    assert deferred["built_after_document"] is True
+    # The service's own models are built as they are defined; pydantic's default is back.
+    assert deferred["own_models_built"] is True
+    assert deferred["base_config"] == control["base_config"] == {}
+    assert deferred["document"] == control["document"]
+    assert len(deferred["document"]) > 10_000  # the whole document: every route's schemas
