@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import venv
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks, as bench.*
@@ -54,8 +53,12 @@ def largest_folders(site: Path, count: int = 15) -> dict[str, int]:
 NO_TORCH = "no-torch"
 
 
-def install(source: Path, extras: str, target: Path, with_torch: bool) -> Path:
-    venv.create(target, with_pip=True)
+def install(
+    source: Path, extras: str, target: Path, with_torch: bool, base_python: str = sys.executable
+) -> Path:
+    """A fresh virtual environment at `target` (from `base_python`), installed as the images
+    install the project; its interpreter."""
+    subprocess.run([base_python, "-m", "venv", str(target)], check=True)
     python = target / "bin" / "python"
     script = source / "container" / "install.sh"
     if not script.is_file():  # commits from before the shared install script
